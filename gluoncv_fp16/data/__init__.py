@@ -1,0 +1,4 @@
+"""Datasets (VOC, COCO, custom VOC-layout folders, RecordIO, synthetic) and transforms."""
+from .synthetic import SHAPE_CLASSES, ensure_synthetic, generate, render_sample
+
+__all__ = ['SHAPE_CLASSES', 'ensure_synthetic', 'generate', 'render_sample']

@@ -1,0 +1,132 @@
+"""FP16-safe YOLOv3: GluonCV's blocks, subclassed so that `net.cast('float16')` works.
+
+Where precision changes in the network (the one place this is decided):
+
+* Backbone, detection blocks, transitions, prediction convolutions: compute dtype
+  (FP16 after `cast('float16')`; on CPU via :mod:`gluoncv_fp16.precision.cpu_half`).
+* BatchNorm gamma/beta/statistics: FP32 (MXNet's own `BatchNorm.cast` rule).
+* Everything after each prediction conv -- box decode (`exp(raw) * anchor` overflows
+  FP16 for raw > ~5), anchors and grid offsets, the dynamic target generator and its IoU
+  (areas of boxes over ~256 px overflow FP16, eps 1e-15 rounds to 0), YOLOV3Loss (its
+  class denominator exceeds 65504), NMS and the returned detections: FP32.
+
+In FP32 the subclasses add no operator, so they compute bit-for-bit what GluonCV does,
+and parameter names are unchanged, so GluonCV `.params` files load as they are.
+"""
+import logging
+
+import mxnet as mx
+import numpy as np
+from gluoncv.model_zoo.yolo.yolo3 import YOLOV3, YOLOOutputV3
+
+from ..precision.cpu_half import HalfSafeConv2D, make_half_safe
+
+__all__ = ['FP32OutputConv2D', 'FP16SafeYOLOOutputV3', 'FP16SafeYOLOV3', 'make_fp16_safe',
+           'CheckpointMismatchError']
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointMismatchError(ValueError):
+    """A parameter file does not fit the network it is loaded into."""
+
+
+def _is_fp32(param):
+    return np.dtype(param.dtype) == np.float32
+
+
+class FP32OutputConv2D(HalfSafeConv2D):
+    """The 1x1 prediction conv: computes in the net's dtype, always returns FP32."""
+
+    def hybrid_forward(self, F, x, weight, bias=None):
+        out = super().hybrid_forward(F, x, weight, bias)
+        return out if _is_fp32(self.weight) else F.cast(out, dtype='float32')
+
+
+class FP16SafeYOLOOutputV3(YOLOOutputV3):
+    """YOLO output layer whose decode runs in FP32 whatever the network's dtype."""
+
+    def cast(self, dtype):
+        # The prediction conv follows the net; anchors and offsets stay FP32 because
+        # they feed the FP32 decode (offsets up to 128 would survive FP16, but mixing
+        # dtypes in the decode is exactly what breaks stock GluonCV).
+        super().cast(dtype)
+        for param in self.params.values():
+            param.cast('float32')
+
+    def hybrid_forward(self, F, x, anchors, offsets):
+        # Guard for parameters cast behind the block's back (ParameterDict.cast).
+        if not _is_fp32(self.anchors):
+            anchors = F.cast(anchors, dtype='float32')
+        if not _is_fp32(self.offsets):
+            offsets = F.cast(offsets, dtype='float32')
+        return super().hybrid_forward(F, x, anchors, offsets)
+
+    def reset_class(self, classes, reuse_weights=None):
+        # GluonCV builds a fresh plain Conv2D here; make it FP32-output again.
+        super().reset_class(classes, reuse_weights=reuse_weights)
+        _make_output_conv(self.prediction)
+
+
+class FP16SafeYOLOV3(YOLOV3):
+    """YOLOv3 whose training and inference graphs type-check after `cast('float16')`.
+
+    Training inputs are ``(x, gt_boxes, obj_t, centers_t, scales_t, weights_t, clas_t)``
+    with `x` in the net's dtype (B, 3, H, W); the targets are used in FP32 whatever
+    dtype they arrive in. Losses and detections are FP32.
+    """
+
+    def hybrid_forward(self, F, x, *args):
+        targets = [F.cast(arg, dtype='float32') for arg in args] if self._targets_cast() \
+            else list(args)
+        return super().hybrid_forward(F, x, *targets)
+
+    def _targets_cast(self):
+        """Targets need widening only when the network itself is not FP32."""
+        return not all(_is_fp32(out.prediction.weight) for out in self.yolo_outputs)
+
+    def load_parameters(self, filename, ctx=None, allow_missing=False, ignore_extra=False,
+                        cast_dtype=True, dtype_source='current'):
+        """Load a `.params` file, casting FP32 <-> FP16 to this net's dtypes by default.
+
+        Raises
+        ------
+        CheckpointMismatchError
+            If the file holds another network or class count (names or shapes differ).
+        """
+        try:
+            super().load_parameters(filename, ctx=ctx, allow_missing=allow_missing,
+                                    ignore_extra=ignore_extra, cast_dtype=cast_dtype,
+                                    dtype_source=dtype_source)
+        except (AssertionError, ValueError, mx.base.MXNetError) as err:
+            raise CheckpointMismatchError(
+                "Cannot load '{}' into {} ({} classes): {}. Was it saved from another "
+                "network or class count? Pass the matching network name / classes, or "
+                "load with ignore_extra=True / allow_missing=True for partial transfer."
+                .format(filename, self.name, len(self.classes), _first_line(err))) from err
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _make_output_conv(conv):
+    conv.__class__ = FP32OutputConv2D
+
+
+def make_fp16_safe(net):
+    """Convert a GluonCV `YOLOV3` (and all its layers) in place to the FP16-safe classes.
+
+    Works on any `gluoncv.model_zoo.yolo.yolo3.YOLOV3`, including ones built by hand.
+    Parameter names and values are untouched. Returns `net`.
+    """
+    if not isinstance(net, YOLOV3):
+        raise TypeError("make_fp16_safe expects a gluoncv YOLOV3 network, got {}"
+                        .format(type(net).__name__))
+    make_half_safe(net)
+    for output in net.yolo_outputs:
+        output.__class__ = FP16SafeYOLOOutputV3
+        _make_output_conv(output.prediction)
+    net.__class__ = FP16SafeYOLOV3
+    return net

@@ -1,0 +1,35 @@
+"""gluoncv_fp16: FP16 training for GluonCV's YOLOv3.
+
+MXNet is an extra because its CPU and CUDA builds are different packages:
+``pip install -e .[cpu]`` or ``pip install -e .[cu112]``.
+"""
+from setuptools import find_packages, setup
+
+# Pins measured to install and import together on Python 3.11 (see DESIGN.md): unpinned,
+# pip pulls numpy 2 / opencv 5 and `import mxnet` fails.
+INSTALL_REQUIRES = [
+    'gluoncv==0.10.5.post0',
+    'numpy<1.24',
+    'opencv-python<4.9',
+    'matplotlib<3.9',
+    'pandas<2.1',
+    'scipy<1.12',
+    'pycocotools',
+    'tqdm',
+]
+
+setup(
+    name='gluoncv_fp16',
+    version='0.1.0',
+    description="Half-precision (FP16) training for GluonCV's YOLOv3",
+    long_description=open('README.md').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['gluoncv_fp16', 'gluoncv_fp16.*']),
+    python_requires='>=3.8',
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        'cpu': ['mxnet==1.9.1'],
+        'cu112': ['mxnet-cu112==1.9.1'],
+        'test': ['pytest'],
+    },
+)
