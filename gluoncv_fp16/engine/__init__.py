@@ -1,0 +1,1 @@
+"""The training engine: loop and hooks, checkpoints, evaluation, logging."""
