@@ -1,0 +1,1 @@
+"""Small shared helpers (graph statistics and the like); no training or detection logic."""
