@@ -1,0 +1,368 @@
+"""YOLOv3 training augmentation, split into "draw the decisions" and "apply them".
+
+GluonCV's ``YOLO3DefaultTrainTransform`` interleaves random draws with NDArray image
+work. Here :func:`draw_decisions` makes every random choice first (colour jitter,
+expansion, IoU-constrained crop, interpolation, flip) and returns a small immutable
+:class:`Decisions`; :func:`apply_to_boxes` and :func:`apply_to_image` then apply them
+with NumPy/OpenCV. The split is what makes the fast transform testable against GluonCV:
+:class:`GluonCVRandomSource` draws from ``np.random`` and ``random`` in exactly
+GluonCV's order, so a seeded GluonCV transform and a seeded fast transform make the same
+decisions; :class:`GeneratorSource` draws from a per-sample ``np.random.Generator``,
+which is what makes training reproducible whatever the number of workers.
+"""
+import random
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+
+from .color import ColorJitter, draw_color_jitter
+
+__all__ = ['Decisions', 'GeneratorSource', 'GluonCVRandomSource', 'draw_decisions',
+           'draw_crop', 'identity_decisions', 'apply_to_boxes', 'apply_to_image',
+           'AUTO_INTERP', 'cv_interp']
+
+# mx.image's interpolation code 9: cubic when enlarging, area when shrinking, else linear.
+AUTO_INTERP = 9
+_CROP_CONSTRAINTS = ((0.1, None), (0.3, None), (0.5, None), (0.7, None), (0.9, None),
+                     (None, 1))
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Every random choice of one training augmentation.
+
+    Attributes
+    ----------
+    color : ColorJitter
+        Colour distortion (an affine map of RGB values).
+    expand : (int, int, int, int) or None
+        (offset_x, offset_y, canvas_width, canvas_height) of the random zoom-out.
+    crop : (int, int, int, int)
+        (x, y, width, height) of the crop, in the (expanded) canvas.
+    crop_boxes : bool
+        Whether boxes are clipped to the crop (False when GluonCV falls back to the
+        whole image because no crop kept a box).
+    interp : int
+        OpenCV interpolation code 0-4, or ``AUTO_INTERP``.
+    flip : bool
+        Horizontal flip.
+    """
+    color: ColorJitter
+    expand: Optional[Tuple[int, int, int, int]]
+    crop: Tuple[int, int, int, int]
+    crop_boxes: bool
+    interp: int
+    flip: bool
+
+
+class GeneratorSource:
+    """All draws from one ``np.random.Generator``; crop trials are drawn in blocks.
+
+    Drawing all trials of a constraint at once and keeping the first that passes gives
+    the same distribution as GluonCV's one-at-a-time loop, at a fraction of the cost.
+    """
+
+    def __init__(self, rng):
+        self.rng = rng
+        self.trial_block = None  # None: all trials of all constraints at once
+
+    def uniform(self, low, high):
+        return float(self.rng.uniform(low, high))
+
+    def integers(self, low, high):
+        return int(self.rng.integers(low, high))
+
+    def coin(self, p):
+        return bool(self.rng.random() < p)
+
+    aux_uniform = uniform
+    aux_integers = integers
+
+    def crop_trials(self, count, width, height, min_scale, max_scale, max_ratio):
+        """`count` random crops as int64 arrays (left, top, crop_w, crop_h)."""
+        scale = self.rng.uniform(min_scale, max_scale, size=count)
+        low = np.maximum(1.0 / max_ratio, scale * scale)
+        high = np.minimum(max_ratio, 1.0 / (scale * scale))
+        ratio = self.rng.uniform(low, high)
+        crop_h = (height * scale / np.sqrt(ratio)).astype(np.int64)
+        crop_w = (width * scale * np.sqrt(ratio)).astype(np.int64)
+        top = self.rng.integers(0, np.maximum(height - crop_h, 1))
+        left = self.rng.integers(0, np.maximum(width - crop_w, 1))
+        return left, top, crop_w, crop_h
+
+
+class GluonCVRandomSource:
+    """Draws from the global ``np.random`` and ``random`` in GluonCV's exact order.
+
+    Seed both (``np.random.seed(s); random.seed(s)``) before a call to GluonCV's
+    ``YOLO3DefaultTrainTransform`` and again before :func:`draw_decisions` with this
+    source, and both make identical decisions. Used by the equivalence tests.
+    """
+    trial_block = 1
+
+    @staticmethod
+    def uniform(low, high):
+        return float(np.random.uniform(low, high))
+
+    @staticmethod
+    def integers(low, high):
+        return int(np.random.randint(low, high))
+
+    @staticmethod
+    def coin(p):
+        return bool(np.random.choice([False, True], p=[1 - p, p]))
+
+    @staticmethod
+    def aux_uniform(low, high):
+        return random.uniform(low, high)
+
+    @staticmethod
+    def aux_integers(low, high):
+        return random.randrange(low, max(high, low + 1))
+
+    def crop_trials(self, count, width, height, min_scale, max_scale, max_ratio):
+        """One trial per call (`count` is 1), drawn like GluonCV's loop body."""
+        scale = random.uniform(min_scale, max_scale)
+        ratio = random.uniform(max(1 / max_ratio, scale * scale),
+                               min(max_ratio, 1 / (scale * scale)))
+        crop_h = int(height * scale / np.sqrt(ratio))
+        crop_w = int(width * scale * np.sqrt(ratio))
+        top = random.randrange(max(height - crop_h, 1))
+        left = random.randrange(max(width - crop_w, 1))
+        return tuple(np.array([v], dtype=np.int64) for v in (left, top, crop_w, crop_h))
+
+
+def identity_decisions():
+    """No augmentation: the whole image, plain resize (auto interpolation), no flip."""
+    return Decisions(ColorJitter(), None, (0, 0, 0, 0), False, AUTO_INTERP, False)
+
+
+def draw_decisions(source, width, height, boxes, max_expand=4.0, max_trial=50):
+    """Draw all random choices for an image of `width` x `height` holding `boxes`.
+
+    Parameters
+    ----------
+    source : GeneratorSource or GluonCVRandomSource
+        Where random numbers come from.
+    width, height : int
+        Source image size.
+    boxes : numpy.ndarray, (N, 4+)
+        Ground-truth corner boxes in source pixels (the crop keeps at least one).
+    """
+    color = draw_color_jitter(source)
+    expand = None
+    if source.uniform(0, 1) > 0.5:
+        ratio = source.aux_uniform(1, max_expand)
+        canvas_h, canvas_w = int(height * ratio), int(width * ratio)
+        off_y = source.aux_integers(0, canvas_h - height + 1)
+        off_x = source.aux_integers(0, canvas_w - width + 1)
+        expand = (off_x, off_y, canvas_w, canvas_h)
+        boxes = _translate(boxes, off_x, off_y)
+        width, height = canvas_w, canvas_h
+    crop, crop_boxes = draw_crop(source, boxes, width, height, max_trial)
+    interp = source.integers(0, 5)
+    source.coin(0.0)  # GluonCV draws a (never taken) vertical flip first
+    flip = source.coin(0.5)
+    return Decisions(color, expand, crop, crop_boxes, interp, flip)
+
+
+def draw_crop(source, boxes, width, height, max_trial=50, min_scale=0.3, max_scale=1.0,
+              max_ratio=2.0):
+    """SSD-style crop: one candidate per IoU constraint, then a random one keeping a box."""
+    trials = (width, height, min_scale, max_scale, max_ratio)
+    if len(boxes) == 0:  # GluonCV takes the very first trial crop
+        left, top, crop_w, crop_h = source.crop_trials(1, *trials)
+        return (int(left[0]), int(top[0]), int(crop_w[0]), int(crop_h[0])), True
+    if source.trial_block is None:
+        found = _candidates_at_once(source, boxes, max_trial, trials)
+    else:
+        found = _candidates_one_by_one(source, boxes, max_trial, trials)
+    candidates = [(0, 0, width, height)] + found
+    while candidates:
+        crop = candidates.pop(source.integers(0, len(candidates)))
+        if len(_crop_boxes(boxes, crop)):
+            return crop, True
+    return (0, 0, width, height), False
+
+
+def _constraint_bounds():
+    low = np.array([-np.inf if lo is None else lo for lo, _ in _CROP_CONSTRAINTS])
+    high = np.array([np.inf if hi is None else hi for _, hi in _CROP_CONSTRAINTS])
+    return low, high
+
+
+def _candidates_at_once(source, boxes, max_trial, trials):
+    """All constraints x max_trial trials drawn and scored in one go; first pass kept."""
+    num = len(_CROP_CONSTRAINTS)
+    left, top, crop_w, crop_h = source.crop_trials(num * max_trial, *trials)
+    crops = np.stack([left, top, left + crop_w, top + crop_h], axis=1)
+    iou = _iou(boxes[:, :4], crops).reshape(len(boxes), num, max_trial)
+    low, high = _constraint_bounds()
+    ok = (iou.min(axis=0) >= low[:, None]) & (iou.max(axis=0) <= high[:, None])
+    found = []
+    for row in range(num):
+        hits = np.flatnonzero(ok[row])
+        if hits.size:
+            i = row * max_trial + hits[0]
+            found.append((int(left[i]), int(top[i]), int(crop_w[i]), int(crop_h[i])))
+    return found
+
+
+def _candidates_one_by_one(source, boxes, max_trial, trials):
+    """GluonCV's loop: trials one at a time, stop at the first that passes."""
+    found = []
+    for low, high in zip(*_constraint_bounds()):
+        for _ in range(max_trial):
+            left, top, crop_w, crop_h = source.crop_trials(1, *trials)
+            crops = np.stack([left, top, left + crop_w, top + crop_h], axis=1)
+            iou = _iou(boxes[:, :4], crops)
+            if iou.min() >= low and iou.max() <= high:
+                found.append((int(left[0]), int(top[0]), int(crop_w[0]), int(crop_h[0])))
+                break
+    return found
+
+
+def _iou(boxes, crops):
+    """IoU matrix (N, T) between corner boxes and crops, float64."""
+    tl = np.maximum(boxes[:, None, :2], crops[None, :, :2])
+    br = np.minimum(boxes[:, None, 2:4], crops[None, :, 2:4])
+    inter = np.prod(br - tl, axis=2) * (tl < br).all(axis=2)
+    area_b = np.prod(boxes[:, 2:4] - boxes[:, :2], axis=1)
+    area_c = np.prod(crops[:, 2:4] - crops[:, :2], axis=1)
+    return inter / (area_b[:, None] + area_c[None, :] - inter)
+
+
+def _translate(boxes, dx, dy):
+    out = boxes.copy()
+    out[:, (0, 2)] += dx
+    out[:, (1, 3)] += dy
+    return out
+
+
+def _crop_boxes(boxes, crop):
+    """Boxes clipped to `crop` and shifted into it; boxes whose centre is outside dropped."""
+    left, top, w, h = crop
+    lo = np.array((left, top))
+    hi = np.array((left + w, top + h))
+    centers = (boxes[:, :2] + boxes[:, 2:4]) / 2
+    inside = ((lo <= centers) & (centers < hi)).all(axis=1)
+    out = boxes.copy()
+    out[:, :2] = np.maximum(out[:, :2], lo) - lo
+    out[:, 2:4] = np.minimum(out[:, 2:4], hi) - lo
+    return out[inside & (out[:, :2] < out[:, 2:4]).all(axis=1)]
+
+
+def apply_to_boxes(boxes, decisions, src_size, out_size):
+    """Boxes (N, 4+) in source pixels -> boxes (M, 4+) float64 in output pixels.
+
+    `src_size` and `out_size` are (width, height). Extra columns (class, difficult,
+    mixup weight) ride along unchanged; boxes the crop removes are dropped.
+    """
+    width, height = src_size
+    if decisions.expand is not None:
+        boxes = _translate(boxes, decisions.expand[0], decisions.expand[1])
+    crop = _crop_window(decisions, width, height)
+    if decisions.crop_boxes:
+        boxes = _crop_boxes(boxes, crop)
+    out = boxes.astype(np.float64)
+    out[:, (0, 2)] *= out_size[0] / crop[2]
+    out[:, (1, 3)] *= out_size[1] / crop[3]
+    if decisions.flip:
+        out[:, (0, 2)] = out_size[0] - out[:, (2, 0)]
+    return out
+
+
+def _crop_window(decisions, width, height):
+    if decisions.crop[2] > 0:
+        return decisions.crop
+    return (0, 0) + ((width, height) if decisions.expand is None else decisions.expand[2:])
+
+
+def cv_interp(code, src_hw, dst_hw):
+    """OpenCV interpolation flag for mx.image code `code` (0-4, or AUTO_INTERP)."""
+    if code != AUTO_INTERP:
+        return code
+    if dst_hw[0] > src_hw[0] and dst_hw[1] > src_hw[1]:
+        return cv2.INTER_CUBIC
+    if dst_hw[0] < src_hw[0] and dst_hw[1] < src_hw[1]:
+        return cv2.INTER_AREA
+    return cv2.INTER_LINEAR
+
+
+def apply_to_image(img, decisions, out_size, mean, std):
+    """Source image (H, W, 3) -> augmented, normalised image (3, out_h, out_w) float32.
+
+    Equals GluonCV's colour distort -> expand -> crop -> resize -> flip -> to_tensor ->
+    normalize, reordered for speed: colour map and normalisation are both affine per
+    pixel, so they are fused into one ``cv2.transform`` applied only to the source
+    pixels inside the crop (resizing commutes with affine maps, since interpolation
+    weights sum to one). The expand canvas' fill, ``mean * 255``, normalises to 0, so
+    only the cropped part of the canvas is built, by zero-padding. Nothing is clipped,
+    as in GluonCV.
+    """
+    height, width = img.shape[:2]
+    x0, y0, crop_w, crop_h = _crop_window(decisions, width, height)
+    off_x, off_y = decisions.expand[:2] if decisions.expand is not None else (0, 0)
+    # the part of the source image that falls inside the crop, in source coordinates
+    sx0, sy0 = max(x0 - off_x, 0), max(y0 - off_y, 0)
+    sx1, sy1 = max(min(x0 + crop_w - off_x, width), sx0), max(min(y0 + crop_h - off_y, height), sy0)
+    out_w, out_h = out_size
+    interp = cv_interp(decisions.interp, (crop_h, crop_w), (out_h, out_w))
+    if sx1 == sx0 or sy1 == sy0:  # the crop holds only fill
+        return np.zeros((3, out_h, out_w), np.float32)
+    inner = cv2.transform(np.ascontiguousarray(img[sy0:sy1, sx0:sx1], dtype=np.float32),
+                          _fused_affine(decisions.color, mean, std))
+    left, top = sx0 + off_x - x0, sy0 + off_y - y0
+    pads = (top, crop_h - top - (sy1 - sy0), left, crop_w - left - (sx1 - sx0))
+    out = _resize_padded(inner, pads, (out_w, out_h), interp)
+    if decisions.flip:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def _zero_pad(img, top, bottom, left, right):
+    if top == bottom == left == right == 0:
+        return img
+    return cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT,
+                              value=(0, 0, 0))
+
+
+def _resize_padded(inner, pads, out_size, interp):
+    """``cv2.resize(zero_pad(inner, pads), out_size)`` without building the padded image.
+
+    An expanded canvas is up to 16x the source image, and resizing it dominated the
+    transform's time. OpenCV resizes separably (rows, then columns), so two 1-D resizes
+    -- each padding only along its own axis -- give the same result while touching far
+    fewer pixels. Cases where OpenCV's 2-D resize is not plain separable (area
+    interpolation enlarging one axis and shrinking the other, and linear at exactly 2x,
+    which OpenCV turns into area) use the padded canvas.
+    """
+    top, bottom, left, right = pads
+    out_w, out_h = out_size
+    if top == bottom == left == right == 0:
+        return cv2.resize(inner, out_size, interpolation=interp)
+    full_h, full_w = inner.shape[0] + top + bottom, inner.shape[1] + left + right
+    mixed_area = interp == cv2.INTER_AREA and (full_w >= out_w) != (full_h >= out_h)
+    linear_2x = interp == cv2.INTER_LINEAR and (full_w, full_h) == (2 * out_w, 2 * out_h)
+    if mixed_area or linear_2x:
+        return cv2.resize(_zero_pad(inner, *pads), out_size, interpolation=interp)
+    rows_first = inner.shape[0] * full_w + full_h * out_w
+    cols_first = full_h * inner.shape[1] + out_h * full_w
+    if rows_first <= cols_first:
+        tmp = cv2.resize(_zero_pad(inner, 0, 0, left, right), (out_w, inner.shape[0]),
+                         interpolation=interp)
+        return cv2.resize(_zero_pad(tmp, top, bottom, 0, 0), out_size, interpolation=interp)
+    tmp = cv2.resize(_zero_pad(inner, top, bottom, 0, 0), (inner.shape[1], out_h),
+                     interpolation=interp)
+    return cv2.resize(_zero_pad(tmp, 0, 0, left, right), out_size, interpolation=interp)
+
+
+def _fused_affine(color, mean, std):
+    """3x4 float32 matrix: colour distortion, then ``(x / 255 - mean) / std``."""
+    mat, off = color.affine()
+    scale = 1.0 / (255.0 * np.asarray(std, dtype=np.float64))
+    mean = np.asarray(mean, dtype=np.float64)
+    return np.hstack([scale[:, None] * mat,
+                      (scale * off - mean / np.asarray(std))[:, None]]).astype(np.float32)

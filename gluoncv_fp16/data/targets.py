@@ -1,0 +1,204 @@
+"""YOLOv3 training targets in vectorised NumPy, and the network geometry they need.
+
+GluonCV builds these targets in its data transform with `YOLOV3PrefetchTargetGenerator`,
+a Python loop of per-element NDArray writes, after a full FP32 forward pass of the
+network just to learn its anchors and feature-map sizes. Here the geometry is read once
+(:class:`YOLOGeometry`, by symbolic shape inference, so an FP16-cast network works and
+nothing is computed) and the targets are a handful of array operations
+(:func:`yolo3_targets`) that reproduce GluonCV's values, including its float32/float64
+rounding, so that the two agree to the last bit on ordinary inputs.
+
+Everything here is FP32 (or FP64 where GluonCV computes in FP64) whatever dtype the
+training network has: targets are consumed by the FP32 loss.
+"""
+import logging
+from collections import namedtuple
+
+import mxnet as mx
+import numpy as np
+
+__all__ = ['YOLOGeometry', 'yolo3_targets', 'empty_targets']
+
+logger = logging.getLogger(__name__)
+
+_Layer = namedtuple('_Layer', ['anchors', 'height', 'width'])
+
+
+class YOLOGeometry:
+    """Anchors and feature-map sizes of a YOLOv3 network at one input size.
+
+    Parameters
+    ----------
+    anchors : sequence of array-like, each (A_l, 2)
+        Anchor (width, height) in input pixels, one entry per output layer, in the
+        network's output order (GluonCV: stride 32 first).
+    feature_shapes : sequence of (int, int)
+        (height, width) of each output layer's feature map.
+    width, height : int
+        Network input size in pixels.
+    """
+
+    def __init__(self, anchors, feature_shapes, width, height):
+        if len(anchors) != len(feature_shapes):
+            raise ValueError("got {} anchor groups but {} feature maps; they must match "
+                             "one to one".format(len(anchors), len(feature_shapes)))
+        self.width, self.height = int(width), int(height)
+        self.layers = [_Layer(np.asarray(a, dtype=np.float32).reshape(-1, 2), int(h), int(w))
+                       for a, (h, w) in zip(anchors, feature_shapes)]
+        self.all_anchors = np.concatenate([layer.anchors for layer in self.layers])
+        counts = [len(layer.anchors) for layer in self.layers]
+        self._layer_of_anchor = np.repeat(np.arange(len(counts)), counts)
+        self._first_anchor = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        cells = [layer.height * layer.width * len(layer.anchors) for layer in self.layers]
+        self._first_row = np.concatenate([[0], np.cumsum(cells)[:-1]]).astype(np.int64)
+        self.num_rows = int(sum(cells))
+
+    @classmethod
+    def from_net(cls, net, width, height):
+        """Read anchors and feature-map sizes from a GluonCV-style YOLOV3 network.
+
+        Works for FP32 and FP16-cast networks alike: anchors are constants (widened to
+        FP32, they are small integers so FP16 holds them exactly) and the feature-map
+        sizes come from symbolic shape inference, which computes nothing.
+
+        Raises
+        ------
+        TypeError
+            If `net` has no ``yolo_outputs`` (not a YOLOv3 network).
+        """
+        outputs = getattr(net, 'yolo_outputs', None)
+        if outputs is None:
+            raise TypeError("expected a YOLOv3 network with `yolo_outputs` (e.g. from "
+                            "gluoncv_fp16.model_zoo.get_model('yolo3_..._voc')), got {}"
+                            .format(type(net).__name__))
+        anchors = [out.anchors.data(out.anchors.list_ctx()[0]).asnumpy().astype(np.float32)
+                   for out in outputs]
+        return cls(anchors, _feature_shapes(net, outputs, width, height), width, height)
+
+    @property
+    def num_layers(self):
+        return len(self.layers)
+
+    def match_anchors(self, widths, heights):
+        """Index of the best anchor (largest IoU of zero-centred boxes) for each gt box.
+
+        Computed in FP32 in the same order as MXNet's ``box_iou`` so that ties and
+        near-ties resolve to the same anchor as GluonCV (first maximum).
+        """
+        aw, ah = self.all_anchors[:, 0], self.all_anchors[:, 1]
+        gw, gh = widths[:, None], heights[:, None]
+        inter = np.minimum(aw, gw) * np.minimum(ah, gh)
+        union = aw * ah + gw * gh - inter
+        with np.errstate(divide='ignore', invalid='ignore'):
+            iou = np.where(union > 0, inter / union, np.float32(0))
+        return np.argmax(iou, axis=1)
+
+
+def _feature_shapes(net, outputs, width, height):
+    """(height, width) of each output layer at input (height, width), without computing."""
+    sym_out = net(mx.sym.var('data'))
+    group = mx.sym.Group(list(sym_out)) if isinstance(sym_out, (list, tuple)) else sym_out
+    internals = group.get_internals()
+    names = set(internals.list_outputs())
+    shapes = []
+    for out in outputs:
+        name = out.prediction.name + '_fwd_output'
+        if name not in names:
+            raise TypeError("cannot find the prediction layer '{}' of {} in its symbolic "
+                            "graph; is this a GluonCV YOLOv3 network?".format(name, out.name))
+        _, out_shapes, _ = internals[name].infer_shape(data=(1, 3, height, width))
+        shapes.append(tuple(out_shapes[0][2:4]))
+    return shapes
+
+
+def empty_targets(geometry, num_class):
+    """Targets of an image without objects: all zero, class targets -1 (ignore)."""
+    rows = geometry.num_rows
+    return (np.zeros((rows, 1), np.float32), np.zeros((rows, 2), np.float32),
+            np.zeros((rows, 2), np.float32), np.zeros((rows, 2), np.float32),
+            np.full((rows, num_class), -1, np.float32))
+
+
+def _valid_prefix(boxes):
+    """GluonCV stops at the first box with a negative coordinate (its padding marker)."""
+    invalid = np.nonzero((boxes < 0).any(axis=1))[0]
+    return len(boxes) if invalid.size == 0 else int(invalid[0])
+
+
+def yolo3_targets(geometry, boxes, class_ids, num_class, mixratio=None):
+    """Training targets of one image, equal to GluonCV's ``YOLOV3PrefetchTargetGenerator``.
+
+    Each box is assigned to the single anchor (over all layers) whose shape fits it
+    best, in the grid cell holding its centre. When two boxes claim the same cell and
+    anchor, the later box wins, as in GluonCV.
+
+    Parameters
+    ----------
+    geometry : YOLOGeometry
+        Network geometry at the image's input size.
+    boxes : numpy.ndarray, (M, 4)
+        Corner boxes in input pixels. Rows from the first one holding a negative
+        coordinate on are ignored (padding), as in GluonCV.
+    class_ids : numpy.ndarray, (M,)
+        Class index of each box.
+    num_class : int
+        Number of foreground classes.
+    mixratio : numpy.ndarray, (M,), optional
+        Mixup weight of each box; it becomes the box's objectness target (default 1).
+
+    Returns
+    -------
+    tuple of numpy.ndarray, float32
+        objectness (R, 1), center targets (R, 2), scale targets (R, 2), weights (R, 2),
+        class targets (R, num_class), with R = sum over layers of H*W*anchors; rows are
+        ordered layer, cell (row-major), anchor.
+
+    Notes
+    -----
+    A box whose centre lies exactly on the right or bottom image border (possible only
+    for a zero-size box there) is assigned to the last cell; GluonCV would index past
+    the row and corrupt a neighbouring cell or fail.
+    """
+    obj, centers, scales, weights, clas = empty_targets(geometry, num_class)
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    count = _valid_prefix(boxes)
+    if count == 0:
+        return obj, centers, scales, weights, clas
+    boxes = boxes[:count]
+    gtw = boxes[:, 2] - boxes[:, 0]
+    gth = boxes[:, 3] - boxes[:, 1]
+    gtx = boxes[:, 0] + gtw * np.float32(0.5)
+    gty = boxes[:, 1] + gth * np.float32(0.5)
+    match = geometry.match_anchors(gtw, gth)
+    layer = geometry._layer_of_anchor[match]
+    feat_h = np.array([geometry.layers[i].height for i in layer], dtype=np.int64)
+    feat_w = np.array([geometry.layers[i].width for i in layer], dtype=np.int64)
+    num_anchor = np.array([len(geometry.layers[i].anchors) for i in layer], dtype=np.int64)
+    # GluonCV computes the cell position in float64 from float32 centres.
+    fx = gtx.astype(np.float64) / geometry.width * feat_w
+    fy = gty.astype(np.float64) / geometry.height * feat_h
+    loc_x = np.minimum(np.trunc(fx).astype(np.int64), feat_w - 1)
+    loc_y = np.minimum(np.trunc(fy).astype(np.int64), feat_h - 1)
+    local_anchor = match - geometry._first_anchor[layer]
+    rows = (geometry._first_row[layer] + (loc_y * feat_w + loc_x) * num_anchor
+            + local_anchor)
+    keep = _last_occurrence(rows)
+    rows = rows[keep]
+    anchor_wh = geometry.all_anchors[match[keep]]
+    centers[rows, 0] = fx[keep] - loc_x[keep]
+    centers[rows, 1] = fy[keep] - loc_y[keep]
+    scales[rows, 0] = np.log(np.maximum(gtw[keep], np.float32(1)) / anchor_wh[:, 0])
+    scales[rows, 1] = np.log(np.maximum(gth[keep], np.float32(1)) / anchor_wh[:, 1])
+    area = gtw[keep].astype(np.float64) * gth[keep]
+    weights[rows, :] = (2.0 - area / geometry.width / geometry.height)[:, None]
+    ratio = np.ones(count) if mixratio is None else np.asarray(mixratio).reshape(-1)[:count]
+    obj[rows, 0] = ratio[keep]
+    clas[rows, :] = 0
+    clas[rows, np.asarray(class_ids).reshape(-1)[:count][keep].astype(np.int64)] = 1
+    return obj, centers, scales, weights, clas
+
+
+def _last_occurrence(keys):
+    """Indices (ascending) of the last occurrence of each distinct key."""
+    _, first_in_reversed = np.unique(keys[::-1], return_index=True)
+    return np.sort(len(keys) - 1 - first_in_reversed)
