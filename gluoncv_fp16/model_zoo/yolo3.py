@@ -14,6 +14,7 @@ In FP32 the subclasses add no operator, so they compute bit-for-bit what GluonCV
 and parameter names are unchanged, so GluonCV `.params` files load as they are.
 """
 import logging
+import os
 
 import mxnet as mx
 import numpy as np
@@ -29,6 +30,13 @@ logger = logging.getLogger(__name__)
 
 class CheckpointMismatchError(ValueError):
     """A parameter file does not fit the network it is loaded into."""
+
+
+_REBUILD_HINT = "Build the network the file was saved from (same name and classes)."
+_SUBSET_HINT = ("Build the network the file was saved from, or pass allow_missing=True / "
+                "ignore_extra=True to load only the parameters the two have in common.")
+_CLASSES_HINT = ("Build the network with the file's classes and load into that; to "
+                 "fine-tune on other classes, call net.reset_class(classes) afterwards.")
 
 
 def _is_fp32(param):
@@ -89,21 +97,85 @@ class FP16SafeYOLOV3(YOLOV3):
                         cast_dtype=True, dtype_source='current'):
         """Load a `.params` file, casting FP32 <-> FP16 to this net's dtypes by default.
 
+        The whole file is checked against the network (names, shapes, and dtypes when
+        `cast_dtype` is False) before any parameter is written, so a file that does not
+        fit leaves the network exactly as it was. (MXNet's loader checks parameter by
+        parameter and would leave the backbone loaded and the rest not.) The price is
+        reading the file twice.
+
         Raises
         ------
+        FileNotFoundError
+            If `filename` does not exist.
         CheckpointMismatchError
-            If the file holds another network or class count (names or shapes differ).
+            If the file is not an MXNet parameter file, or holds another network or
+            class count (names or shapes differ).
         """
+        if not os.path.isfile(filename):
+            raise FileNotFoundError("No parameter file at '{}'".format(filename))
+        try:
+            saved = mx.nd.load(filename)
+        except mx.base.MXNetError as err:
+            raise self._mismatch(filename, 'not an MXNet parameter file ({})'.format(
+                _first_line(err))) from None
+        problem = _load_problem(self, saved, allow_missing, ignore_extra, cast_dtype)
+        if problem:
+            raise self._mismatch(filename, *problem)
         try:
             super().load_parameters(filename, ctx=ctx, allow_missing=allow_missing,
                                     ignore_extra=ignore_extra, cast_dtype=cast_dtype,
                                     dtype_source=dtype_source)
         except (AssertionError, ValueError, mx.base.MXNetError) as err:
-            raise CheckpointMismatchError(
-                "Cannot load '{}' into {} ({} classes): {}. Was it saved from another "
-                "network or class count? Pass the matching network name / classes, or "
-                "load with ignore_extra=True / allow_missing=True for partial transfer."
-                .format(filename, self.name, len(self.classes), _first_line(err))) from err
+            raise self._mismatch(filename, _first_line(err)) from err
+
+    def _mismatch(self, filename, problem, hint=_REBUILD_HINT):
+        return CheckpointMismatchError("Cannot load '{}' into {} ({} classes): {}. {}".format(
+            filename, self.name, len(self.classes), problem, hint))
+
+
+def _load_problem(net, saved, allow_missing, ignore_extra, cast_dtype):
+    """(problem, hint) if `saved` (name -> NDArray) cannot be loaded into `net`, else None."""
+    if not isinstance(saved, dict):
+        return 'the file holds unnamed arrays, not network parameters', _REBUILD_HINT
+    if not any('.' in name for name in saved):
+        return None  # legacy prefixed names: MXNet's ParameterDict.load checks those
+    own = net._collect_params_with_prefix()  # the structural names save_parameters uses
+    missing = [name for name in own if name not in saved]
+    extra = [name for name in saved if name not in own]
+    if missing and not allow_missing:
+        return '{} of its parameters are missing from the file (e.g. {})'.format(
+            len(missing), ', '.join(missing[:3])), _SUBSET_HINT
+    if extra and not ignore_extra:
+        return 'the file has {} parameters this network does not (e.g. {})'.format(
+            len(extra), ', '.join(extra[:3])), _SUBSET_HINT
+    for name in (n for n in own if n in saved):
+        param, array = own[name], saved[name]
+        if not _shape_fits(param.shape, array.shape):
+            return "'{}' is {} in the file but {} here{}".format(
+                name, array.shape, param.shape, _class_hint(net, saved)), _CLASSES_HINT
+        if not cast_dtype and np.dtype(param.dtype) != array.dtype:
+            return "'{}' is {} in the file but {} here".format(
+                name, array.dtype, np.dtype(param.dtype)), 'Pass cast_dtype=True.'
+    return None
+
+
+def _shape_fits(expected, saved):
+    """MXNet's rule: same rank, and every known dimension equal (unknown: 0, or -1 in
+    NumPy-shape mode)."""
+    if not expected:  # shape entirely unknown (deferred initialisation)
+        return True
+    return len(expected) == len(saved) and all(e in (0, -1, s) for e, s in zip(expected, saved))
+
+
+def _class_hint(net, saved):
+    """'(the file predicts 80 classes)' when the output layers tell the class count."""
+    try:
+        rows = saved['yolo_outputs.0.prediction.bias'].shape[0]
+        anchors = saved['yolo_outputs.0.anchors'].shape[2]
+    except (KeyError, IndexError):
+        return ''
+    return ' (the file predicts {} classes, this network {})'.format(
+        rows // anchors - 5, len(net.classes))
 
 
 def _first_line(err):
