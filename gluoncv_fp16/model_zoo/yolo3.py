@@ -89,6 +89,15 @@ class FP16SafeYOLOV3(YOLOV3):
             else list(args)
         return super().hybrid_forward(F, x, *targets)
 
+    def set_label_smooth(self, enabled=True):
+        """Label smoothing of class targets (GluonCV's --label-smooth).
+
+        GluonCV exposes it only as a private flag of the target generator; this is the
+        one place that touches it.
+        """
+        self._target_generator._label_smooth = bool(enabled)
+        self._clear_cached_op()
+
     def _targets_cast(self):
         """Targets need widening only when the network itself is not FP32."""
         return not all(_is_fp32(out.prediction.weight) for out in self.yolo_outputs)
