@@ -1,0 +1,216 @@
+"""Turn a validated `TrainConfig` into a ready `TrainLoop` (and run it).
+
+Order matters and is the reason this module exists:
+1. devices are checked (GPU present, FP16 runnable, AMP runnable) before any work;
+2. datasets and the FP32 `async_net` are built, then the data loaders -- GluonCV-style
+   transforms run an FP32 forward of `async_net`, which MXNet AMP would break on CPU;
+3. only then is AMP switched on (if asked), and the training network built;
+4. the network is initialised in FP32; the loop casts it to the scheduled phase and
+   builds each `gluon.Trainer` after the cast.
+"""
+import logging
+import os
+import random
+
+import mxnet as mx
+import numpy as np
+
+from ..model_zoo import get_model
+from ..precision.amp_scaler import AmpLossScaler
+from ..precision.loss_scaler import LossScaler, make_loss_scaler
+from ..precision.policy import activate_amp, get_policy
+from .config import ConfigError
+from .devices import check_devices, make_contexts
+from .hooks import (CheckpointHook, EvalHook, MetricsCSVHook, MixupScheduleHook, PlotHook,
+                    ProgressHook)
+from .loop import TrainLoop
+from .nan_guard import NanGuard, TrainingDiverged
+from .evaluation import make_metric
+from .resume import resume_from, rng_state
+from .schedule import make_lr_scheduler
+
+__all__ = ['build_training', 'run_training', 'find_resume_checkpoint']
+
+logger = logging.getLogger(__name__)
+
+
+def _seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    mx.random.seed(seed)
+
+
+def _build_data(cfg):
+    from ..data.datasets import build_datasets
+    train_set, val_set, classes = build_datasets(
+        cfg.dataset, root=cfg.dataset_root, classes=list(cfg.classes) if cfg.classes else None,
+        strict=cfg.strict_data)
+    if len(train_set) == 0:
+        raise ConfigError("the {} training split is empty".format(cfg.dataset))
+    return train_set, val_set, list(classes)
+
+
+def _model_kwargs(cfg, classes, norm):
+    kwargs = dict(pretrained_base=_pretrained_base(cfg), **norm)
+    if cfg.model_name.endswith('_custom'):
+        kwargs['classes'] = classes
+    return kwargs
+
+
+def _pretrained_base(cfg):
+    """GluonCV always starts from an ImageNet backbone; the synthetic set trains from
+    scratch (offline machines, tiny images) unless --pretrained-base says otherwise."""
+    explicit = cfg.extra.get('pretrained_base')
+    return (cfg.dataset != 'synthetic') if explicit is None else bool(explicit)
+
+
+def _make_async_net(cfg, classes):
+    """FP32 copy with plain BatchNorm: only its anchors and shapes feed the data workers."""
+    async_net = get_model(cfg.model_name, **dict(_model_kwargs(cfg, classes, {}),
+                                                 pretrained_base=False))
+    async_net.initialize()
+    return async_net
+
+
+def _init_training_net(net, contexts, cfg):
+    with mx.autograd.pause():
+        net.initialize(ctx=contexts)
+        net(mx.nd.zeros((1, 3, cfg.data_shape, cfg.data_shape), ctx=contexts[0]))  # shapes
+    if cfg.label_smooth:
+        net.set_label_smooth(True)
+    if cfg.no_wd:
+        net.collect_params('.*beta|.*gamma|.*bias').setattr('wd_mult', 0.0)
+    net.hybridize()
+    return net
+
+
+def _make_trainer_factory(cfg, policy, lr_scheduler, kvstore):
+    from mxnet import gluon
+
+    def make_trainer(net, multi_precision):
+        params = {'wd': cfg.wd, 'momentum': cfg.momentum, 'lr_scheduler': lr_scheduler,
+                  'multi_precision': multi_precision}
+        return gluon.Trainer(net.collect_params(), 'sgd', params, kvstore=kvstore,
+                             update_on_kvstore=False)
+    return make_trainer
+
+
+def _make_scaler(cfg, policy):
+    if policy.name == 'amp':
+        return AmpLossScaler()
+    if policy.name == 'fp16':
+        return make_loss_scaler(cfg.loss_scale)
+    return LossScaler('none')
+
+
+def find_resume_checkpoint(cfg):
+    """`--resume auto`: this run's ``_last.ckpt`` if it exists, else None."""
+    path = cfg.run_prefix + '_last.ckpt'
+    return path if os.path.isfile(path) else None
+
+
+def _resume(loop, cfg, model_desc):
+    """Restore the loop from `cfg.resume`; returns the first epoch to train."""
+    path = find_resume_checkpoint(cfg) if cfg.resume == 'auto' else cfg.resume
+    if not path:
+        logger.info('--resume auto: no %s_last.ckpt yet, starting fresh', cfg.run_prefix)
+        return cfg.start_epoch
+    next_epoch = resume_from(loop, path, model_desc)
+    return cfg.start_epoch if next_epoch is None else next_epoch
+
+
+def build_training(cfg):
+    """Everything a run needs. Returns ``(loop, start_epoch)``."""
+    cfg.validate()
+    contexts = make_contexts(cfg.contexts)
+    policy = get_policy(cfg.precision)
+    check_devices(contexts, policy, amp_restricted=bool(cfg.extra.get('amp_init')))
+    _seed_everything(cfg.seed)
+    train_set, val_set, classes = _build_data(cfg)
+    norm = _norm_layer_kwargs(cfg, contexts)
+    async_net = _make_async_net(cfg, classes)
+    from ..data.loader import make_train_loader, make_val_loader
+    loader = make_train_loader(
+        train_set, async_net, cfg.batch_size, cfg.data_shape, num_workers=cfg.num_workers,
+        random_shape=not cfg.no_random_shape, mixup=cfg.mixup, seed=cfg.seed)
+    val_loader = make_val_loader(val_set, cfg.batch_size, cfg.data_shape,
+                                 num_workers=cfg.num_workers)
+    activate_amp(policy, **cfg.extra.get('amp_init', {}))
+    net = _init_training_net(get_model(cfg.model_name, **_model_kwargs(cfg, classes, norm)),
+                             contexts, cfg)
+    num_samples = cfg.num_samples if cfg.num_samples > 0 else len(train_set)
+    lr_scheduler = make_lr_scheduler(cfg, iters_per_epoch=max(1, num_samples // cfg.batch_size))
+    model_desc = {'name': cfg.model_name, 'classes': classes}
+    hooks = _make_hooks(cfg, loader, val_loader, val_set, classes, model_desc,
+                        total_steps=len(loader) if hasattr(loader, '__len__') else None)
+    loop = TrainLoop(net, contexts, loader, _make_trainer_factory(cfg, policy, lr_scheduler,
+                                                                  _kvstore(cfg, contexts)),
+                     _make_scaler(cfg, policy), policy, cfg.batch_size,
+                     fp32_warmup_epochs=cfg.fp32_warmup_epochs,
+                     nan_guard=NanGuard(cfg.nan_fallback_iters, cfg.max_recoveries,
+                                        cfg.snapshot_interval), hooks=hooks)
+    start_epoch = _resume(loop, cfg, model_desc) if cfg.resume else cfg.start_epoch
+    return loop, start_epoch
+
+
+def _kvstore(cfg, contexts):
+    return cfg.kvstore if len(contexts) > 1 or cfg.kvstore.startswith('dist') else None
+
+
+def _norm_layer_kwargs(cfg, contexts):
+    if not cfg.syncbn:
+        return {}
+    if len(contexts) < 2:
+        logger.warning('--syncbn has no effect with one device (%s); using BatchNorm',
+                       contexts[0])
+        return {}
+    from ..precision.syncbn import syncbn_kwargs
+    return syncbn_kwargs(len(contexts))
+
+
+def _make_hooks(cfg, loader, val_loader, val_set, classes, model_desc, total_steps):
+    prefix = cfg.run_prefix
+    csv_path = prefix + '_metrics.csv'
+    metric = make_metric(cfg.dataset, val_set, classes, cfg.data_shape, prefix)
+    meta = {'model': model_desc, 'config': _plain_config(cfg)}
+    hooks = [ProgressHook(cfg.log_interval, total_steps),
+             EvalHook(val_loader, metric, cfg.val_interval, cfg.epochs),
+             CheckpointHook(prefix, cfg.save_interval, lambda: dict(meta, rng=rng_state())),
+             MetricsCSVHook(csv_path)]
+    if cfg.mixup:
+        hooks.insert(0, MixupScheduleHook(loader, cfg.epochs, cfg.no_mixup_epochs))
+    if cfg.plots:
+        hooks.append(PlotHook(csv_path, prefix))
+    return hooks
+
+
+def _plain_config(cfg):
+    plain = cfg.to_dict()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in plain.items()}
+
+
+def run_training(cfg):
+    """Build and train; returns the loop (for inspection by callers and tests)."""
+    loop, start_epoch = build_training(cfg)
+    folder = os.path.dirname(os.path.abspath(cfg.run_prefix))
+    os.makedirs(folder, exist_ok=True)
+    logger.info('training %s (%s) on %s, epochs %d..%d', cfg.model_name, cfg.precision,
+                ','.join(cfg.contexts), start_epoch, cfg.epochs - 1)
+    try:
+        loop.train(start_epoch, cfg.epochs, max_iters=cfg.max_iters)
+    except TrainingDiverged:
+        _save_last_good(loop, cfg.run_prefix + '_diverged.ckpt')
+        raise
+    return loop
+
+
+def _save_last_good(loop, path):
+    """After giving up, keep the last good state on disk for inspection or a retry."""
+    if loop.guard.snapshot is None:
+        return
+    loop.restore(loop.guard.snapshot)
+    for hook in loop.hooks:
+        if isinstance(hook, CheckpointHook):
+            hook.save(loop, path)
+            logger.error('last good state (iteration %d) saved to %s',
+                         loop.guard.snapshot.iteration, path)
