@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""Draw a detector's boxes, class names and scores on images; one PNG per input.
+
+    python scripts/demo.py photo1.jpg photo2.jpg --params runs/best.ckpt --out demo/
+    python scripts/demo.py photo1.jpg --exported deploy/yolo3 --thresh 0.3
+"""
+import argparse
+import logging
+import os
+import sys
+
+import cv2
+
+from gluoncv_fp16.engine.checkpoint import CheckpointError
+from gluoncv_fp16.engine.predict import (PredictError, draw_detections, load_detector,
+                                         read_image)
+from gluoncv_fp16.model_zoo import CheckpointMismatchError
+
+logger = logging.getLogger('demo')
+
+
+def _side(text):
+    value = int(text)
+    if value < 32 or value % 32:
+        raise argparse.ArgumentTypeError(
+            'must be a multiple of 32 (YOLOv3 stride), e.g. 320 or 416, got {}'.format(text))
+    return value
+
+
+def _fraction(text):
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError('must be between 0 and 1, got {}'.format(text))
+    return value
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('images', nargs='+', help='image files (JPEG, PNG, ...)')
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--params', help='a gluoncv_fp16 checkpoint')
+    source.add_argument('--exported', help='an export prefix (from scripts/export.py)')
+    parser.add_argument('--thresh', type=_fraction, default=0.5,
+                        help='minimum score of a drawn box (default 0.5)')
+    parser.add_argument('--out', default='demo_out', help='output folder (default demo_out)')
+    parser.add_argument('--data-shape', type=_side, default=None,
+                        help="network input side (default: the export's, else 416)")
+    return parser.parse_args(argv)
+
+
+def output_paths(images, out_dir):
+    """``out_dir/<stem>.png`` per image; repeated stems get ``-1``, ``-2`` ..."""
+    seen, paths = {}, []
+    for image in images:
+        stem = os.path.splitext(os.path.basename(image))[0]
+        count = seen.get(stem, 0)
+        seen[stem] = count + 1
+        paths.append(os.path.join(out_dir, stem + ('-{}'.format(count) if count else '')
+                                  + '.png'))
+    return paths
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    args = parse_args(argv)
+    try:
+        images = [read_image(path) for path in args.images]  # fail before the model loads
+        detector = load_detector(checkpoint=args.params, exported=args.exported,
+                                 data_shape=args.data_shape)
+    except (PredictError, CheckpointError, CheckpointMismatchError) as err:
+        print('demo.py: error: {}'.format(err), file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    for path, image, out in zip(args.images, images, output_paths(args.images, args.out)):
+        detections = detector.detect(image, args.thresh)
+        cv2.imwrite(out, draw_detections(image, detections, detector.classes))
+        logger.info('%s: %d detections -> %s', path, len(detections), out)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
