@@ -42,9 +42,12 @@ def _seed_everything(seed):
 
 def _build_data(cfg):
     from ..data.datasets import build_datasets
-    train_set, val_set, classes = build_datasets(
-        cfg.dataset, root=cfg.dataset_root, classes=list(cfg.classes) if cfg.classes else None,
-        strict=cfg.strict_data)
+    try:
+        train_set, val_set, classes = build_datasets(
+            cfg.dataset, root=cfg.dataset_root,
+            classes=list(cfg.classes) if cfg.classes else None, strict=cfg.strict_data)
+    except (ValueError, OSError) as err:  # missing folders, split files, unknown classes
+        raise ConfigError(str(err)) from None
     if len(train_set) == 0:
         raise ConfigError("the {} training split is empty".format(cfg.dataset))
     return train_set, val_set, list(classes)
