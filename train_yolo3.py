@@ -119,14 +119,17 @@ def make_config(args):
 
 
 def setup_logging(log_path):
+    """Console + log file; returns the handlers so `main` can remove them again."""
     folder = os.path.dirname(os.path.abspath(log_path))
     os.makedirs(folder, exist_ok=True)
     fmt = logging.Formatter('%(asctime)s %(levelname)s %(message)s', '%H:%M:%S')
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(log_path)):
+    handlers = [logging.StreamHandler(sys.stdout), logging.FileHandler(log_path)]
+    for handler in handlers:
         handler.setFormatter(fmt)
         root.addHandler(handler)
+    return handlers
 
 
 def main(argv=None):
@@ -136,14 +139,19 @@ def main(argv=None):
     from gluoncv_fp16.engine.config import ConfigError
     from gluoncv_fp16.engine.nan_guard import TrainingDiverged
     user_errors = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged)
+    handlers = []
     try:
         cfg = make_config(args)
-        setup_logging(cfg.run_prefix + '_train.log')
+        handlers = setup_logging(cfg.run_prefix + '_train.log')
         logging.getLogger(__name__).info('arguments: %s', vars(args))
         run_training(cfg)
     except user_errors as err:
         print('error: {}'.format(err), file=sys.stderr)
         return 2
+    finally:
+        for handler in handlers:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
     return 0
 
 

@@ -139,7 +139,8 @@ class MetricsCSVHook(HookBase):
 
     def before_train(self, loop):
         rows = read_metrics(self.path) if os.path.isfile(self.path) else []
-        keep = [r for r in rows if int(r['epoch']) < loop.epoch] if loop.iteration else []
+        # A resumed loop holds the last completed epoch; its rows and earlier ones stay.
+        keep = [r for r in rows if int(r['epoch']) <= loop.epoch] if loop.iteration else []
         with open(self.path, 'w', newline='') as f:
             writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
             writer.writeheader()

@@ -1,0 +1,150 @@
+"""train_yolo3.py: GluonCV flags, contradictions in one line, short end-to-end runs."""
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import train_yolo3  # noqa: E402  (the CLI script at the repo root)
+
+from gluoncv_fp16.engine.checkpoint import read_checkpoint  # noqa: E402
+from gluoncv_fp16.engine.config import ConfigError  # noqa: E402
+
+
+def small_args(data_root, out, *extra):
+    """A GluonCV-style command line sized for a 2-core CPU test."""
+    return ['--network', 'mobilenet0.25', '--data-shape', '64', '--batch-size', '4',
+            '--dataset', 'synthetic', '--dataset-root', data_root, '-j', '0', '--gpus', '',
+            '--save-prefix', str(out) + os.sep, '--no-random-shape', '--log-interval', '1',
+            '--no-plots', *extra]
+
+
+def read_rows(out):
+    path = os.path.join(str(out), 'yolo3_mobilenet0.25_synthetic_metrics.csv')
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+# ----- contradictions: one clear line, before any work ---------------------------------------
+@pytest.mark.parametrize('extra, message', [
+    (['--fp16', '--amp'], '--fp16 and --amp'),
+    (['--data-shape', '100'], 'multiple of 32'),
+    (['--batch-size', '3', '--ctx', 'cpu:0,cpu:1'], 'not divisible by the 2 devices'),
+    (['--fp32-warmup-epochs', '1'], 'needs --fp16'),
+    (['--loss-scale', 'huge', '--fp16'], '--loss-scale'),
+    (['--lr-decay-epoch', 'ten'], '--lr-decay-epoch'),
+    (['--gpus', 'zero'], '--gpus'),
+    (['--ctx', 'tpu:0'], '--ctx'),
+    (['--network', 'resnet50'], '--network'),
+])
+def test_contradictions_fail_with_one_line(tmp_path, extra, message):
+    args = train_yolo3.parse_args(small_args(str(tmp_path), tmp_path, *extra))
+    with pytest.raises(ConfigError, match=message):
+        train_yolo3.make_config(args)
+
+
+def run_cli(argv, capsys):
+    code = train_yolo3.main(argv)
+    return code, capsys.readouterr()
+
+
+def test_missing_dataset_folder_is_one_line(tmp_path, capsys):
+    code, out = run_cli(small_args(str(tmp_path / 'nope'), tmp_path) +
+                        ['--dataset', 'custom'], capsys)
+    assert code == 2 and 'does not exist' in out.err and 'Traceback' not in out.err
+
+
+def test_gpu_requested_on_a_machine_without_one(tmp_path, capsys, synthetic_root):
+    argv = small_args(synthetic_root, tmp_path)
+    argv[argv.index('--gpus') + 1] = '0'
+    code, out = run_cli(argv, capsys)
+    assert code == 2 and "MXNet sees 0 GPU(s)" in out.err and "--gpus ''" in out.err
+
+
+def test_amp_on_cpu_says_why_in_one_line(tmp_path, capsys, synthetic_root):
+    code, out = run_cli(small_args(synthetic_root, tmp_path, '--amp'), capsys)
+    assert code == 2 and 'FP16 gemm on cpu' in out.err and len(out.err.strip().splitlines()) == 1
+
+
+# ----- end-to-end runs -----------------------------------------------------------------------
+def test_every_flag_reaches_the_config(tmp_path, synthetic_root):
+    argv = small_args(synthetic_root, tmp_path, '--epochs', '7', '--lr', '0.01', '--lr-mode',
+                      'cosine', '--lr-decay', '0.5', '--lr-decay-period', '2',
+                      '--lr-decay-epoch', '3,5', '--warmup-lr', '0.001', '--warmup-epochs',
+                      '1', '--momentum', '0.8', '--wd', '0.001', '--save-interval', '3',
+                      '--val-interval', '2', '--seed', '9', '--num-samples', '12', '--syncbn',
+                      '--no-wd', '--mixup', '--no-mixup-epochs', '2', '--label-smooth',
+                      '--fp16', '--fp32-warmup-epochs', '2', '--loss-scale', '64',
+                      '--kvstore', 'local', '--classes', 'circle,square,triangle',
+                      '--max-iters', '5', '--strict-data', '--nan-fallback-iters', '7',
+                      '--max-recoveries', '2', '--resume', 'auto', '--start-epoch', '1',
+                      '--no-pretrained-base')
+    cfg = train_yolo3.make_config(train_yolo3.parse_args(argv))
+    expected = dict(network='mobilenet0.25', data_shape=64, batch_size=4, num_workers=0,
+                    contexts=('cpu:0',), epochs=7, lr=0.01, lr_mode='cosine', lr_decay=0.5,
+                    lr_decay_period=2, lr_decay_epoch=(3, 5), warmup_lr=0.001,
+                    warmup_epochs=1, momentum=0.8, wd=0.001, log_interval=1,
+                    save_interval=3, val_interval=2, seed=9, num_samples=12, syncbn=True,
+                    no_random_shape=True, no_wd=True, mixup=True, no_mixup_epochs=2,
+                    label_smooth=True, precision='fp16', fp32_warmup_epochs=2,
+                    loss_scale='64', kvstore='local', classes=('circle', 'square', 'triangle'),
+                    max_iters=5, strict_data=True, nan_fallback_iters=7, max_recoveries=2,
+                    resume='auto', start_epoch=1, plots=False, dataset='synthetic',
+                    dataset_root=synthetic_root)
+    assert {k: getattr(cfg, k) for k in expected} == expected
+    assert cfg.extra['pretrained_base'] is False
+
+
+def test_fp16_run_with_fp32_warmup_trains_validates_and_checkpoints(tmp_path, capsys,
+                                                                     synthetic_root):
+    argv = small_args(synthetic_root, tmp_path, '--epochs', '2', '--fp16',
+                      '--fp32-warmup-epochs', '1', '--syncbn', '--loss-scale', '0.25',
+                      '--label-smooth', '--no-wd', '--mixup', '--no-mixup-epochs', '1',
+                      '--warmup-epochs', '1', '--warmup-lr', '0.0001', '--num-samples', '8')
+    code, out = run_cli(argv, capsys)
+    assert code == 0, out.err[-3000:]
+    rows = read_rows(tmp_path)
+    assert [r['phase'] for r in rows] == ['fp32', 'fp16']
+    assert all(r['map'] not in ('', 'nan') for r in rows)
+    assert 'no effect with one device' in out.out
+    ckpt = read_checkpoint(str(tmp_path / 'yolo3_mobilenet0.25_synthetic_last.ckpt'))
+    assert ckpt.meta['phase'] == 'fp16' and ckpt.meta['epoch'] == 1
+    assert ckpt.meta['scaler']['mode'] == 'static' and ckpt.trainer_states
+
+
+def test_resume_auto_continues_and_matches_model(tmp_path, capsys, synthetic_root):
+    base = small_args(synthetic_root, tmp_path, '--epochs', '1', '--max-iters', '3')
+    assert run_cli(base, capsys)[0] == 0
+    code, out = run_cli(small_args(synthetic_root, tmp_path, '--epochs', '2', '--resume',
+                                   'auto', '--fp16', '--loss-scale', '0.25'), capsys)
+    assert code == 0, out.err[-3000:]
+    assert 'resumed' in out.out
+    rows = read_rows(tmp_path)
+    assert [(r['epoch'], r['phase']) for r in rows] == [('0', 'fp32'), ('1', 'fp16')]
+    other = small_args(synthetic_root, tmp_path, '--epochs', '3', '--resume', 'auto',
+                       '--classes', 'circle,square')
+    code, out = run_cli(other, capsys)
+    assert code == 2 and 'with 3 classes' in out.err
+
+
+def test_amp_code_path_runs_on_cpu_with_a_cpu_executable_op_list(tmp_path, synthetic_root):
+    """MXNet AMP cannot run FP16 convolutions on CPU; with an FP16 op list the CPU can
+    execute, its whole code path (init, init_trainer, scale_loss, skip) still runs."""
+    code = (
+        "import sys; sys.path.insert(0, {root!r})\n"
+        "import train_yolo3\n"
+        "from gluoncv_fp16.engine.build import run_training\n"
+        "args = train_yolo3.parse_args({argv!r})\n"
+        "cfg = train_yolo3.make_config(args)\n"
+        "cfg = cfg.replace(extra=dict(cfg.extra, amp_init={{'target_precision_ops': []}}))\n"
+        "loop = run_training(cfg)\n"
+        "print('PHASE', loop.phase, 'SCALE', loop.scaler.scale_value)\n").format(
+        root=ROOT, argv=small_args(synthetic_root, tmp_path, '--amp', '--epochs', '1',
+                                   '--max-iters', '3'))
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert 'PHASE amp SCALE' in out.stdout, out.stderr[-3000:]
+    assert read_rows(tmp_path)[0]['phase'] == 'amp'
