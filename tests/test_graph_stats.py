@@ -15,6 +15,11 @@ SCRIPT = os.path.join(os.path.dirname(__file__), '..', 'scripts', 'memory_analys
 PUBLISHED_YOLO3_416_FLOPS = 65.9e9  # darknet's count for yolov3.cfg (80 classes) at 416
 
 
+def build(name):
+    """Uninitialised, as graph_stats requires."""
+    return get_model(name, pretrained_base=False)
+
+
 def load_script():
     spec = importlib.util.spec_from_file_location('memory_analysis', SCRIPT)
     module = importlib.util.module_from_spec(spec)
@@ -23,13 +28,13 @@ def load_script():
 
 
 def test_darknet53_coco_416_forward_flops_match_the_published_figure():
-    stats = graph_stats.step_stats('yolo3_darknet53_coco', 'float32', 1, 416, 416)
+    stats = graph_stats.step_stats(build('yolo3_darknet53_coco'), 'float32', 1, 416, 416)
     assert stats.forward_flops == pytest.approx(PUBLISHED_YOLO3_416_FLOPS, rel=0.02)
 
 
 def test_flops_scale_with_image_area_and_batch():
-    small = graph_stats.step_stats('yolo3_mobilenet0.25_voc', 'float32', 1, 320, 320)
-    large = graph_stats.step_stats('yolo3_mobilenet0.25_voc', 'float32', 2, 608, 608)
+    small = graph_stats.step_stats(build('yolo3_mobilenet0.25_voc'), 'float32', 1, 320, 320)
+    large = graph_stats.step_stats(build('yolo3_mobilenet0.25_voc'), 'float32', 2, 608, 608)
     # Fully convolutional, sides multiples of the largest stride: exact proportionality.
     assert large.forward_flops * 320 * 320 == small.forward_flops * 2 * 608 * 608
 
@@ -47,8 +52,9 @@ def test_every_convolution_of_the_net_is_traced_once():
 
 def test_activations_grow_by_the_same_amount_per_image():
     # Per-image tensors scale with the batch; a few (anchor offsets, loss means) do not.
-    one, two, three = [graph_stats.step_stats('yolo3_mobilenet0.25_voc', 'float16', b, 64, 64)
-                       for b in (1, 2, 3)]
+    one, two, three = [
+        graph_stats.step_stats(build('yolo3_mobilenet0.25_voc'), 'float16', b, 64, 64)
+        for b in (1, 2, 3)]
     assert three.activation_bytes - two.activation_bytes == \
         two.activation_bytes - one.activation_bytes > 0.9 * one.activation_bytes
     assert three.gradient_bytes == one.gradient_bytes
@@ -73,15 +79,33 @@ def _param_bytes_by_rule(name):
 def test_gradient_bytes_follow_the_real_parameter_dtypes():
     name = 'yolo3_mobilenet0.25_voc'
     expected_fp32, expected_fp16 = _param_bytes_by_rule(name)
-    assert graph_stats.step_stats(name, 'float32', 1, 64, 64).gradient_bytes == expected_fp32
-    assert graph_stats.step_stats(name, 'float16', 1, 64, 64).gradient_bytes == expected_fp16
+    for dtype, expected in (('float32', expected_fp32), ('float16', expected_fp16)):
+        assert graph_stats.step_stats(build(name), dtype, 1, 64, 64).gradient_bytes == expected
+
+
+def test_one_net_can_be_compared_at_several_sizes():
+    net = build('yolo3_mobilenet0.25_voc')
+    graph_stats.compare_precisions(net, 64)
+    # MXNet caches each parameter's symbol at the first trace; a second comparison of
+    # the same net must still see FP16 weights in its FP16 graph.
+    assert graph_stats.compare_precisions(net, 128) == \
+        graph_stats.compare_precisions(build('yolo3_mobilenet0.25_voc'), 128)
+    assert np.dtype(net.yolo_outputs[0].prediction.weight.dtype) == np.float32
+
+
+def test_refuses_an_initialised_net():
+    net = build('yolo3_mobilenet0.25_voc')
+    net.initialize()
+    with pytest.raises(ValueError, match='uninitialised'):
+        graph_stats.step_stats(net, 'float16', 1, 64, 64)
 
 
 def test_fp16_does_not_halve_everything():
-    full = graph_stats.step_stats('yolo3_mobilenet0.25_voc', 'float32', 1, 128, 128)
-    half = graph_stats.step_stats('yolo3_mobilenet0.25_voc', 'float16', 1, 128, 128)
+    full = graph_stats.step_stats(build('yolo3_mobilenet0.25_voc'), 'float32', 1, 128, 128)
+    half = graph_stats.step_stats(build('yolo3_mobilenet0.25_voc'), 'float16', 1, 128, 128)
     assert set(full.activation_bytes_by_dtype) <= {'float32', 'int64', 'int32'}
     assert half.activation_bytes_by_dtype['float16'] > 0
+    assert half.forward_flops == full.forward_flops
     # Decode, targets and loss stay FP32, so FP16 saves less than half.
     assert half.activation_bytes_by_dtype['float32'] > 0
     assert full.activation_bytes / 2 < half.activation_bytes < full.activation_bytes

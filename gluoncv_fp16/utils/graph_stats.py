@@ -36,8 +36,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-__all__ = ['TracedGraph', 'StepStats', 'trace_training_graph', 'step_stats',
-           'compare_precisions', 'VIEW_OPS']
+__all__ = ['TracedGraph', 'StepStats', 'trace_training_graph', 'activation_bytes_by_dtype',
+           'gradient_bytes', 'forward_flops', 'step_stats', 'compare_precisions', 'VIEW_OPS']
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,8 @@ def trace_training_graph(net, batch_size=1, height=416, width=416, dtype='float3
         losses = net(mx.sym.var('data'), *[mx.sym.var(n) for n in TARGET_NAMES])
     graph = _uniquely_named(mx.sym.Group(list(losses)))
     internals = graph.get_internals()
-    types_in = dict({n: 'float32' for n in TARGET_NAMES}, data=dtype)
+    types_in = dict(_param_dtypes(net, graph), **{n: 'float32' for n in TARGET_NAMES})
+    types_in['data'] = dtype
     _, out_shapes, _ = internals.infer_shape(**shapes_in)
     _, out_types, _ = internals.infer_type(**types_in)
     names = internals.list_outputs()
@@ -164,6 +165,18 @@ def trace_training_graph(net, batch_size=1, height=416, width=416, dtype='float3
     return TracedGraph(graph, json.loads(graph.tojson())['nodes'],
                        dict(zip(names, (tuple(s) for s in out_shapes))),
                        dict(zip(names, (np.dtype(t) for t in out_types))), outputs_of)
+
+
+def _param_dtypes(net, graph):
+    """The current dtype of every parameter the graph takes as an argument.
+
+    Passed to ``infer_type`` explicitly because MXNet caches each parameter's symbol
+    (with its dtype) at the first trace: a net traced in FP32, then cast to FP16, would
+    otherwise be inferred with stale FP32 weights.
+    """
+    args = set(graph.list_arguments())
+    return {p.name: np.dtype(p.dtype).name for p in net.collect_params().values()
+            if p.name in args}
 
 
 def _uniquely_named(graph):
@@ -226,54 +239,71 @@ def forward_flops(traced):
     return total
 
 
-def step_stats(name, dtype='float32', batch_size=1, height=416, width=416, **model_kwargs):
-    """Build `name` untrained (no downloads), cast to `dtype`, and measure one step.
+def _require_uninitialised(net):
+    """Refuse an initialised net: on a CPU its FP16 trace would hold the shim's casts."""
+    for param in net.collect_params().values():
+        try:
+            param.list_ctx()
+        except RuntimeError:  # not initialised: what we want
+            continue
+        raise ValueError(
+            "graph_stats needs an uninitialised network (get_model(name, "
+            "pretrained_base=False) without initialize()); '{}' is initialised, and an "
+            "initialised FP16 net on a CPU would be measured with the CPU shim's "
+            "FP32-widening casts, which a GPU does not run".format(param.name))
+
+
+def step_stats(net, dtype='float32', batch_size=1, height=416, width=416):
+    """Cast the uninitialised `net` to `dtype` and measure one training step.
 
     Parameters
     ----------
-    name : str
-        A YOLOv3 name from :func:`gluoncv_fp16.model_zoo.get_model_list`.
+    net : FP16SafeYOLOV3
+        Uninitialised (e.g. ``get_model(name, pretrained_base=False)``); it is left
+        cast to `dtype`.
     dtype : {'float32', 'float16'}
     batch_size, height, width : int
-    **model_kwargs
-        Passed to ``get_model`` (e.g. ``classes`` for ``*_custom`` names).
 
     Returns
     -------
     StepStats
+
+    Raises
+    ------
+    ValueError
+        Initialised `net`, another dtype, or sides that are not multiples of 32.
     """
-    from ..model_zoo import get_model  # lazy: utils sits below model_zoo in the layering
     if np.dtype(dtype) not in (np.float32, np.float16):
         raise ValueError("dtype must be 'float32' or 'float16', got {!r}".format(dtype))
-    net = get_model(name, pretrained=False, pretrained_base=False, **model_kwargs)
-    if np.dtype(dtype) == np.float16:
-        net.cast('float16')
+    _require_uninitialised(net)
+    net.cast(np.dtype(dtype).name)
     traced = trace_training_graph(net, batch_size, height, width, np.dtype(dtype).name)
     stats = StepStats(activation_bytes_by_dtype(traced), gradient_bytes(net, traced),
                       forward_flops(traced))
-    logger.debug("%s %dx%d %s: %.1f MiB activations, %.1f MiB gradients", name, height,
+    logger.debug("%s %dx%d %s: %.1f MiB activations, %.1f MiB gradients", net.name, height,
                  width, dtype, stats.activation_bytes / 2**20, stats.gradient_bytes / 2**20)
     return stats
 
 
-def compare_precisions(name, data_shape=416, batch_size=1, **model_kwargs):
-    """One row comparing FP32 and FP16 training-step memory for `name` at `data_shape`.
+def compare_precisions(net, data_shape=416, batch_size=1):
+    """One row comparing FP32 and FP16 training-step memory of `net` at `data_shape`.
+
+    `net` must be uninitialised (see :func:`step_stats`); it is left in FP32.
 
     Returns
     -------
     dict
-        ``network, data_shape, batch_size``, ``{act,grad,total}_{fp32,fp16}_mib``,
+        ``data_shape, batch_size``, ``{act,grad,total}_{fp32,fp16}_mib``,
         ``fp16_act_fp32_share`` (fraction of FP16-net activation bytes still FP32),
         ``ratio`` (FP16 total / FP32 total) and ``gflops`` (forward).
     """
-    full = step_stats(name, 'float32', batch_size, data_shape, data_shape, **model_kwargs)
-    half = step_stats(name, 'float16', batch_size, data_shape, data_shape, **model_kwargs)
-    if full.forward_flops != half.forward_flops:
-        raise RuntimeError("FP32 and FP16 graphs of {} differ in FLOPs ({} vs {}): the "
-                           "traces are not the same network".format(
-                               name, full.forward_flops, half.forward_flops))
+    full = step_stats(net, 'float32', batch_size, data_shape, data_shape)
+    try:
+        half = step_stats(net, 'float16', batch_size, data_shape, data_shape)
+    finally:
+        net.cast('float32')
     mib = 2.0 ** 20
-    row = dict(network=name, data_shape=data_shape, batch_size=batch_size)
+    row = dict(data_shape=data_shape, batch_size=batch_size)
     for tag, stats in (('fp32', full), ('fp16', half)):
         row['act_{}_mib'.format(tag)] = stats.activation_bytes / mib
         row['grad_{}_mib'.format(tag)] = stats.gradient_bytes / mib
