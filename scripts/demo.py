@@ -38,7 +38,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('images', nargs='+', help='image files (JPEG, PNG, ...)')
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument('--params', help='a gluoncv_fp16 checkpoint')
+    source.add_argument('--params', help='a gluoncv_fp16 checkpoint (a plain .params: '
+                        'export it with scripts/export.py --network, use --exported)')
     source.add_argument('--exported', help='an export prefix (from scripts/export.py)')
     parser.add_argument('--thresh', type=_fraction, default=0.5,
                         help='minimum score of a drawn box (default 0.5)')

@@ -131,7 +131,8 @@ def _load_export(prefix, ctx):
     meta = _read_export_meta(prefix)
     symbol = mx.sym.load(symbol_file)
     dtype = meta.get('dtype') or _data_dtype(symbol)
-    if dtype == 'float16' and ctx.device_type == 'cpu' and not widened_convolutions(symbol):
+    on_cpu = ctx.device_type.startswith('cpu')
+    if dtype == 'float16' and on_cpu and not widened_convolutions(symbol):
         raise PredictError(
             "'{}' is an FP16 export for GPUs; MXNet's CPU build cannot run FP16 "
             "convolutions. Run it on a GPU, or re-export with --target cpu (or "
