@@ -1,0 +1,68 @@
+"""Packaging promises: a missing MXNet is explained, and the extras named really exist.
+
+MXNet is an extra (`[cpu]` or `[cu112]`) because pip cannot choose between its CPU and
+CUDA builds, so "pip install gluoncv_fp16" alone leaves it out. The import must then say
+which extra to install instead of failing with a bare ModuleNotFoundError.
+"""
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import gluoncv_fp16
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Runs in a fresh interpreter: a meta-path finder that makes `import mxnet` (and any
+# submodule) fail exactly as it does when MXNet is not installed.
+WITHOUT_MXNET = textwrap.dedent('''
+    import sys
+
+    class NoMXNet:
+        def find_spec(self, name, path=None, target=None):
+            if name == 'mxnet' or name.startswith('mxnet.'):
+                raise ModuleNotFoundError("No module named 'mxnet'", name=name)
+            return None
+
+    sys.meta_path.insert(0, NoMXNet())
+    try:
+        import gluoncv_fp16
+    except ImportError as err:
+        print(err)
+        print('cause:', type(err.__cause__).__name__)
+        sys.exit(3)
+    print('imported without mxnet?!')
+''')
+
+
+def run_without_mxnet():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [REPO] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+    return subprocess.run([sys.executable, '-c', WITHOUT_MXNET], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def setup_py():
+    with open(os.path.join(REPO, 'setup.py')) as f:
+        return f.read()
+
+
+def test_import_without_mxnet_names_both_extras():
+    proc = run_without_mxnet()
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    message = proc.stdout
+    assert 'gluoncv_fp16[cpu]' in message and 'gluoncv_fp16[cu112]' in message, message
+    assert 'mxnet==1.9.1' in message and 'mxnet-cu112==1.9.1' in message, message
+    assert 'cause: ModuleNotFoundError' in message  # the original error stays chained
+
+
+def test_the_extras_named_by_the_guard_exist_in_setup_py():
+    text = setup_py()
+    assert re.search(r"'cpu':\s*\['mxnet==1\.9\.1'\]", text)
+    assert re.search(r"'cu112':\s*\['mxnet-cu112==1\.9\.1'\]", text)
+
+
+def test_package_version_matches_setup_py():
+    declared = re.search(r"version='([^']+)'", setup_py()).group(1)
+    assert gluoncv_fp16.__version__ == declared
