@@ -32,6 +32,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
+from ..model_zoo import get_model
 from .checkpoint import load_params_into, read_checkpoint
 
 __all__ = ['ExportError', 'ExportedFiles', 'export_detector', 'export_paths',
@@ -102,7 +103,6 @@ def _model_spec(ckpt, path, network, classes):
 
 def _untrained_net(name, classes):
     """The FP16-safe network `name` with `classes`, not initialised, nothing downloaded."""
-    from ..model_zoo import get_model
     kwargs = dict(pretrained=False, pretrained_base=False)
     if name.endswith('_custom'):
         if not classes:
