@@ -70,3 +70,12 @@ def test_names_without_published_weights_say_so(offline, tmp_path, kwargs):
 def test_no_download_needed_builds_offline(offline, tmp_path):
     net = get_model('yolo3_mobilenet0.25_voc', pretrained_base=False, root=str(tmp_path))
     assert len(net.classes) == 20 and not offline
+
+
+def test_a_corrupt_cached_file_is_named_as_corrupt(offline, tmp_path):
+    """GluonCV re-downloads a cached file with a wrong SHA-1; offline, say why."""
+    cached = tmp_path / 'yolo3_mobilenet1.0_voc-3b47835a.params'
+    cached.write_bytes(b'half a download')
+    with pytest.raises(PretrainedWeightsUnavailable, match='fails its SHA-1 check') as info:
+        get_model('yolo3_mobilenet1.0_voc', pretrained=True, root=str(tmp_path))
+    assert cached.name in str(info.value) and 'delete it' in str(info.value)

@@ -8,6 +8,7 @@ import os
 
 import gluoncv
 from gluoncv.model_zoo import model_store
+from gluoncv.utils import check_sha1
 
 from .yolo3 import make_fp16_safe
 
@@ -102,13 +103,32 @@ def _build_with_downloads(key, kwargs):
             raise
         root = _cache_dir(kwargs.get('root', _DEFAULT_ROOT))
         missing = [f for f in needed if not os.path.isfile(os.path.join(root, f))]
-        if not missing:
+        corrupt = [f for f in needed if f not in missing and not _intact(root, f)]
+        if not missing and not corrupt:
             raise
         raise PretrainedWeightsUnavailable(
-            "Could not get pretrained weights for '{}' ({}). Download {} and put "
+            "Could not get pretrained weights for '{}' ({}). {}Download {} and put "
             "it in {} (GluonCV's cache; set root= or MXNET_HOME to use another folder), "
             "or pass pretrained=False, pretrained_base=False to train from scratch."
-            .format(key, type(err).__name__, ' and '.join(missing), root)) from err
+            .format(key, type(err).__name__, _corrupt_note(corrupt),
+                    ' and '.join(missing + corrupt), root)) from err
+
+
+def _intact(root, file_name):
+    """Whether a cached file matches the short SHA-1 in its name (GluonCV's own check).
+
+    GluonCV re-downloads a cached file that fails the check, so offline a truncated
+    download looks like a network error unless we say so.
+    """
+    short_hash = file_name[:-len('.params')].rsplit('-', 1)[-1]
+    return check_sha1(os.path.join(root, file_name), short_hash)
+
+
+def _corrupt_note(corrupt):
+    if not corrupt:
+        return ''
+    return ("{} is in the cache but fails its SHA-1 check (an interrupted download?); "
+            "delete it. ".format(' and '.join(corrupt)))
 
 
 def _cache_dir(root):
