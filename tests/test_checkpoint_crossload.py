@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
+from gluoncv_fp16.engine.checkpoint import structural_params
 from gluoncv_fp16.model_zoo import CheckpointMismatchError, get_model
 
 NAME = 'yolo3_mobilenet0.25_voc'
@@ -36,7 +37,7 @@ def raw_predictions(net, x):
 
 def params_by_name(net):
     """Structural name -> numpy copy, as save_parameters names them."""
-    return {k: v.data().asnumpy().copy() for k, v in net._collect_params_with_prefix().items()}
+    return {k: v.asnumpy() for k, v in structural_params(net).items()}
 
 
 def saved_net(tmp_path, dtype, name=NAME, **kwargs):
