@@ -1,4 +1,6 @@
 """Shared fixtures: small synthetic data and tiny YOLOv3 inputs, all on CPU."""
+import random
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -32,5 +34,6 @@ def yolo_training_batch(net, size=64, batch=2, seed=0):
 
 @pytest.fixture(autouse=True)
 def _seed():
+    random.seed(0)  # GluonCV's transforms draw from Python's `random`
     mx.random.seed(0)
     np.random.seed(0)
