@@ -1,0 +1,333 @@
+"""Start a parameter-server job (scheduler, servers, workers) and watch it to the end.
+
+This replaces ``python -m mxnet.tools.launch``, whose dmlc_tracker calls
+``Thread.isAlive`` (removed in Python 3.9). The engine is MXNet's own ps-lite; a launcher
+only has to start every process with the environment ps-lite reads:
+
+``DMLC_ROLE``                 scheduler | server | worker
+``DMLC_PS_ROOT_URI/PORT``     where the scheduler listens (it runs on this machine)
+``DMLC_NUM_SERVER/WORKER``    how many of each will register with the scheduler
+``DMLC_NODE_HOST``            the address this node announces (else ps-lite guesses one
+                              from the network interfaces, which fails on loopback-only
+                              machines and picks the wrong NIC on multi-homed hosts)
+``PS_VERBOSE``                ps-lite logging (1 or 2), only with ``verbose``
+
+Servers and the scheduler run the user's command too: ``import mxnet`` with
+``DMLC_ROLE=server|scheduler`` turns the process into a ps-lite node that never returns
+to the script, so the same interpreter and MXNet build serve the job.
+
+Supervision is what the dmlc tracker lacks: if any worker (or server, or the
+scheduler) exits non-zero, every other process is killed at once -- surviving workers
+would otherwise block forever in a push/pull waiting for the dead peer -- and the
+launcher exits non-zero naming the process. Ctrl-C does the same. Each process runs in
+its own process group so its children (data-loader workers) die with it.
+"""
+import collections
+import logging
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+__all__ = ['LaunchError', 'ProcessSpec', 'read_hostfile', 'free_port', 'guess_host_ip',
+           'plan_local', 'plan_ssh', 'run', 'INDEX_ENV']
+
+logger = logging.getLogger(__name__)
+
+INDEX_ENV = 'GLUONCV_FP16_PROCESS_INDEX'  # index within its role, as messages name it
+# Forwarded to remote hosts over ssh (locally the whole environment is inherited).
+_FORWARDED = ('OMP_NUM_THREADS', 'KMP_AFFINITY', 'LD_LIBRARY_PATH', 'PYTHONPATH',
+              'DMLC_INTERFACE')
+
+
+class LaunchError(RuntimeError):
+    """A job that cannot be started as requested (bad hostfile, counts, command)."""
+
+
+ProcessSpec = collections.namedtuple('ProcessSpec', 'name role argv env host')
+ProcessSpec.__doc__ = """One process of the job: `argv` is run locally with `env` added."""
+
+
+def read_hostfile(path):
+    """``[(host, ssh_port)]`` from a file of ``host[:port]`` lines.
+
+    Blank lines and ``#`` comments are skipped; an MPI-style ``slots=N`` suffix is
+    ignored, so one hostfile serves both launchers.
+    """
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as err:
+        raise LaunchError("cannot read hostfile '{}': {}".format(path, err.strerror)) from None
+    hosts = []
+    for number, line in enumerate(lines, 1):
+        entry = line.split('#', 1)[0].split('slots=', 1)[0].strip()
+        if not entry:
+            continue
+        host, _, port = entry.partition(':')
+        if not host or (port and not port.isdigit()):
+            raise LaunchError("hostfile '{}' line {}: expected 'host' or 'host:port', got "
+                              "{!r}".format(path, number, line))
+        hosts.append((host, int(port) if port else 22))
+    if not hosts:
+        raise LaunchError("hostfile '{}' lists no hosts".format(path))
+    return hosts
+
+
+def free_port(host='127.0.0.1'):
+    """A TCP port that is free on `host` right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _check_counts(num_workers, num_servers, command):
+    if num_workers < 1 or num_servers < 1:
+        raise LaunchError("need at least one worker and one server, got -n {} -s {}".format(
+            num_workers, num_servers))
+    if not command:
+        raise LaunchError("no command to launch: put it after '--', e.g. "
+                          "launch.py -n 2 -s 1 -- python train_yolo3.py --kvstore dist_sync")
+
+
+def _job_env(root_uri, port, num_workers, num_servers, verbose):
+    env = {'DMLC_PS_ROOT_URI': str(root_uri), 'DMLC_PS_ROOT_PORT': str(port),
+           'DMLC_NUM_WORKER': str(num_workers), 'DMLC_NUM_SERVER': str(num_servers)}
+    if verbose:
+        env['PS_VERBOSE'] = str(int(verbose))
+    return env
+
+
+def _roles(num_workers, num_servers):
+    """(role, index) of every process, scheduler first (it must listen before others dial)."""
+    return [('scheduler', 0)] + [('server', i) for i in range(num_servers)] + \
+        [('worker', i) for i in range(num_workers)]
+
+
+def _name(role, index):
+    return role if role == 'scheduler' else '{} {}'.format(role, index)
+
+
+def _role_env(role, index, env):
+    """`env` is {'all': {...}, 'server': {...}, 'worker': {...}} (any key optional)."""
+    env = env or {}
+    return dict(env.get('all', {}), **env.get(role, {}), DMLC_ROLE=role,
+                **{INDEX_ENV: str(index)})
+
+
+def guess_host_ip():
+    """This machine's outward-facing IPv4 address (for the ssh launcher's scheduler).
+
+    Connecting a UDP socket sends nothing; it only makes the OS choose the interface
+    it would route through.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(('10.255.255.255', 1))
+            address = sock.getsockname()[0]
+        except OSError:
+            address = '127.0.0.1'
+    if address.startswith('127.'):
+        raise LaunchError("could not find this machine's network address (only loopback); "
+                          "pass --host-ip with an address the hosts can reach")
+    return address
+
+
+def plan_local(num_workers, num_servers, command, port=None, verbose=0, env=None):
+    """Every process on this machine, talking over loopback (127.0.0.1).
+
+    Parameters
+    ----------
+    command : list of str
+        The program each process runs, e.g. ``['python', 'train_yolo3.py', ...]``.
+    port : int, optional
+        Scheduler port; a free one by default.
+    verbose : int
+        ps-lite log level (``PS_VERBOSE``), 0 for none.
+    env : dict, optional
+        Extra variables: ``{'all': {...}, 'server': {...}, 'worker': {...}}``.
+    """
+    _check_counts(num_workers, num_servers, command)
+    port = port or free_port()
+    common = dict(_job_env('127.0.0.1', port, num_workers, num_servers, verbose),
+                  DMLC_NODE_HOST='127.0.0.1')
+    return [ProcessSpec(_name(role, i), role, list(command),
+                        dict(common, **_role_env(role, i, env)), '127.0.0.1')
+            for role, i in _roles(num_workers, num_servers)]
+
+
+def plan_ssh(num_workers, num_servers, command, hosts, root_uri, port, workdir=None,
+             verbose=0, env=None, forward=()):
+    """The scheduler here, servers and workers on `hosts` (round robin) over ssh.
+
+    Each remote process is ``ssh -tt``: killing the local ssh client hangs up the remote
+    terminal, so the remote process dies with it. ``BatchMode`` makes a host that would
+    ask for a password fail at once instead of waiting for input.
+
+    Parameters
+    ----------
+    hosts : list of (str, int)
+        From :func:`read_hostfile`.
+    root_uri : str
+        This machine's address as the hosts can reach it (the scheduler runs here).
+    workdir : str, optional
+        Remote working directory (default: this one; the code must be there already).
+    verbose, env
+        As :func:`plan_local`.
+    forward : iterable of str
+        Names of local environment variables to pass on, besides MXNET_*, OMP_NUM_THREADS,
+        KMP_AFFINITY, LD_LIBRARY_PATH, PYTHONPATH and DMLC_INTERFACE.
+    """
+    _check_counts(num_workers, num_servers, command)
+    if not hosts:
+        raise LaunchError("the ssh launcher needs hosts (-H hostfile)")
+    job = _job_env(root_uri, port, num_workers, num_servers, verbose)
+    passed = _forwarded_env(forward)
+    workdir = workdir or os.getcwd()
+    specs = []
+    for role, i in _roles(num_workers, num_servers):
+        role_env = dict(job, **_role_env(role, i, env))
+        if role == 'scheduler':
+            specs.append(ProcessSpec('scheduler', role, list(command), role_env, 'localhost'))
+            continue
+        host, ssh_port = hosts[i % len(hosts)]
+        remote_env = dict(passed, DMLC_NODE_HOST=host, **role_env)
+        specs.append(ProcessSpec(_name(role, i), role,
+                                 _ssh_argv(host, ssh_port, workdir, remote_env, command),
+                                 {}, host))
+    return specs
+
+
+def _forwarded_env(names):
+    wanted = set(_FORWARDED) | set(names)
+    return {k: v for k, v in os.environ.items() if k in wanted or k.startswith('MXNET_')}
+
+
+def _ssh_argv(host, port, workdir, env, command):
+    exports = ' '.join('{}={}'.format(k, shlex.quote(v)) for k, v in sorted(env.items()))
+    remote = 'cd {} && exec env {} {}'.format(
+        shlex.quote(workdir), exports, ' '.join(shlex.quote(c) for c in command))
+    return ['ssh', '-tt', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no',
+            '-p', str(port), host, remote]
+
+
+class _Process:
+    """A started ProcessSpec whose output is copied, line by line and prefixed, to `out`."""
+
+    def __init__(self, spec, out):
+        self.spec = spec
+        self.popen = subprocess.Popen(
+            spec.argv, env=dict(os.environ, **spec.env), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self._pump = threading.Thread(target=self._copy, args=(out,), daemon=True)
+        self._pump.start()
+
+    def _copy(self, out):
+        prefix = '[{}] '.format(self.spec.name).encode()
+        for line in iter(self.popen.stdout.readline, b''):
+            stream = out() if callable(out) else out
+            stream.write((prefix + line).decode('utf-8', 'replace'))
+            stream.flush()
+        self.popen.stdout.close()
+
+    def describe(self):
+        return '{} (pid {}, host {})'.format(self.spec.name, self.popen.pid, self.spec.host)
+
+    def signal(self, sig):
+        try:
+            os.killpg(self.popen.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def finish_output(self, timeout=2.0):
+        self._pump.join(timeout)
+
+
+def _exit_text(code):
+    return 'was killed by signal {}'.format(-code) if code < 0 else \
+        'exited with code {}'.format(code)
+
+
+def _stop_all(procs, grace):
+    """SIGTERM every live process group, SIGKILL what is left after `grace` seconds."""
+    live = [p for p in procs if p.popen.poll() is None]
+    for p in live:
+        p.signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in live:
+        try:
+            p.popen.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.signal(signal.SIGKILL)
+            p.popen.wait()
+    for p in procs:
+        p.signal(signal.SIGKILL)  # stragglers left in a group whose leader already exited
+        p.finish_output()
+
+
+def _watch(procs, poll, shutdown_timeout, timeout):
+    """Block until the job ends; return (exit code, message)."""
+    workers = [p for p in procs if p.spec.role == 'worker']
+    started, done_at = time.monotonic(), None
+    while True:
+        if timeout is not None and time.monotonic() - started > timeout:
+            return 124, 'the job ran longer than its timeout ({:g} s); stopping it'.format(timeout)
+        for p in procs:
+            code = p.popen.poll()
+            if code not in (None, 0):
+                return (code if code > 0 else 128 - code), \
+                    '{} {}; stopping the other processes'.format(p.describe(), _exit_text(code))
+        if all(p.popen.poll() == 0 for p in workers):
+            if all(p.popen.poll() is not None for p in procs):
+                return 0, 'all {} workers finished'.format(len(workers))
+            done_at = done_at or time.monotonic()
+            if time.monotonic() - done_at > shutdown_timeout:
+                return 0, 'all workers finished; servers/scheduler did not exit within ' \
+                          '{:g} s and were stopped'.format(shutdown_timeout)
+        time.sleep(poll)
+
+
+def run(specs, out=None, poll=0.1, grace=5.0, shutdown_timeout=30.0, timeout=None):
+    """Start `specs` in order, supervise them, and always leave no process behind.
+
+    Parameters
+    ----------
+    specs : list of ProcessSpec
+        From :func:`plan_local` or :func:`plan_ssh`.
+    out : file or callable, optional
+        Where prefixed process output goes (default: the current ``sys.stdout``).
+    poll : float
+        Seconds between checks of the processes.
+    grace : float
+        Seconds a process gets to exit after SIGTERM before SIGKILL.
+    shutdown_timeout : float
+        Seconds servers and scheduler may take to exit after the last worker.
+    timeout : float, optional
+        Stop the whole job after this many seconds (exit code 124).
+
+    Returns
+    -------
+    int
+        0 on success; otherwise the failing process's exit code (128+signal for a
+        signal), 124 after `timeout`, or 130 after Ctrl-C.
+    """
+    out = out or (lambda: sys.stdout)
+    procs = []
+    try:
+        for spec in specs:
+            logger.info('starting %s: %s', spec.name, ' '.join(spec.argv))
+            procs.append(_Process(spec, out))
+        code, message = _watch(procs, poll, shutdown_timeout, timeout)
+        (logger.info if code == 0 else logger.error)('launch: %s', message)
+        return code
+    except KeyboardInterrupt:
+        logger.error('launch: interrupted; stopping all %d processes', len(procs))
+        return 130
+    except OSError as err:
+        raise LaunchError('cannot start {!r}: {}'.format(spec.argv[0], err.strerror)) from None
+    finally:
+        _stop_all(procs, grace)
