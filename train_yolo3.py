@@ -132,6 +132,24 @@ def setup_logging(log_path):
     return handlers
 
 
+def route_worker_log(handlers, prefix):
+    """Rank > 0 of a distributed run: own log file, only warnings on the console."""
+    def on_workers(workers):
+        if workers.is_chief:
+            return
+        for handler in handlers:
+            if isinstance(handler, logging.FileHandler):
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+            else:
+                handler.setLevel(logging.WARNING)
+        own = logging.FileHandler('{}_train.rank{}.log'.format(prefix, workers.rank))
+        own.setFormatter(handlers[0].formatter)
+        logging.getLogger().addHandler(own)
+        handlers.append(own)
+    return on_workers
+
+
 def main(argv=None):
     args = parse_args(argv)
     from gluoncv_fp16.engine.build import run_training
@@ -144,7 +162,7 @@ def main(argv=None):
         cfg = make_config(args)
         handlers = setup_logging(cfg.run_prefix + '_train.log')
         logging.getLogger(__name__).info('arguments: %s', vars(args))
-        run_training(cfg)
+        run_training(cfg, on_workers=route_worker_log(handlers, cfg.run_prefix))
     except user_errors as err:
         print('error: {}'.format(err), file=sys.stderr)
         return 2

@@ -21,6 +21,8 @@ from ..precision.loss_scaler import LossScaler, make_loss_scaler
 from ..precision.policy import activate_amp, get_policy
 from .config import ConfigError
 from .devices import check_devices, make_contexts
+from .distributed import fail_fast, horovod_trainer, require_launcher
+from .workers import describe, initialise_dist_keys, setup_workers
 from .hooks import (CheckpointHook, EvalHook, MetricsCSVHook, MixupScheduleHook, PlotHook,
                     ProgressHook)
 from .loop import TrainLoop
@@ -87,14 +89,19 @@ def _init_training_net(net, contexts, cfg):
     return net
 
 
-def _make_trainer_factory(cfg, policy, lr_scheduler, kvstore):
+def _make_trainer_factory(cfg, lr_scheduler, workers):
     from mxnet import gluon
 
     def make_trainer(net, multi_precision):
         params = {'wd': cfg.wd, 'momentum': cfg.momentum, 'lr_scheduler': lr_scheduler,
                   'multi_precision': multi_precision}
-        return gluon.Trainer(net.collect_params(), 'sgd', params, kvstore=kvstore,
-                             update_on_kvstore=False)
+        if workers.hvd is not None:
+            return horovod_trainer(net.collect_params(), 'sgd', params, hvd=workers.hvd)
+        trainer = gluon.Trainer(net.collect_params(), 'sgd', params, kvstore=workers.kvstore,
+                                update_on_kvstore=False)
+        if workers.num_workers > 1:
+            initialise_dist_keys(trainer, workers.kvstore)
+        return trainer
     return make_trainer
 
 
@@ -128,6 +135,9 @@ def build_training(cfg):
     contexts = make_contexts(cfg.contexts)
     policy = get_policy(cfg.precision)
     check_devices(contexts, policy, amp_restricted=bool(cfg.extra.get('amp_init')))
+    workers = setup_workers(cfg, contexts)
+    if describe(cfg, workers):
+        logger.info(describe(cfg, workers))
     _seed_everything(cfg.seed)
     train_set, val_set, classes = _build_data(cfg)
     norm = _norm_layer_kwargs(cfg, contexts)
@@ -135,29 +145,28 @@ def build_training(cfg):
     from ..data.loader import make_train_loader, make_val_loader
     loader = make_train_loader(
         train_set, async_net, cfg.batch_size, cfg.data_shape, num_workers=cfg.num_workers,
-        random_shape=not cfg.no_random_shape, mixup=cfg.mixup, seed=cfg.seed)
+        random_shape=not cfg.no_random_shape, mixup=cfg.mixup, seed=cfg.seed,
+        num_parts=workers.num_workers, part_index=workers.rank)
     val_loader = make_val_loader(val_set, cfg.batch_size, cfg.data_shape,
                                  num_workers=cfg.num_workers)
     activate_amp(policy, **cfg.extra.get('amp_init', {}))
     net = _init_training_net(get_model(cfg.model_name, **_model_kwargs(cfg, classes, norm)),
                              contexts, cfg)
     num_samples = cfg.num_samples if cfg.num_samples > 0 else len(train_set)
-    lr_scheduler = make_lr_scheduler(cfg, iters_per_epoch=max(1, num_samples // cfg.batch_size))
+    iters = max(1, num_samples // (cfg.batch_size * workers.num_workers))
+    lr_scheduler = make_lr_scheduler(cfg, iters_per_epoch=iters)
     model_desc = {'name': cfg.model_name, 'classes': classes}
     hooks = _make_hooks(cfg, loader, val_loader, val_set, classes, model_desc,
-                        total_steps=len(loader) if hasattr(loader, '__len__') else None)
-    loop = TrainLoop(net, contexts, loader, _make_trainer_factory(cfg, policy, lr_scheduler,
-                                                                  _kvstore(cfg, contexts)),
+                        total_steps=len(loader), chief=workers.is_chief)
+    loop = TrainLoop(net, contexts, loader, _make_trainer_factory(cfg, lr_scheduler, workers),
                      _make_scaler(cfg, policy), policy, cfg.batch_size,
-                     fp32_warmup_epochs=cfg.fp32_warmup_epochs,
+                     grad_scale=workers.grad_scale, fp32_warmup_epochs=cfg.fp32_warmup_epochs,
                      nan_guard=NanGuard(cfg.nan_fallback_iters, cfg.max_recoveries,
-                                        cfg.snapshot_interval), hooks=hooks)
+                                        cfg.snapshot_interval), hooks=hooks,
+                     no_switch_reason=workers.no_switch_reason)
+    loop.workers = workers
     start_epoch = _resume(loop, cfg, model_desc) if cfg.resume else cfg.start_epoch
     return loop, start_epoch
-
-
-def _kvstore(cfg, contexts):
-    return cfg.kvstore if len(contexts) > 1 or cfg.kvstore.startswith('dist') else None
 
 
 def _norm_layer_kwargs(cfg, contexts):
@@ -171,17 +180,19 @@ def _norm_layer_kwargs(cfg, contexts):
     return syncbn_kwargs(len(contexts))
 
 
-def _make_hooks(cfg, loader, val_loader, val_set, classes, model_desc, total_steps):
+def _make_hooks(cfg, loader, val_loader, val_set, classes, model_desc, total_steps, chief):
+    """Only the chief (rank 0) validates, saves and writes metrics; others just train."""
+    mixup = [MixupScheduleHook(loader, cfg.epochs, cfg.no_mixup_epochs)] if cfg.mixup else []
+    if not chief:
+        return mixup + [ProgressHook(cfg.log_interval, total_steps, show_bar=False)]
     prefix = cfg.run_prefix
     csv_path = prefix + '_metrics.csv'
     metric = make_metric(cfg.dataset, val_set, classes, cfg.data_shape, prefix)
     meta = {'model': model_desc, 'config': _plain_config(cfg)}
-    hooks = [ProgressHook(cfg.log_interval, total_steps),
+    hooks = mixup + [ProgressHook(cfg.log_interval, total_steps),
              EvalHook(val_loader, metric, cfg.val_interval, cfg.epochs),
              CheckpointHook(prefix, cfg.save_interval, lambda: dict(meta, rng=rng_state())),
              MetricsCSVHook(csv_path)]
-    if cfg.mixup:
-        hooks.insert(0, MixupScheduleHook(loader, cfg.epochs, cfg.no_mixup_epochs))
     if cfg.plots:
         hooks.append(PlotHook(csv_path, prefix))
     return hooks
@@ -192,9 +203,28 @@ def _plain_config(cfg):
     return {k: list(v) if isinstance(v, tuple) else v for k, v in plain.items()}
 
 
-def run_training(cfg):
-    """Build and train; returns the loop (for inspection by callers and tests)."""
+def run_training(cfg, on_workers=None):
+    """Build and train; returns the loop (for inspection by callers and tests).
+
+    `on_workers(WorkerSetup)` is called once the rank is known (entry points use it to
+    route a non-chief worker's log). In a dist-kvstore worker an exception ends the
+    process at once (`fail_fast`): a normal exit would wait forever on ps-lite's
+    shutdown barrier for the other workers.
+    """
+    if cfg.kvstore.startswith('dist') and not cfg.horovod:
+        try:
+            require_launcher(cfg.kvstore)  # a user mistake: one line, not a worker crash
+        except RuntimeError as err:
+            raise ConfigError(str(err)) from None
+        with fail_fast():
+            return _train(cfg, on_workers)
+    return _train(cfg, on_workers)
+
+
+def _train(cfg, on_workers):
     loop, start_epoch = build_training(cfg)
+    if on_workers is not None:
+        on_workers(loop.workers)
     folder = os.path.dirname(os.path.abspath(cfg.run_prefix))
     os.makedirs(folder, exist_ok=True)
     logger.info('training %s (%s) on %s, epochs %d..%d', cfg.model_name, cfg.precision,

@@ -68,10 +68,15 @@ class TrainLoop:
     fp32_warmup_epochs : int
         With an fp16 policy, epochs trained in FP32 first.
     nan_guard : NanGuard or None
+    hooks : list of HookBase
+    no_switch_reason : str or None
+        Why precision may not change once a trainer exists (e.g. a dist kvstore, whose
+        keys keep their dtype); None allows switching.
     """
 
     def __init__(self, net, contexts, loader, make_trainer, scaler, policy, batch_size,
-                 grad_scale=1.0, fp32_warmup_epochs=0, nan_guard=None, hooks=()):
+                 grad_scale=1.0, fp32_warmup_epochs=0, nan_guard=None, hooks=(),
+                 no_switch_reason=None):
         self.net = net
         self.contexts = list(contexts)
         self.loader = loader
@@ -83,14 +88,14 @@ class TrainLoop:
         self.fp32_warmup_epochs = fp32_warmup_epochs
         self.guard = nan_guard or NanGuard()
         self.hooks = list(hooks)
+        self.no_switch_reason = no_switch_reason
         self.epoch = 0
         self.iteration = 0
-        self.phase = 'fp32'
+        self.phase = None  # no trainer yet: the first phase builds one directly
         self.stop_requested = False
         self.epoch_stats = {}
         self.params = list(net.collect_params().values())
         self.trainer = None
-        self._install_trainer(make_trainer(net, False))
 
     # ----- precision phases -------------------------------------------------------------
     def scheduled_phase(self, epoch=None):
@@ -107,13 +112,21 @@ class TrainLoop:
         """Move to 'fp32' / 'fp16' / 'amp', keeping master weights and optimizer state."""
         if phase == self.phase:
             return
-        if self._phase_dtype(phase) != self._phase_dtype(self.phase):
+        if self.trainer is None:  # first phase of a fresh run: nothing to carry over
+            if self._phase_dtype(phase) == 'float16':
+                self.net.cast('float16')
+            self._install_trainer(self.make_trainer(self.net, phase == 'fp16'))
+            self.net.hybridize()
+        elif self._phase_dtype(phase) != self._phase_dtype(self.phase):
+            if self.no_switch_reason:
+                raise RuntimeError("cannot switch precision {} -> {} in this run: {}".format(
+                    self.phase, phase, self.no_switch_reason))
             trainer = switch_precision(self.net, self.trainer, self.make_trainer,
                                        self._phase_dtype(phase))
             self._install_trainer(trainer)
             self.net.hybridize()
         logger.info('epoch %d iteration %d: precision phase %s -> %s', self.epoch,
-                    self.iteration, self.phase, phase)
+                    self.iteration, self.phase or 'start', phase)
         self.phase = phase
 
     def _install_trainer(self, trainer):
@@ -122,7 +135,7 @@ class TrainLoop:
 
     @property
     def scaling_active(self):
-        return self.phase != 'fp32'
+        return self.phase not in ('fp32', None)
 
     # ----- one step ---------------------------------------------------------------------
     def cast_input(self, array):

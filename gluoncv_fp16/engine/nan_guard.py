@@ -92,6 +92,11 @@ class NanGuard:
                     loop.epoch, loop.iteration, reason, self.recoveries))
         self.recoveries += 1
         loop.restore(self.snapshot)
+        if loop.no_switch_reason:
+            logger.warning('rolled back to iteration %d; staying in %s (%s) (recovery %d '
+                           'of %d)', self.snapshot.iteration, loop.phase,
+                           loop.no_switch_reason, self.recoveries, self.max_recoveries)
+            return
         loop.set_phase('fp32')
         self.fallback_left = self.fallback_iters
         logger.warning('rolled back to iteration %d; training %d iterations in FP32 '
