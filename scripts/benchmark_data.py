@@ -6,17 +6,26 @@ throughput of gluoncv_fp16's training loader with 0, 1 and 2 workers and random 
 
     python scripts/benchmark_data.py                      # defaults below
     python scripts/benchmark_data.py --size 416 --rounds 3 --loader-batches 30
+    python scripts/benchmark_data.py --all-threads   # MXNet/OpenCV thread pools on
 """
 import argparse
 import logging
 import os
 import random
+import sys
 import tempfile
 import time
 
-import numpy as np
+# One compute thread per process unless told otherwise: "images/s per process" then
+# means one core's work for both transforms, and a busy machine's other jobs distort
+# the ratio less. Must be set before MXNet and OpenCV start their thread pools.
+if '--all-threads' not in sys.argv:
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    os.environ.setdefault('MXNET_CPU_WORKER_NTHREADS', '1')
 
 # pylint: disable=wrong-import-position
+import cv2
+import numpy as np
 import mxnet as mx
 from gluoncv.data.transforms.presets.yolo import YOLO3DefaultTrainTransform
 
@@ -38,6 +47,8 @@ def parse_args(argv=None):
                         help='batches timed per loader setting (0 skips the loader)')
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--workers', default='0,1,2')
+    parser.add_argument('--all-threads', action='store_true',
+                        help='let MXNet and OpenCV use all cores (default: one thread)')
     return parser.parse_args(argv)
 
 
@@ -78,25 +89,38 @@ def bench_transforms(args, net):
         rates['fast'].append(images_per_second(lambda: fast(nd_img, label),
                                                args.fast_images))
     gcv_rate, fast_rate = np.median(rates['gluoncv']), np.median(rates['fast'])
-    print('transform at {0}x{0} on a {1} image, 3 boxes, one process (median of {2} '
-          'rounds)'.format(args.size, args.image_size, args.rounds))
+    print('transform at {0}x{0} on a {1} image, 3 boxes, one process, {3} (median of {2} '
+          'rounds)'.format(args.size, args.image_size, args.rounds,
+                           'all threads' if args.all_threads else 'one thread'))
     print('  gluoncv YOLO3DefaultTrainTransform : {:8.1f} img/s'.format(gcv_rate))
     print('  gluoncv_fp16 YOLO3FastTrainTransform: {:8.1f} img/s'.format(fast_rate))
     print('  speed-up                           : {:8.1f}x'.format(fast_rate / gcv_rate))
 
 
+def _endless(loader):
+    """Batches of epoch 0, 1, 2, ... (the small benchmark set holds few batches)."""
+    epoch = 0
+    while True:
+        loader.set_epoch(epoch)
+        for batch in loader:
+            yield batch
+        epoch += 1
+
+
 def bench_loader(args, net):
+    from gluoncv_fp16.data import ensure_synthetic
     from gluoncv_fp16.data.datasets import build_datasets
     from gluoncv_fp16.data.loader import make_train_loader
-    root = os.path.join(tempfile.gettempdir(), 'gluoncv_fp16_bench_voc')
-    train, _, _ = build_datasets('synthetic', root=root)
-    print('train loader, batch {}, random shapes 320..608, synthetic 160x160 images'
-          .format(args.batch_size))
+    width, height = (int(v) for v in args.image_size.lower().split('x'))
+    root = os.path.join(tempfile.gettempdir(), 'gluoncv_fp16_bench_{}'.format(args.image_size))
+    ensure_synthetic(root, num_train=48, num_val=4, width=width, height=height)
+    train, _, _ = build_datasets('custom', root=root)
+    print('train loader: batch {}, a new random shape (320..608) every batch, synthetic {} '
+          'JPEG images decoded from disk, mixup off'.format(args.batch_size, args.image_size))
     for workers in (int(w) for w in args.workers.split(',')):
         loader = make_train_loader(train, net, args.batch_size, args.size,
                                    num_workers=workers, random_shape=True, shape_interval=1)
-        loader.set_epoch(0)
-        batches = iter(loader)
+        batches = _endless(loader)
         next(batches)  # start-up (worker pool) is not throughput
         start = time.perf_counter()
         count = 0
@@ -110,6 +134,8 @@ def bench_loader(args, net):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if not args.all_threads:
+        cv2.setNumThreads(1)
     net = get_model(args.network, pretrained_base=False)
     net.initialize()
     bench_transforms(args, net)

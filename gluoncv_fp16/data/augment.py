@@ -307,7 +307,8 @@ def apply_to_image(img, decisions, out_size, mean, std):
     off_x, off_y = decisions.expand[:2] if decisions.expand is not None else (0, 0)
     # the part of the source image that falls inside the crop, in source coordinates
     sx0, sy0 = max(x0 - off_x, 0), max(y0 - off_y, 0)
-    sx1, sy1 = max(min(x0 + crop_w - off_x, width), sx0), max(min(y0 + crop_h - off_y, height), sy0)
+    sx1 = max(min(x0 + crop_w - off_x, width), sx0)
+    sy1 = max(min(y0 + crop_h - off_y, height), sy0)
     out_w, out_h = out_size
     interp = cv_interp(decisions.interp, (crop_h, crop_w), (out_h, out_w))
     if sx1 == sx0 or sy1 == sy0:  # the crop holds only fill

@@ -52,6 +52,13 @@ class YOLOGeometry:
         cells = [layer.height * layer.width * len(layer.anchors) for layer in self.layers]
         self._first_row = np.concatenate([[0], np.cumsum(cells)[:-1]]).astype(np.int64)
         self.num_rows = int(sum(cells))
+        # per-anchor lookups, so that targets need no Python loop over boxes
+        per_layer = self._layer_of_anchor
+        self._feat_h = np.array([l.height for l in self.layers], np.int64)[per_layer]
+        self._feat_w = np.array([l.width for l in self.layers], np.int64)[per_layer]
+        self._anchors_in_layer = np.array(counts, np.int64)[per_layer]
+        self._local_anchor = np.arange(len(per_layer)) - self._first_anchor[per_layer]
+        self._row_base = self._first_row[per_layer] + self._local_anchor
 
     @classmethod
     def from_net(cls, net, width, height):
@@ -170,18 +177,14 @@ def yolo3_targets(geometry, boxes, class_ids, num_class, mixratio=None):
     gtx = boxes[:, 0] + gtw * np.float32(0.5)
     gty = boxes[:, 1] + gth * np.float32(0.5)
     match = geometry.match_anchors(gtw, gth)
-    layer = geometry._layer_of_anchor[match]
-    feat_h = np.array([geometry.layers[i].height for i in layer], dtype=np.int64)
-    feat_w = np.array([geometry.layers[i].width for i in layer], dtype=np.int64)
-    num_anchor = np.array([len(geometry.layers[i].anchors) for i in layer], dtype=np.int64)
+    feat_h, feat_w = geometry._feat_h[match], geometry._feat_w[match]
     # GluonCV computes the cell position in float64 from float32 centres.
     fx = gtx.astype(np.float64) / geometry.width * feat_w
     fy = gty.astype(np.float64) / geometry.height * feat_h
-    loc_x = np.minimum(np.trunc(fx).astype(np.int64), feat_w - 1)
-    loc_y = np.minimum(np.trunc(fy).astype(np.int64), feat_h - 1)
-    local_anchor = match - geometry._first_anchor[layer]
-    rows = (geometry._first_row[layer] + (loc_y * feat_w + loc_x) * num_anchor
-            + local_anchor)
+    loc_x = np.minimum(fx.astype(np.int64), feat_w - 1)  # truncation, as int() (fx >= 0)
+    loc_y = np.minimum(fy.astype(np.int64), feat_h - 1)
+    rows = (geometry._row_base[match]
+            + (loc_y * feat_w + loc_x) * geometry._anchors_in_layer[match])
     keep = _last_occurrence(rows)
     rows = rows[keep]
     anchor_wh = geometry.all_anchors[match[keep]]
@@ -200,5 +203,7 @@ def yolo3_targets(geometry, boxes, class_ids, num_class, mixratio=None):
 
 def _last_occurrence(keys):
     """Indices (ascending) of the last occurrence of each distinct key."""
+    if len(keys) == 1:
+        return np.zeros(1, np.int64)
     _, first_in_reversed = np.unique(keys[::-1], return_index=True)
     return np.sort(len(keys) - 1 - first_in_reversed)

@@ -26,9 +26,25 @@ _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
 
+class _DLPackView:
+    """Lets ``np.from_dlpack`` read a CPU NDArray in place (read-only, no copy)."""
+
+    def __init__(self, array):
+        self._array = array
+
+    def __dlpack__(self, stream=None):  # pylint: disable=unused-argument
+        return self._array.to_dlpack_for_read()
+
+    @staticmethod
+    def __dlpack_device__():
+        return (1, 0)  # kDLCPU
+
+
 def to_numpy_image(img):
-    """HxWx3 image as a NumPy array (NDArrays are copied to host once)."""
+    """HxWx3 image as a NumPy array; CPU NDArrays are read in place, others copied."""
     if isinstance(img, mx.nd.NDArray):
+        if img.context.device_type in ('cpu', 'cpu_pinned', 'cpu_shared'):
+            return np.from_dlpack(_DLPackView(img))
         return img.asnumpy()
     return np.asarray(img)
 
@@ -106,8 +122,9 @@ class YOLO3FastTrainTransform:
     Calling ``t(img, label)`` returns, like GluonCV, NDArrays ``(image (3, H, W),
     objectness (R, 1), center_targets (R, 2), scale_targets (R, 2), weights (R, 2),
     class_targets (R, C), gt_boxes (M, 4))``, or without a net ``(image, boxes (M, 5+))``
-    with the boxes a NumPy array, as GluonCV does. :meth:`apply` returns the same as float32 NumPy arrays for a given
-    random generator or decisions; loaders use it to avoid NDArrays in workers.
+    with the boxes a NumPy array, as GluonCV does. :meth:`apply` returns the same as
+    float32 NumPy arrays for a given random generator or decisions; loaders use it to
+    avoid NDArrays in workers.
     """
 
     def __init__(self, width, height, net=None, mean=_MEAN, std=_STD, mixup=False,

@@ -1,0 +1,114 @@
+"""The detection dataset base: samples as (RGB uint8 NumPy image, float32 label).
+
+Subclasses list their samples at construction (labels already validated and repaired)
+and only decode images in ``__getitem__``. A sample whose image turns out to be
+unusable mid-epoch never crashes training: a training set returns the next usable
+sample instead (deterministically), a validation set returns a mid-gray image of the
+recorded size with the original labels (keeping the order evaluation metrics rely on).
+"""
+import logging
+
+import mxnet as mx
+import numpy as np
+
+from .imageio import BadSampleLog
+
+__all__ = ['DetectionDataset', 'clip_boxes']
+
+logger = logging.getLogger(__name__)
+
+_MAX_REPLACEMENTS = 50
+
+
+def clip_boxes(label, width, height, name, log):
+    """Clip boxes to the image, drop zero-area ones; problems are recorded in `log`.
+
+    Parameters
+    ----------
+    label : numpy.ndarray, (N, 5+) float32
+    width, height : float
+        Image size in pixels.
+    """
+    if label.size == 0:
+        return label
+    clipped = label.copy()
+    clipped[:, (0, 2)] = np.clip(clipped[:, (0, 2)], 0, width)
+    clipped[:, (1, 3)] = np.clip(clipped[:, (1, 3)], 0, height)
+    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    if not np.array_equal(clipped[keep], label[keep]):
+        log.report(name, 'box clipped to image')
+    if not keep.all():
+        log.report(name, 'zero-area box dropped', '{} of {}'.format(int((~keep).sum()),
+                                                                    len(keep)))
+    return clipped[keep]
+
+
+class DetectionDataset(mx.gluon.data.Dataset):
+    """Base of all datasets here. Subclasses implement :meth:`_read` and fill
+    ``self._names`` (one per sample, used in messages) and ``self._labels``.
+
+    Parameters
+    ----------
+    classes : sequence of str
+    strict : bool
+        Fail on the first bad sample (naming the file) instead of repairing/skipping.
+    train : bool
+        Training set: replace unreadable samples by the next usable one. Else keep the
+        sample order intact and substitute a gray image.
+    """
+
+    def __init__(self, classes, strict=False, train=True):
+        self._classes = tuple(classes)
+        self.bad_samples = BadSampleLog(strict=strict)
+        self.train = bool(train)
+        self._names, self._labels, self._sizes = [], [], []
+
+    @property
+    def classes(self):
+        return self._classes
+
+    @property
+    def num_class(self):
+        return len(self._classes)
+
+    @property
+    def bad_sample_count(self):
+        """Distinct bad samples seen so far (this process plus merged worker records)."""
+        return self.bad_samples.count
+
+    def __len__(self):
+        return len(self._names)
+
+    def label(self, idx):
+        """The label (N, 5+) float32 of sample `idx`, without decoding its image."""
+        return self._labels[idx].copy()
+
+    def __getitem__(self, idx):
+        if not 0 <= idx < len(self):
+            raise IndexError('sample {} out of range for {} samples'.format(idx, len(self)))
+        for step in range(_MAX_REPLACEMENTS if self.train else 1):
+            j = (idx + step) % len(self)
+            sample = self._load(j)
+            if sample is not None:
+                return sample
+        if self.train:
+            raise RuntimeError('{} consecutive unusable images from {}; is the image folder '
+                               'readable?'.format(_MAX_REPLACEMENTS, self._names[idx]))
+        width, height = self._sizes[idx] if self._sizes else (64, 64)
+        return np.full((int(height), int(width), 3), 128, np.uint8), self.label(idx)
+
+    def _load(self, idx):
+        img = self._read(idx)
+        if img is None:
+            return None
+        height, width = img.shape[:2]
+        label = clip_boxes(self.label(idx), width, height, self._names[idx],
+                           self.bad_samples) if self.train else self.label(idx)
+        if self.train and len(label) == 0:
+            self.bad_samples.report(self._names[idx], 'no valid boxes')
+            return None
+        return img, label
+
+    def _read(self, idx):
+        """(H, W, 3) uint8 RGB image of sample `idx`, or None if unusable (recorded)."""
+        raise NotImplementedError

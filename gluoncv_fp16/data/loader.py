@@ -1,0 +1,307 @@
+"""Training and validation loaders: multi-scale, reproducible, worker processes.
+
+Why not GluonCV's ``RandomTransformDataLoader``: it draws augmentation from global RNG
+state (so a resumed run, or another worker count, sees other batches), and it sends
+the transform -- which holds the network -- to workers with every batch. Here the
+dataset and one fast transform per input size are handed to the worker processes once,
+when the pool starts (inherited by fork); each task is a few integers (sample indices,
+epochs, input size, mixup on/off), so nothing big is pickled per batch. Workers write
+each batch to a file in memory-backed /dev/shm (faster than the result pipe for ~50 MB
+batches) and the parent reads it back as NumPy arrays and are wrapped as float32 NDArrays on ``mx.cpu(0)`` without a
+copy (never ``cpu_shared``, which a hybridized net on ``cpu(0)`` rejects); the trainer
+moves them to its devices with ``split_and_load`` as usual.
+
+Training batches are ``(image, gt_boxes, obj_t, centers_t, scales_t, weights_t,
+clas_t)``: image (B, 3, S, S); gt_boxes (B, M, 4) padded with -1 like GluonCV's ``Pad``;
+the five targets (B, R, 1 | 2 | 2 | 2 | C) stacked. Note the order: gt_boxes second
+(GluonCV's batchify puts it last). Validation batches are ``(image, label)`` with label
+(B, N, 5+) padded with -1.
+"""
+import logging
+import multiprocessing
+import os
+import shutil
+import tempfile
+
+import cv2
+import numpy as np
+
+from .sampling import EpochPlan, sample_rng
+from .transforms import YOLO3FastTrainTransform, YOLO3FastValTransform, to_ndarray
+
+__all__ = ['make_train_loader', 'make_val_loader', 'TrainLoader', 'ValLoader',
+           'pad_stack', 'mixup_sample']
+
+logger = logging.getLogger(__name__)
+
+MIXUP_BETA = (1.5, 1.5)  # GluonCV train_yolo3.py: np.random.beta(1.5, 1.5)
+_WORKER_STATE = {}  # in worker processes: dataset and transforms, set once at start
+
+
+def pad_stack(arrays, pad_val=-1):
+    """Stack (N_i, K) arrays into (B, max(max N_i, 1), K), padding rows with `pad_val`."""
+    rows = max(max(len(a) for a in arrays), 1)
+    out = np.full((len(arrays), rows, arrays[0].shape[1]), pad_val, np.float32)
+    for i, a in enumerate(arrays):
+        out[i, :len(a)] = a
+    return out
+
+
+def mixup_sample(dataset, index, rng, enabled):
+    """``(img, label + weight column)`` with GluonCV's ``MixupDetection`` semantics.
+
+    With probability given by Beta(1.5, 1.5) the sample is blended with another random
+    sample; the weight column holds each box's blend ratio (1 without mixing).
+    """
+    img, label = dataset[index]
+    lam = float(np.clip(rng.beta(*MIXUP_BETA), 0, 1)) if enabled else 1.0
+    if lam >= 1 or len(dataset) < 2:
+        return img, np.hstack([label, np.ones((len(label), 1), np.float32)])
+    other = int(rng.integers(len(dataset) - 1))
+    other += other >= index
+    img2, label2 = dataset[other]
+    height, width = max(img.shape[0], img2.shape[0]), max(img.shape[1], img2.shape[1])
+    mix = np.zeros((height, width, 3), np.float32)
+    mix[:img.shape[0], :img.shape[1]] = img.astype(np.float32) * lam
+    mix[:img2.shape[0], :img2.shape[1]] += img2.astype(np.float32) * (1.0 - lam)
+    labels = np.vstack([np.hstack([label, np.full((len(label), 1), lam)]),
+                        np.hstack([label2[:, :label.shape[1]],
+                                   np.full((len(label2), 1), 1.0 - lam)])])
+    return mix.astype(np.uint8), labels.astype(np.float32)
+
+
+def _init_worker(dataset, transforms, spool):
+    cv2.setNumThreads(1)  # one OpenCV thread per worker process; the pool is the parallelism
+    _WORKER_STATE.update(dataset=dataset, transforms=transforms, spool=spool)
+
+
+def _in_worker(task, args):
+    batch, records = task(_WORKER_STATE, *args)
+    return _to_file(batch, _WORKER_STATE['spool']), records
+
+
+def _spool_dir():
+    """A private folder in memory-backed /dev/shm (else the temp dir) for batch files."""
+    base = '/dev/shm' if os.path.isdir('/dev/shm') else None
+    return tempfile.mkdtemp(prefix='gluoncv_fp16_batches_', dir=base)
+
+
+def _to_file(arrays, folder):
+    """Write a batch to one file in `folder`; returns what the parent needs to read it.
+
+    A 608-px batch with targets is ~50 MB: through the result pipe (pickle, write,
+    read, unpickle) that is slower than computing it. A tmpfs file costs one copy in,
+    is mapped (not copied) by the parent, and needs no shared-memory bookkeeping.
+    """
+    fd, path = tempfile.mkstemp(dir=folder)
+    layout = []
+    with os.fdopen(fd, 'wb') as f:
+        for a in arrays:
+            layout.append((a.shape, a.dtype.str, f.tell()))
+            a.tofile(f)
+    return path, layout
+
+
+def _from_file(path, layout):
+    """Map the batch file (no copy; the mapping outlives the file's name) and remove it."""
+    try:
+        return tuple(np.memmap(path, np.dtype(dtype), 'c', offset, tuple(shape))
+                     if int(np.prod(shape)) else np.zeros(shape, np.dtype(dtype))
+                     for shape, dtype, offset in layout)
+    finally:
+        os.remove(path)
+
+
+def _train_task(state, items, shape, mixup, seed):
+    """One training batch as NumPy arrays, plus bad-sample records found meanwhile."""
+    dataset, transform = state['dataset'], state['transforms'][shape]
+    outs = []
+    for index, epoch in items:
+        rng = sample_rng(seed, epoch, index)
+        img, label = mixup_sample(dataset, index, rng, mixup)
+        outs.append(transform.apply(img, label, rng=rng))
+    image = np.stack([o[0] for o in outs])
+    targets = [np.stack([o[k] for o in outs]) for k in range(1, 6)]
+    batch = (image, pad_stack([o[6] for o in outs])) + tuple(targets)
+    return batch, dataset.bad_samples.take_new()
+
+
+def _val_task(state, items, shape, mixup, seed):  # pylint: disable=unused-argument
+    dataset, transform = state['dataset'], state['transforms'][shape]
+    outs = [transform.apply(*dataset[index]) for index, _ in items]
+    batch = (np.stack([o[0] for o in outs]), pad_stack([o[1] for o in outs]))
+    return batch, dataset.bad_samples.take_new()
+
+
+class _Loader:
+    """Shared machinery: a persistent worker pool, bounded prefetch, ordered results."""
+
+    def __init__(self, dataset, transforms, task, num_workers):
+        if num_workers < 0:
+            raise ValueError('num_workers must be >= 0, got {}'.format(num_workers))
+        self.dataset, self._transforms, self._task = dataset, transforms, task
+        self.num_workers = int(num_workers)
+        self._pool, self._spool = None, None
+
+    @property
+    def bad_sample_count(self):
+        """Distinct bad samples seen so far, including those found by workers."""
+        return self.dataset.bad_samples.count
+
+    def _start(self):
+        if self._pool is None and self.num_workers > 0:
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context('fork' if 'fork' in methods else 'spawn')
+            # A child forked while OpenCV's thread pool exists deadlocks in its first
+            # parallel cv2 call: fork with the pool shut down, then restore it here.
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                self._spool = _spool_dir()
+                self._pool = ctx.Pool(self.num_workers, initializer=_init_worker,
+                                      initargs=(self.dataset, self._transforms, self._spool))
+            finally:
+                cv2.setNumThreads(threads)
+
+    def _run(self, tasks):
+        """Yield batches (NDArrays) for `tasks` ((items, shape, mixup, seed) tuples)."""
+        self._start()
+        if self._pool is None:
+            state = {'dataset': self.dataset, 'transforms': self._transforms}
+            for args in tasks:
+                yield self._finish(*self._task(state, *args))
+            return
+        tasks = iter(tasks)
+        pending = []
+        while True:  # keep 2 batches per worker in flight, results in order
+            while len(pending) < 2 * self.num_workers:
+                args = next(tasks, None)
+                if args is None:
+                    break
+                pending.append(self._pool.apply_async(_in_worker, (self._task, args)))
+            if not pending:
+                return
+            written, records = pending.pop(0).get()
+            yield self._finish(_from_file(*written), records)
+
+    def _finish(self, batch, records):
+        self.dataset.bad_samples.merge(records)
+        return tuple(to_ndarray(a) for a in batch)
+
+    def close(self):
+        """Stop the worker processes (a new iteration starts them again)."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+        if self._spool is not None:  # batches written but never read
+            shutil.rmtree(self._spool, ignore_errors=True)
+            self._spool = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # pylint: disable=broad-except
+            pass  # interpreter shutdown
+
+
+class TrainLoader(_Loader):
+    """Training batches of one epoch at a time; see :func:`make_train_loader`."""
+
+    def __init__(self, dataset, transforms, plan, data_shape, num_workers, random_shape,
+                 shape_interval, shapes, mixup):
+        super().__init__(dataset, transforms, _train_task, num_workers)
+        self.plan, self.data_shape = plan, int(data_shape)
+        self.random_shape, self.shape_interval = bool(random_shape), int(shape_interval)
+        self.shapes, self.epoch = tuple(shapes), 0
+        self._mixup_available = bool(mixup)
+        self.mixup = bool(mixup)
+
+    def set_epoch(self, epoch):
+        """Select the epoch whose batches the next iteration yields."""
+        self.epoch = int(epoch)
+
+    def set_mixup(self, enabled):
+        """Turn mixup on/off (e.g. off for the last epochs, as GluonCV's --no-mixup-epochs)."""
+        if enabled and not self._mixup_available:
+            raise ValueError('mixup was not enabled when the loader was made; pass mixup=True '
+                             'to make_train_loader')
+        self.mixup = bool(enabled)
+
+    def __len__(self):
+        return self.plan.num_batches(self.epoch)
+
+    def batch_shapes(self, epoch):
+        count = self.plan.num_batches(epoch)
+        if not self.random_shape:
+            return [self.data_shape] * count
+        return self.plan.shapes(epoch, count, self.shapes, self.shape_interval)
+
+    def __iter__(self):
+        batches = self.plan.batches(self.epoch)
+        shapes = self.batch_shapes(self.epoch)
+        return self._run([(items, shape, self.mixup, self.plan.seed)
+                          for items, shape in zip(batches, shapes)])
+
+
+class ValLoader(_Loader):
+    """Validation batches in dataset order, the last one possibly smaller."""
+
+    def __init__(self, dataset, batch_size, data_shape, num_workers, mean, std):
+        transforms = {int(data_shape): YOLO3FastValTransform(data_shape, data_shape, mean, std)}
+        super().__init__(dataset, transforms, _val_task, num_workers)
+        self.plan = EpochPlan(len(dataset), batch_size, shuffle=False, last_batch='keep')
+        self.data_shape = int(data_shape)
+
+    def __len__(self):
+        return self.plan.num_batches(0)
+
+    def __iter__(self):
+        return self._run([(items, self.data_shape, False, 0) for items in self.plan.batches(0)])
+
+
+def make_train_loader(dataset, net, batch_size, data_shape, *, num_workers=0,
+                      random_shape=False, shape_interval=10, shapes=range(320, 609, 32),
+                      mixup=False, augment=True, shuffle=True, seed=0, num_parts=1,
+                      part_index=0, last_batch='rollover', mean=(0.485, 0.456, 0.406),
+                      std=(0.229, 0.224, 0.225)):
+    """Reproducible multi-scale YOLOv3 training loader (see the module docstring).
+
+    Parameters
+    ----------
+    dataset : DetectionDataset
+        Samples ``(img, label)`` (e.g. from :func:`.datasets.build_datasets`).
+    net : YOLOV3
+        FP32 or FP16-cast; only anchors and feature-map shapes are read, once per size.
+    batch_size, data_shape : int
+    num_workers : int
+        Worker processes (0: in this process). Batches are identical for any value.
+    random_shape, shape_interval, shapes
+        Every `shape_interval` batches pick a random square size from `shapes`.
+    mixup : bool
+        GluonCV's MixupDetection (Beta(1.5, 1.5)); switch with ``loader.set_mixup``.
+    augment : bool
+        False: no random augmentation (plain resize + normalise).
+    shuffle, seed, num_parts, part_index, last_batch
+        See :class:`.sampling.EpochPlan`. Epoch `e`'s order depends only on
+        ``(seed, e)``, each sample's augmentation only on ``(seed, epoch, index)``.
+
+    Returns
+    -------
+    TrainLoader
+        Iterable over the epoch chosen with ``set_epoch(epoch)``; ``len()`` batches.
+    """
+    sizes = sorted(set(int(s) for s in shapes) | {int(data_shape)}) if random_shape \
+        else [int(data_shape)]
+    transforms = {s: YOLO3FastTrainTransform(s, s, net, mean=mean, std=std, mixup=True,
+                                             augment=augment) for s in sizes}
+    plan = EpochPlan(len(dataset), batch_size, shuffle, seed, num_parts, part_index,
+                     last_batch)
+    return TrainLoader(dataset, transforms, plan, data_shape, num_workers, random_shape,
+                       shape_interval, [int(s) for s in shapes], mixup)
+
+
+def make_val_loader(dataset, batch_size, data_shape, num_workers=0,
+                    mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+    """Validation loader yielding ``(image (B, 3, S, S), label (B, N, 5+) padded -1)``."""
+    return ValLoader(dataset, batch_size, data_shape, num_workers, mean, std)

@@ -1,0 +1,160 @@
+"""Pascal VOC-layout folders: the VOC devkit, custom folders, the synthetic set.
+
+Layout of one folder (``root``)::
+
+    Annotations/<id>.xml   JPEGImages/<id>.jpg   ImageSets/Main/<split>.txt
+
+Labels follow GluonCV's ``VOCDetection``: (N, 6) float32 ``[xmin, ymin, xmax, ymax,
+class, difficult]`` with VOC's 1-based pixel coordinates shifted to 0-based. Unlike
+GluonCV, which asserts on the first odd box, annotations are repaired or skipped and
+counted (see :mod:`.imageio`).
+"""
+import logging
+import os
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+from .base import DetectionDataset, clip_boxes
+from .imageio import read_image
+
+__all__ = ['VOCLayoutDetection', 'VOC_CLASSES', 'read_split', 'discover_classes']
+
+logger = logging.getLogger(__name__)
+
+VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
+               'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person',
+               'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor')
+
+
+def read_split(root, split):
+    """Image ids listed in ``root/ImageSets/Main/<split>.txt``.
+
+    Raises
+    ------
+    FileNotFoundError
+        One line saying which folder or file was expected.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError("dataset folder not found: expected a VOC-layout directory "
+                                "'{}' (with Annotations/, JPEGImages/, ImageSets/Main/)"
+                                .format(root))
+    path = os.path.join(root, 'ImageSets', 'Main', split + '.txt')
+    if not os.path.isfile(path):
+        raise FileNotFoundError("split file not found: expected '{}' listing one image id "
+                                "per line".format(path))
+    with open(path) as f:
+        return [line.split()[0] for line in f if line.strip()]
+
+
+def _parse_xml(path):
+    """(width, height or None, [(name, difficult, [xmin, ymin, xmax, ymax] or None)])."""
+    root = ET.parse(path).getroot()
+    size = root.find('size')
+    try:
+        dims = (float(size.find('width').text), float(size.find('height').text))
+        dims = dims if min(dims) > 0 else None
+    except (AttributeError, TypeError, ValueError):
+        dims = None
+    objects = []
+    for obj in root.iter('object'):
+        name = (obj.findtext('name') or '').strip()
+        difficult = obj.findtext('difficult')
+        box = obj.find('bndbox')
+        try:
+            coords = [float(box.find(tag).text) - 1 for tag in ('xmin', 'ymin', 'xmax', 'ymax')]
+        except (AttributeError, TypeError, ValueError):
+            coords = None
+        objects.append((name, int(difficult) if (difficult or '').strip().isdigit() else 0,
+                        coords))
+    return dims, objects
+
+
+def discover_classes(items):
+    """Sorted class names found in the annotations of `items` ((root, id) pairs)."""
+    names = set()
+    for root, image_id in items:
+        try:
+            names.update(n for n, _, _ in _parse_xml(_xml_path(root, image_id))[1] if n)
+        except (OSError, ET.ParseError):
+            continue  # reported when the dataset itself is built
+    if not names:
+        raise ValueError('no object names found in the annotations of {} images; pass '
+                         'classes=[...] explicitly'.format(len(items)))
+    return tuple(sorted(names))
+
+
+def _xml_path(root, image_id):
+    return os.path.join(root, 'Annotations', image_id + '.xml')
+
+
+def _image_path(root, image_id):
+    """JPEGImages/<id>.jpg, or another common extension when a custom set uses one."""
+    base = os.path.join(root, 'JPEGImages', image_id)
+    for ext in ('.jpg', '.jpeg', '.png', '.bmp', '.JPG', '.PNG'):
+        if os.path.exists(base + ext):
+            return base + ext
+    return base + '.jpg'  # reported as unreadable when first loaded
+
+
+class VOCLayoutDetection(DetectionDataset):
+    """Detection samples from one or more VOC-layout folders.
+
+    Parameters
+    ----------
+    items : sequence of (str, str)
+        (folder, image id) pairs, e.g. from :func:`read_split`.
+    classes : sequence of str
+        Class names; objects with other names are dropped (and counted).
+    strict, train
+        See :class:`.base.DetectionDataset`. A training set also skips images left
+        without any valid box.
+    """
+
+    def __init__(self, items, classes, strict=False, train=True):
+        super().__init__(classes, strict=strict, train=train)
+        self._index = {name: i for i, name in enumerate(self.classes)}
+        self._images = []
+        for root, image_id in items:
+            self._add(root, image_id)
+        if self.bad_samples.count:
+            logger.warning('%s: %d images kept; %s', type(self).__name__, len(self),
+                           self.bad_samples.summary())
+
+    def _add(self, root, image_id):
+        xml = _xml_path(root, image_id)
+        try:
+            dims, objects = _parse_xml(xml)
+        except OSError:
+            return self.bad_samples.report(xml, 'missing annotation')
+        except ET.ParseError as err:
+            return self.bad_samples.report(xml, 'malformed XML', str(err))
+        label = self._label(xml, objects)
+        if dims is not None:
+            label = clip_boxes(label, dims[0], dims[1], xml, self.bad_samples)
+        if len(label) == 0:
+            if self.train:
+                return self.bad_samples.report(xml, 'no valid boxes')
+            label = np.full((1, 6), -1, np.float32)  # metrics skip class -1
+        self._names.append(xml)
+        self._images.append(_image_path(root, image_id))
+        self._labels.append(label)
+        self._sizes.append(dims or (64, 64))
+        return None
+
+    def _label(self, xml, objects):
+        rows = []
+        for name, difficult, coords in objects:
+            if name not in self._index:
+                self.bad_samples.report(xml, 'unknown class dropped', repr(name))
+            elif coords is None:
+                self.bad_samples.report(xml, 'malformed box dropped')
+            else:
+                rows.append(coords + [self._index[name], difficult])
+        return np.array(rows, dtype=np.float32).reshape(-1, 6)
+
+    def _read(self, idx):
+        return read_image(self._images[idx], self.bad_samples)
+
+    def image_path(self, idx):
+        return self._images[idx]

@@ -1,0 +1,139 @@
+"""Training/validation loaders: reproducible batches, sharding, rollover, mixup."""
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluoncv_fp16.data.datasets import build_datasets
+from gluoncv_fp16.data.loader import make_train_loader, make_val_loader, mixup_sample
+from gluoncv_fp16.data.sampling import EpochPlan
+from gluoncv_fp16.data.transforms import YOLO3FastValTransform
+from gluoncv_fp16.model_zoo import get_model
+
+
+@pytest.fixture(scope='module')
+def net():
+    net = get_model('yolo3_mobilenet0.25_voc', pretrained_base=False)
+    net.initialize()
+    return net
+
+
+@pytest.fixture(scope='module')
+def datasets(synthetic_root):
+    train, val, _ = build_datasets('custom', root=synthetic_root)
+    return train, val
+
+
+def as_numpy(batches):
+    return [[a.asnumpy() for a in batch] for batch in batches]
+
+
+def assert_same_batches(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        for u, v in zip(x, y):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_batches_identical_for_any_worker_count_and_on_resume(net, datasets):
+    kwargs = dict(random_shape=True, shape_interval=2, shapes=[64, 96], mixup=True, seed=5)
+    in_process = make_train_loader(datasets[0], net, 4, 64, num_workers=0, **kwargs)
+    for epoch in range(2):  # an uninterrupted run: epochs 0, 1, then 2
+        in_process.set_epoch(epoch)
+        list(in_process)
+    in_process.set_epoch(2)
+    reference = as_numpy(in_process)
+    resumed = make_train_loader(datasets[0], net, 4, 64, num_workers=2, **kwargs)
+    try:
+        resumed.set_epoch(2)  # a fresh process resuming at epoch 2
+        batches = list(resumed)
+        assert all(a.context == mx.cpu(0) for batch in batches for a in batch)
+        assert_same_batches(reference, as_numpy(batches))
+    finally:
+        resumed.close()
+    assert {b[0].shape[-1] for b in reference} == {64, 96}  # random shapes were used
+    shapes = [b[0].shape[-1] for b in reference]
+    assert all(shapes[i] == shapes[i + 1] for i in range(0, len(shapes) - 1, 2))
+
+
+def test_batch_layout(net, datasets):
+    loader = make_train_loader(datasets[0], net, 3, 64)
+    image, gt, obj, centers, scales, weights, clas = next(iter(loader))
+    assert image.shape == (3, 3, 64, 64) and gt.shape[0] == 3 and gt.shape[2] == 4
+    rows = obj.shape[1]
+    assert centers.shape == scales.shape == weights.shape == (3, rows, 2)
+    assert clas.shape == (3, rows, len(net.classes))
+    assert (obj.asnumpy() > 0).sum() >= 3  # every image keeps at least one box
+    padded = gt.asnumpy()
+    assert ((padded == -1).all(axis=2) | (padded >= 0).all(axis=2)).all()
+
+
+def test_epochs_differ_and_each_covers_the_dataset(datasets):
+    plan = EpochPlan(len(datasets[0]), 5, seed=1, last_batch='discard')
+    first = [i for batch in plan.batches(0) for i, _ in batch]
+    second = [i for batch in plan.batches(1) for i, _ in batch]
+    assert first != second
+    assert len(set(first)) == len(first) == (len(datasets[0]) // 5) * 5
+
+
+def test_rollover_carries_leftovers_into_the_next_epoch():
+    plan = EpochPlan(10, 4, seed=0, last_batch='rollover')
+    seen = []
+    for epoch in range(4):
+        batches = plan.batches(epoch)
+        assert all(len(b) == 4 for b in batches)
+        seen += [(i, e) for b in batches for i, e in b]
+    assert len(seen) == len(set(seen))  # nothing twice
+    assert len(seen) == 40  # 4 epochs x 10 samples, nothing lost
+    assert [len(plan.batches(e)) for e in range(4)] == [2, 3, 2, 3]
+
+
+def test_keep_yields_a_smaller_last_batch():
+    batches = EpochPlan(10, 4, shuffle=False, last_batch='keep').batches(0)
+    assert [len(b) for b in batches] == [4, 4, 2]
+
+
+def test_shards_are_disjoint_and_equal():
+    plans = [EpochPlan(23, 2, seed=3, num_parts=3, part_index=k) for k in range(3)]
+    shards = [set(p.shard(4).tolist()) for p in plans]
+    assert [len(s) for s in shards] == [7, 7, 7]
+    assert not (shards[0] & shards[1] or shards[0] & shards[2] or shards[1] & shards[2])
+    with pytest.raises(ValueError, match='part_index'):
+        EpochPlan(23, 2, num_parts=3, part_index=3)
+
+
+def test_mixup_blends_and_can_be_turned_off(net, datasets):
+    rng = np.random.default_rng(0)
+    weights = [mixup_sample(datasets[0], 0, rng, True)[1][:, -1] for _ in range(20)]
+    assert any((w < 1).any() for w in weights)
+    assert all(np.allclose(mixup_sample(datasets[0], 0, rng, False)[1][:, -1], 1)
+               for _ in range(5))
+    loader = make_train_loader(datasets[0], net, 4, 64, mixup=True)
+    objectness = next(iter(loader))[2].asnumpy()
+    assert ((objectness > 0) & (objectness < 1)).any()
+    loader.set_mixup(False)
+    objectness = next(iter(loader))[2].asnumpy()
+    assert set(np.unique(objectness)) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match='mixup=True'):
+        make_train_loader(datasets[0], net, 4, 64).set_mixup(True)
+
+
+def test_augment_false_is_the_validation_image(net, datasets):
+    loader = make_train_loader(datasets[0], net, 2, 96, augment=False, shuffle=False)
+    image = next(iter(loader))[0].asnumpy()
+    expected = YOLO3FastValTransform(96, 96).apply(*datasets[0][0])[0]
+    np.testing.assert_array_equal(image[0], expected)
+
+
+def test_val_loader_keeps_order_and_pads(datasets):
+    val = datasets[1]
+    loader = make_val_loader(val, 3, 64, num_workers=1)
+    try:
+        batches = list(loader)
+    finally:
+        loader.close()
+    assert len(batches) == len(loader) == -(-len(val) // 3)
+    labels = batches[0][1].asnumpy()
+    assert sum(b[0].shape[0] for b in batches) == len(val)
+    first = YOLO3FastValTransform(64, 64).apply(*val[0])[1]
+    np.testing.assert_allclose(labels[0, :len(first)], first)
+    assert (labels[0, len(first):] == -1).all()
