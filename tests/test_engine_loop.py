@@ -122,7 +122,8 @@ def test_fp16_loop_runs_in_half_precision_with_loss_scaling(batches):
 
 def test_fp32_warmup_then_fp16_continues_optimizer_state(batches):
     rec = Recorder()
-    loop = make_loop(ListLoader(batches), 'fp16', warmup=1, hooks=[rec])
+    loop = make_loop(ListLoader(batches), 'fp16', warmup=1, hooks=[rec],
+                     scaler=LossScaler('dynamic', init_scale=2.0 ** -6))
     loop.train(0, 2)
     assert [e[1] for e in rec.epochs] == ['fp32', 'fp16']
     assert weight_dtypes(loop.net)[0] == np.float16
