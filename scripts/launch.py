@@ -12,7 +12,6 @@ worker fails, the others are stopped and the exit status is non-zero; Ctrl-C sto
 """
 import argparse
 import logging
-import os
 import signal
 import sys
 

@@ -14,7 +14,7 @@ import _thread
 import pytest
 
 from gluoncv_fp16.engine.launcher import (INDEX_ENV, LaunchError, ProcessSpec, plan_local,
-                                          plan_ssh, read_hostfile, run)
+                                          read_hostfile, run)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'scripts'))

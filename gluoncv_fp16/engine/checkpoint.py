@@ -15,7 +15,6 @@ A checkpoint is a zip archive (uncompressed) with three members:
 It is written to a temporary file in the same folder and renamed, so a run killed
 while saving leaves the previous checkpoint intact.
 """
-import io
 import json
 import os
 import tempfile
@@ -23,6 +22,8 @@ import zipfile
 
 import mxnet as mx
 import numpy as np
+
+from ..utils.trainer_io import trainer_state_bytes
 
 __all__ = ['Checkpoint', 'CheckpointError', 'save_checkpoint', 'read_checkpoint',
            'read_params', 'load_params_into', 'load_model', 'structural_params']
@@ -75,14 +76,6 @@ def _params_bytes(net):
     return _nd_bytes({k: v.astype('float32') for k, v in structural_params(net).items()})
 
 
-def _trainer_bytes(trainer):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, 'trainer.states')
-        trainer.save_states(path)
-        with open(path, 'rb') as f:
-            return f.read()
-
-
 def save_checkpoint(path, net, meta, trainer=None):
     """Atomically write `net`'s parameters, `trainer`'s states and `meta` to `path`.
 
@@ -97,7 +90,7 @@ def save_checkpoint(path, net, meta, trainer=None):
             zf.writestr(_META, json.dumps(meta, indent=1, sort_keys=True))
             zf.writestr(_PARAMS, _params_bytes(net))
             if trainer is not None:
-                zf.writestr(_STATES, _trainer_bytes(trainer))
+                zf.writestr(_STATES, trainer_state_bytes(trainer))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

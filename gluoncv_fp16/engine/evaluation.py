@@ -1,7 +1,6 @@
 """Validation: VOC07 mAP (VOC, custom, synthetic) or COCO mAP (pycocotools)."""
 import logging
 
-import mxnet as mx
 from mxnet import autograd, gluon
 
 __all__ = ['make_metric', 'evaluate']

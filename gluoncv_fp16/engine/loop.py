@@ -13,6 +13,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ..precision.policy import switch_precision
+from ..utils.trainer_io import load_trainer_state_bytes
 from .nan_guard import NanGuard
 
 __all__ = ['TrainLoop', 'HookBase', 'LOSS_NAMES']
@@ -187,7 +188,7 @@ class TrainLoop:
         for name, param in self.net.collect_params().items():
             param.set_data(snapshot.params[name].astype(param.dtype))
         self._install_trainer(self.make_trainer(self.net, dtype == 'float16'))
-        _load_states_bytes(self.trainer, snapshot.trainer_states)
+        load_trainer_state_bytes(self.trainer, snapshot.trainer_states)
         self.scaler.load_state_dict(snapshot.scaler_state)
         self.phase = snapshot.phase
         self.net.hybridize()
@@ -254,7 +255,7 @@ class TrainLoop:
         self.phase = state['phase'] if state['phase'] in ('fp32', 'fp16', 'amp') else 'fp32'
         self._install_trainer(self.make_trainer(self.net, self.phase == 'fp16'))
         if trainer_states:
-            _load_states_bytes(self.trainer, trainer_states)
+            load_trainer_state_bytes(self.trainer, trainer_states)
         self.iteration = int(state['iteration'])
         self.epoch = int(state['epoch'])
         scaler_state = state.get('scaler') or {}
@@ -289,13 +290,3 @@ class _NoScaling:
 
 
 _NO_SCALING = _NoScaling()
-
-
-def _load_states_bytes(trainer, data):
-    import os
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, 'states')
-        with open(path, 'wb') as f:
-            f.write(data)
-        trainer.load_states(path)

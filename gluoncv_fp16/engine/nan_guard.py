@@ -8,8 +8,8 @@ in FP32, and returns to FP16. After `max_recoveries` failed recoveries it gives 
 `TrainingDiverged`; the caller saves a checkpoint of the last good state.
 """
 import logging
-import os
-import tempfile
+
+from ..utils.trainer_io import trainer_state_bytes
 
 __all__ = ['NanGuard', 'TrainingDiverged', 'Snapshot']
 
@@ -29,11 +29,7 @@ class Snapshot:
         self.params = {name: p.data(p.list_ctx()[0]).copy()
                        for name, p in loop.net.collect_params().items()}
         self.scaler_state = loop.scaler.state_dict()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, 'states')
-            loop.trainer.save_states(path)
-            with open(path, 'rb') as f:
-                self.trainer_states = f.read()
+        self.trainer_states = trainer_state_bytes(loop.trainer)
 
 
 class NanGuard:

@@ -11,11 +11,11 @@ training loop is one of its methods, so the loop has no ``if fp16`` branches:
   be switched on before any network is built and can never be switched off again.
 """
 import logging
-import os
 import pickle
-import tempfile
 
 import numpy as np
+
+from ..utils.trainer_io import load_trainer_state_bytes, trainer_state_bytes
 
 __all__ = ['PrecisionPolicy', 'get_policy', 'POLICY_NAMES', 'activate_amp', 'amp_active',
            'switch_precision']
@@ -119,11 +119,7 @@ def activate_amp(policy, **amp_init_kwargs):
 
 def _trainer_states(trainer):
     """(per-parameter-index states, optimizer) through the Trainer's public save API."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, 'states')
-        trainer.save_states(path)
-        with open(path, 'rb') as f:
-            loaded = pickle.loads(f.read())
+    loaded = pickle.loads(trainer_state_bytes(trainer))
     if isinstance(loaded, tuple) and len(loaded) == 2:
         return loaded
     raise RuntimeError("unexpected gluon.Trainer state format; cannot switch precision "
@@ -131,11 +127,7 @@ def _trainer_states(trainer):
 
 
 def _load_trainer_states(trainer, states, optimizer):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, 'states')
-        with open(path, 'wb') as f:
-            f.write(pickle.dumps((states, optimizer)))
-        trainer.load_states(path)
+    load_trainer_state_bytes(trainer, pickle.dumps((states, optimizer)))
 
 
 def trainer_param_order(net):
