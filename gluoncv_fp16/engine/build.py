@@ -22,7 +22,7 @@ from ..precision.policy import activate_amp, get_policy
 from .config import ConfigError
 from .devices import check_devices, make_contexts
 from .distributed import fail_fast, horovod_trainer, require_launcher
-from .workers import describe, initialise_dist_keys, setup_workers
+from .workers import describe, prepare_dist_params, setup_workers
 from .hooks import (CheckpointHook, EvalHook, MetricsCSVHook, MixupScheduleHook, PlotHook,
                     ProgressHook)
 from .loop import TrainLoop
@@ -97,11 +97,10 @@ def _make_trainer_factory(cfg, lr_scheduler, workers):
                   'multi_precision': multi_precision}
         if workers.hvd is not None:
             return horovod_trainer(net.collect_params(), 'sgd', params, hvd=workers.hvd)
-        trainer = gluon.Trainer(net.collect_params(), 'sgd', params, kvstore=workers.kvstore,
-                                update_on_kvstore=False)
-        if workers.num_workers > 1:
-            initialise_dist_keys(trainer, workers.kvstore)
-        return trainer
+        if workers.num_workers > 1:  # a dist kvstore: rank 0 pushes the initial weights
+            prepare_dist_params(net.collect_params())
+        return gluon.Trainer(net.collect_params(), 'sgd', params, kvstore=workers.kvstore,
+                             update_on_kvstore=False)
     return make_trainer
 
 

@@ -5,15 +5,13 @@ MXNet's parameter server (``--kvstore dist_*``, processes from scripts/launch.py
 Horovod (``--horovod``).
 """
 import logging
-import os
-import tempfile
 
 import mxnet as mx
 
 from .config import ConfigError
 from .distributed import init_horovod, require_launcher, worker_info
 
-__all__ = ['WorkerSetup', 'setup_workers']
+__all__ = ['WorkerSetup', 'setup_workers', 'prepare_dist_params', 'describe']
 
 logger = logging.getLogger(__name__)
 
@@ -64,20 +62,28 @@ def setup_workers(cfg, contexts):
     return WorkerSetup(cfg.kvstore if len(contexts) > 1 else None)
 
 
-def initialise_dist_keys(trainer, kvstore):
-    """Initialise `trainer`'s keys on a dist kvstore now, and wait until every worker has.
+def prepare_dist_params(params):
+    """Give every parameter fresh arrays in MXNet's plain memory layout before a Trainer on
+    a dist kvstore is built from them.
 
-    Measured with MXNet 1.9.1 (2 workers, 1 server, loopback, 3 runs out of 3): Gluon
-    initialises the keys lazily at the first step, and rank 0's initial pushes of the
-    last keys can still be in flight when another worker passes ps-lite's init barrier
-    and pushes a gradient; the server then aborts with "init 229 first". So: initialise
-    here (`save_states` is the public call that does it), let the engine finish the
-    pushes, then hold every worker at a barrier.
+    Why (measured with MXNet 1.9.1, oneDNN CPU build, 2 workers + 1 server on loopback, 3
+    runs out of 3): an inference-mode forward -- the shape forward at build time, or a
+    validation pass -- lets oneDNN convolutions re-lay out their weights in place. The
+    Trainer initialises each key with ``kvstore.broadcast``; on a dist kvstore rank 0
+    pushes the value from its raw buffer, which fails inside the engine for such an array
+    ("We can't generate TBlob for MKLDNN data"). The failure is recorded on the array
+    instead of raised, so rank 0 goes through the per-key init barrier without having
+    initialised the key; another worker's pull then reaches the server first and it
+    aborts with "init <key> first". `reset_ctx` re-creates the arrays (values unchanged)
+    in the plain layout, which the push can read.
+
+    Parameters
+    ----------
+    params : gluon.ParameterDict
+        Initialised parameters, all on the same contexts.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer.save_states(os.path.join(tmp, 'init.states'))
-    mx.nd.waitall()
-    kvstore._barrier()  # MXNet exposes the global barrier only under this name
+    for param in params.values():
+        param.reset_ctx(param.list_ctx())
 
 
 def describe(cfg, workers):
