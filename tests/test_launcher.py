@@ -6,6 +6,7 @@ on the way out, and the tests check that no process is left.
 import io
 import os
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -103,11 +104,17 @@ def wait_for_pid_files(tmp_path, count, limit=20):
 
 
 def test_ctrl_c_stops_every_process(tmp_path):
-    specs = sleepers(tmp_path)
-    waiter = threading.Thread(target=lambda: (wait_for_pid_files(tmp_path, len(specs)),
-                                              _thread.interrupt_main()), daemon=True)
-    waiter.start()
-    assert run(specs, out=io.StringIO(), timeout=JOB_TIMEOUT) == 130
+    # A background job of a non-interactive shell (how CI may start us) inherits SIGINT
+    # as ignored, and then interrupt_main() does nothing: install the default handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        specs = sleepers(tmp_path)
+        waiter = threading.Thread(target=lambda: (wait_for_pid_files(tmp_path, len(specs)),
+                                                  _thread.interrupt_main()), daemon=True)
+        waiter.start()
+        assert run(specs, out=io.StringIO(), timeout=JOB_TIMEOUT) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert len(list(tmp_path.glob('pid-*'))) == len(specs)
     assert_all_gone(tmp_path)
 

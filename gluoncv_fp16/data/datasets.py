@@ -23,6 +23,7 @@ import os
 
 from .coco import COCODetection
 from .recordio import RecordDetection
+from .synthetic import _MARKER as _SYNTHETIC_MARKER
 from .synthetic import SHAPE_CLASSES, ensure_synthetic
 from .voc import VOC_CLASSES, VOCLayoutDetection, discover_classes, read_split
 
@@ -127,7 +128,12 @@ def _custom(root, classes, strict, train_split, val_split):
 
 
 def _synthetic(root, classes, strict, train_split, val_split):
-    ensure_synthetic(root)
+    # The default cache follows the current defaults (regenerated when they change); a
+    # folder the user names that already holds a complete set is used as it is -- never
+    # overwritten because its settings differ from today's defaults.
+    if os.path.abspath(root) == os.path.abspath(default_root('synthetic')) or \
+            not os.path.isfile(os.path.join(root, _SYNTHETIC_MARKER)):
+        ensure_synthetic(root)
     return _custom(root, classes or SHAPE_CLASSES, strict, train_split, val_split)
 
 
