@@ -145,7 +145,9 @@ def build_training(cfg):
     loader = make_train_loader(
         train_set, async_net, cfg.batch_size, cfg.data_shape, num_workers=cfg.num_workers,
         random_shape=not cfg.no_random_shape, mixup=cfg.mixup, seed=cfg.seed,
-        num_parts=workers.num_workers, part_index=workers.rank)
+        num_parts=workers.num_workers, part_index=workers.rank,
+        # deterministic alignment runs (scripts/align_check.py) switch these off
+        augment=cfg.extra.get('augment', True), shuffle=cfg.extra.get('shuffle', True))
     val_loader = make_val_loader(val_set, cfg.batch_size, cfg.data_shape,
                                  num_workers=cfg.num_workers)
     activate_amp(policy, **cfg.extra.get('amp_init', {}))
@@ -228,21 +230,30 @@ def _train(cfg, on_workers):
     os.makedirs(folder, exist_ok=True)
     logger.info('training %s (%s) on %s, epochs %d..%d', cfg.model_name, cfg.precision,
                 ','.join(cfg.contexts), start_epoch, cfg.epochs - 1)
+    return train_or_save_last_good(loop, cfg, start_epoch)
+
+
+def train_or_save_last_good(loop, cfg, start_epoch):
+    """Train; if the run diverges beyond recovery, save the last good state first.
+
+    The checkpoint is ``{run_prefix}_diverged.ckpt`` (chief only) and the
+    `TrainingDiverged` error is re-raised with its path.
+    """
     try:
         loop.train(start_epoch, cfg.epochs, max_iters=cfg.max_iters)
-    except TrainingDiverged:
-        _save_last_good(loop, cfg.run_prefix + '_diverged.ckpt')
+    except TrainingDiverged as err:
+        path = _save_last_good(loop, cfg.run_prefix + '_diverged.ckpt')
+        if path:
+            raise TrainingDiverged('{} The last good state (iteration {}) is in {}.'.format(
+                err, loop.guard.snapshot.iteration, path)) from err
         raise
     return loop
 
 
 def _save_last_good(loop, path):
-    """After giving up, keep the last good state on disk for inspection or a retry."""
-    if loop.guard.snapshot is None:
-        return
+    """Restore the guard's snapshot and write it with the run's checkpoint hook."""
+    savers = [h for h in loop.hooks if isinstance(h, CheckpointHook)]
+    if loop.guard.snapshot is None or not savers:
+        return None
     loop.restore(loop.guard.snapshot)
-    for hook in loop.hooks:
-        if isinstance(hook, CheckpointHook):
-            hook.save(loop, path)
-            logger.error('last good state (iteration %d) saved to %s',
-                         loop.guard.snapshot.iteration, path)
+    return savers[0].save(loop, path)
