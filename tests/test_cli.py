@@ -148,3 +148,45 @@ def test_amp_code_path_runs_on_cpu_with_a_cpu_executable_op_list(tmp_path, synth
                          timeout=300, cwd=ROOT)
     assert 'PHASE amp SCALE' in out.stdout, out.stderr[-3000:]
     assert read_rows(tmp_path)[0]['phase'] == 'amp'
+
+
+def test_resume_from_gluoncv_params_uses_start_epoch(tmp_path, capsys, synthetic_root):
+    first = tmp_path / 'first'
+    assert run_cli(small_args(synthetic_root, first, '--epochs', '1', '--max-iters', '2'),
+                   capsys)[0] == 0
+    params = str(first / 'yolo3_mobilenet0.25_synthetic_best.params')
+    second = tmp_path / 'second'
+    code, out = run_cli(small_args(synthetic_root, second, '--epochs', '2', '--max-iters', '2',
+                                   '--resume', params, '--start-epoch', '1'), capsys)
+    assert code == 0, out.err[-3000:]
+    assert 'loaded weights only' in out.out
+    assert [r['epoch'] for r in read_rows(second)] == ['1']
+
+
+def test_divergence_beyond_recovery_saves_last_good_state(tmp_path, synthetic_root):
+    import numpy as np
+    from gluoncv_fp16.engine.build import build_training, train_or_save_last_good
+    from gluoncv_fp16.engine.nan_guard import TrainingDiverged
+    argv = small_args(synthetic_root, tmp_path, '--epochs', '1', '--max-recoveries', '1',
+                      '--nan-fallback-iters', '1')
+    cfg = train_yolo3.make_config(train_yolo3.parse_args(argv)).replace(snapshot_interval=1)
+    loop, start = build_training(cfg)
+
+    class Poisoned:
+        """Good batches first, then NaN scale targets forever (a NaN *image* would not
+        do: oneDNN's ReLU maps NaN to 0 on CPU, so it never reaches the loss)."""
+        def __init__(self, loader):
+            self.loader = loader
+
+        def set_epoch(self, epoch):
+            self.loader.set_epoch(epoch)
+
+        def __iter__(self):
+            for i, batch in enumerate(self.loader):
+                yield batch if i < 2 else batch[:4] + (batch[4] * np.nan,) + batch[5:]
+    loop.loader = Poisoned(loop.loader)
+    with pytest.raises(TrainingDiverged, match='last good state .iteration 2. is in'):
+        train_or_save_last_good(loop, cfg, start)
+    ckpt = read_checkpoint(str(tmp_path / 'yolo3_mobilenet0.25_synthetic_diverged.ckpt'))
+    assert ckpt.meta['guard']['recoveries'] == 1 and len(ckpt.meta['guard']['events']) == 2
+    assert all(np.isfinite(v).all() for v in ckpt.params.values())

@@ -166,8 +166,10 @@ class TrainLoop:
         try:
             stats = self.run_step(batch)
         except FloatingPointError as err:
+            self.iteration += 1
             self.guard.recover(self, str(err))
             return None
+        self.iteration += 1  # counted before the guard looks, so snapshots name done steps
         losses = [stats[k] for k in LOSS_NAMES]
         if not np.all(np.isfinite(losses)):
             self.guard.recover(self, 'non-finite loss {}'.format(
@@ -216,7 +218,6 @@ class TrainLoop:
         self._call('before_epoch')
         for batch in self.loader:
             stats = self._step_with_guard(batch)
-            self.iteration += 1
             if stats is not None:
                 self._accumulate(stats, batch[0].shape[0])
                 self._call('after_step', stats)
