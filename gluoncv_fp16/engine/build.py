@@ -134,6 +134,7 @@ def build_training(cfg):
     contexts = make_contexts(cfg.contexts)
     policy = get_policy(cfg.precision)
     check_devices(contexts, policy, amp_restricted=bool(cfg.extra.get('amp_init')))
+    _check_syncbn_cpu_pool(cfg, contexts)
     workers = setup_workers(cfg, contexts)
     if describe(cfg, workers):
         logger.info(describe(cfg, workers))
@@ -168,6 +169,28 @@ def build_training(cfg):
     loop.workers = workers
     start_epoch = _resume(loop, cfg, model_desc) if cfg.resume else cfg.start_epoch
     return loop, start_epoch
+
+
+_MIN_CPU_TEMP_COPY = 256  # measured in docs/distributed.md: 4 and 64 hang, 256 trains
+
+
+def _check_syncbn_cpu_pool(cfg, contexts):
+    """--syncbn over several CPU contexts deadlocks with MXNet's default temp-space pool;
+    the size is read when MXNet starts, so all we can do is say so before any work."""
+    cpus = [c for c in contexts if c.device_type == 'cpu']
+    if not cfg.syncbn or len(cpus) < 2:
+        return
+    try:
+        copies = int(os.environ.get('MXNET_CPU_TEMP_COPY', '4'))
+    except ValueError:
+        copies = 0
+    if copies < _MIN_CPU_TEMP_COPY:
+        raise ConfigError(
+            '--syncbn on {} CPU contexts deadlocks with MXNET_CPU_TEMP_COPY {}; run '
+            '`export MXNET_CPU_TEMP_COPY=1024` before starting Python (see '
+            'docs/distributed.md)'.format(len(cpus), '=' + os.environ['MXNET_CPU_TEMP_COPY']
+                                          if 'MXNET_CPU_TEMP_COPY' in os.environ
+                                          else 'unset (MXNet default 4)'))
 
 
 def _norm_layer_kwargs(cfg, contexts):
