@@ -96,8 +96,7 @@ class YOLOGeometry:
         gw, gh = widths[:, None], heights[:, None]
         inter = np.minimum(aw, gw) * np.minimum(ah, gh)
         union = aw * ah + gw * gh - inter
-        with np.errstate(divide='ignore', invalid='ignore'):
-            iou = np.where(union > 0, inter / union, np.float32(0))
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
         return np.argmax(iou, axis=1)
 
 
@@ -128,8 +127,8 @@ def empty_targets(geometry, num_class):
 
 def _valid_prefix(boxes):
     """GluonCV stops at the first box with a negative coordinate (its padding marker)."""
-    invalid = np.nonzero((boxes < 0).any(axis=1))[0]
-    return len(boxes) if invalid.size == 0 else int(invalid[0])
+    invalid = (boxes < 0).any(axis=1)
+    return int(invalid.argmax()) if invalid.any() else len(boxes)
 
 
 def yolo3_targets(geometry, boxes, class_ids, num_class, mixratio=None):
@@ -203,7 +202,5 @@ def yolo3_targets(geometry, boxes, class_ids, num_class, mixratio=None):
 
 def _last_occurrence(keys):
     """Indices (ascending) of the last occurrence of each distinct key."""
-    if len(keys) == 1:
-        return np.zeros(1, np.int64)
-    _, first_in_reversed = np.unique(keys[::-1], return_index=True)
-    return np.sort(len(keys) - 1 - first_in_reversed)
+    last = {key: i for i, key in enumerate(keys.tolist())}  # later indices overwrite
+    return np.array(sorted(last.values()), np.int64)
