@@ -10,6 +10,7 @@ GluonCV's order, so a seeded GluonCV transform and a seeded fast transform make 
 decisions; :class:`GeneratorSource` draws from a per-sample ``np.random.Generator``,
 which is what makes training reproducible whatever the number of workers.
 """
+import functools
 import random
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -422,7 +423,15 @@ def _to_chw(part, out_size, flip_y, flip_x):
 def _fused_affine(color, mean, std):
     """3x4 float32 matrix: colour distortion, then ``(x / 255 - mean) / std``."""
     mat, off = color.affine()
-    scale = 1.0 / (255.0 * np.asarray(std, dtype=np.float64))
-    mean = np.asarray(mean, dtype=np.float64)
-    return np.hstack([scale[:, None] * mat,
-                      (scale * off - mean / np.asarray(std))[:, None]]).astype(np.float32)
+    scale, shift = _normalisation(tuple(mean), tuple(std))
+    out = np.empty((3, 4), np.float32)
+    out[:, :3] = scale[:, None] * mat
+    out[:, 3] = scale * off - shift
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _normalisation(mean, std):
+    """``(x / 255 - mean) / std`` as ``scale * x - shift``, float64."""
+    std = np.asarray(std, dtype=np.float64)
+    return 1.0 / (255.0 * std), np.asarray(mean, dtype=np.float64) / std

@@ -17,6 +17,7 @@ _GRAY = np.array([0.299, 0.587, 0.114])
 _RGB2YIQ = np.array([[0.299, 0.587, 0.114],
                      [0.596, -0.274, -0.321],
                      [0.211, -0.523, 0.311]])
+_GRAY_ROWS = np.outer(np.ones(3), _GRAY)
 _YIQ2RGB = np.array([[1.0, 0.956, 0.621],
                      [1.0, -0.272, -0.647],
                      [1.0, -1.107, 1.705]])
@@ -50,8 +51,7 @@ class ColorJitter:
         if not self.contrast_first:
             steps = steps[1:] + steps[:1]
         for step in steps:
-            m = step()
-            mat, off = m @ mat, m @ off
+            mat, off = step(mat, off)
         return mat, off
 
     def is_identity(self):
@@ -65,19 +65,27 @@ class ColorJitter:
         mat, off = self.affine()
         return cv2.transform(img, np.hstack([mat, off[:, None]]).astype(np.float32))
 
-    def _contrast(self):
-        return np.eye(3) * self.contrast
+    # Each step maps (A, b) to (M @ A, M @ b); steps that are the identity are skipped
+    # and a contrast is a plain scaling, which gives the same values as the products.
+    def _contrast(self, mat, off):
+        if self.contrast == 1:
+            return mat, off
+        return mat * self.contrast, off * self.contrast
 
-    def _saturation(self):
+    def _saturation(self, mat, off):
+        if self.saturation == 1:
+            return mat, off
         alpha = self.saturation
-        return alpha * np.eye(3) + (1.0 - alpha) * np.outer(np.ones(3), _GRAY)
+        m = alpha * np.eye(3) + (1.0 - alpha) * _GRAY_ROWS
+        return m @ mat, m @ off
 
-    def _hue(self):
+    def _hue(self, mat, off):
         if self.hue is None:
-            return np.eye(3)
+            return mat, off
         u, w = np.cos(self.hue * np.pi), np.sin(self.hue * np.pi)
         rot = np.array([[1.0, 0.0, 0.0], [0.0, u, -w], [0.0, w, u]])
-        return _YIQ2RGB @ rot @ _RGB2YIQ
+        m = _YIQ2RGB @ rot @ _RGB2YIQ
+        return m @ mat, m @ off
 
 
 def draw_color_jitter(source, brightness_delta=32, contrast_range=(0.5, 1.5),
