@@ -1,13 +1,16 @@
 """The fast YOLOv3 transforms against GluonCV's own, decision for decision."""
 import random
 
+import cv2
 import mxnet as mx
 import numpy as np
 import pytest
 from gluoncv.data.transforms.presets.yolo import (YOLO3DefaultTrainTransform,
                                                   YOLO3DefaultValTransform)
 
-from gluoncv_fp16.data.augment import GluonCVRandomSource, identity_decisions
+from gluoncv_fp16.data.augment import (Decisions, GeneratorSource, GluonCVRandomSource,
+                                       apply_to_image, draw_decisions, identity_decisions)
+from gluoncv_fp16.data.color import ColorJitter
 from gluoncv_fp16.data.transforms import YOLO3FastTrainTransform, YOLO3FastValTransform
 from gluoncv_fp16.model_zoo import get_model
 
@@ -168,3 +171,39 @@ def test_identity_decisions_keep_boxes_in_place(net):
     t = YOLO3FastTrainTransform(w, h, net)
     out = t.apply(img, label, decisions=identity_decisions())
     np.testing.assert_allclose(out[-1], label[:, :4], rtol=1e-6)
+
+
+def padded_canvas_reference(img, d, size, mean, std):
+    """The whole expanded crop built and resized, as GluonCV does (colour map fused)."""
+    m = np.asarray(mean) * 255
+    s = np.asarray(std) * 255
+    off_x, off_y, canvas_w, canvas_h = d.expand
+    canvas = np.zeros((canvas_h, canvas_w, 3), np.float32)
+    mat, off = d.color.affine()
+    colour = img.astype(np.float64) @ mat.T + off
+    canvas[off_y:off_y + img.shape[0], off_x:off_x + img.shape[1]] = (colour - m) / s
+    x0, y0, w, h = d.crop
+    out = cv2.resize(canvas[y0:y0 + h, x0:x0 + w], size, interpolation=d.interp)
+    return (out[:, ::-1] if d.flip else out).transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize('interp', range(5))
+def test_cut_and_mirrored_canvas_equals_the_whole_canvas(interp):
+    """Cutting the fill after the image and mirroring change floats by rounding only."""
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    rs = np.random.RandomState(interp)
+    for trial in range(12):
+        h, w = rs.randint(20, 90, size=2)
+        img = rs.randint(0, 256, size=(h, w, 3)).astype(np.uint8)
+        boxes = np.array([[0, 0, w, h, 0]], np.float32)
+        d = draw_decisions(GeneratorSource(np.random.default_rng([interp, trial])), w, h,
+                           boxes, max_expand=6.0)
+        expand, crop = d.expand, d.crop
+        if expand is None:  # always expanded: fill before and after the image
+            expand, crop = (w, h // 2, 3 * w, 2 * h), (w // 3, 0, 2 * w, 2 * h)
+        d = Decisions(d.color if trial % 3 else ColorJitter(), expand, crop, True, interp,
+                      d.flip)
+        for size in [(64, 48), (37, 90), (200, 150)]:
+            got = apply_to_image(img, d, size, mean, std)
+            np.testing.assert_allclose(got, padded_canvas_reference(img, d, size, mean, std),
+                                       atol=2e-5, err_msg=str((d, size)))
