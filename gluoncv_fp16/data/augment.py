@@ -240,22 +240,22 @@ def _iou(boxes, crops):
 
 def _translate(boxes, dx, dy):
     out = boxes.copy()
-    out[:, (0, 2)] += dx
-    out[:, (1, 3)] += dy
+    out[:, 0:4:2] += dx
+    out[:, 1:4:2] += dy
     return out
 
 
 def _crop_boxes(boxes, crop):
     """Boxes clipped to `crop` and shifted into it; boxes whose centre is outside dropped."""
     left, top, w, h = crop
-    lo = np.array((left, top))
-    hi = np.array((left + w, top + h))
-    centers = (boxes[:, :2] + boxes[:, 2:4]) / 2
-    inside = ((lo <= centers) & (centers < hi)).all(axis=1)
+    center_x = (boxes[:, 0] + boxes[:, 2]) / 2
+    center_y = (boxes[:, 1] + boxes[:, 3]) / 2
     out = boxes.copy()
-    out[:, :2] = np.maximum(out[:, :2], lo) - lo
-    out[:, 2:4] = np.minimum(out[:, 2:4], hi) - lo
-    return out[inside & (out[:, :2] < out[:, 2:4]).all(axis=1)]
+    out[:, 0:4:2] = np.clip(boxes[:, 0:4:2], left, left + w) - left
+    out[:, 1:4:2] = np.clip(boxes[:, 1:4:2], top, top + h) - top
+    keep = ((left <= center_x) & (center_x < left + w) & (top <= center_y)
+            & (center_y < top + h) & (out[:, 0] < out[:, 2]) & (out[:, 1] < out[:, 3]))
+    return out[keep]
 
 
 def apply_to_boxes(boxes, decisions, src_size, out_size):
@@ -271,10 +271,10 @@ def apply_to_boxes(boxes, decisions, src_size, out_size):
     if decisions.crop_boxes:
         boxes = _crop_boxes(boxes, crop)
     out = boxes.astype(np.float64)
-    out[:, (0, 2)] *= out_size[0] / crop[2]
-    out[:, (1, 3)] *= out_size[1] / crop[3]
+    out[:, 0:4:2] *= out_size[0] / crop[2]
+    out[:, 1:4:2] *= out_size[1] / crop[3]
     if decisions.flip:
-        out[:, (0, 2)] = out_size[0] - out[:, (2, 0)]
+        out[:, 0:4:2] = out_size[0] - out[:, 2::-2]
     return out
 
 
