@@ -248,14 +248,14 @@ def _translate(boxes, dx, dy):
 def _crop_boxes(boxes, crop):
     """Boxes clipped to `crop` and shifted into it; boxes whose centre is outside dropped."""
     left, top, w, h = crop
-    center_x = (boxes[:, 0] + boxes[:, 2]) / 2
-    center_y = (boxes[:, 1] + boxes[:, 3]) / 2
+    lo = np.array((left, top))
+    hi = np.array((left + w, top + h))
+    centers = (boxes[:, :2] + boxes[:, 2:4]) / 2
+    inside = ((lo <= centers) & (centers < hi)).all(axis=1)
     out = boxes.copy()
-    out[:, 0:4:2] = np.clip(boxes[:, 0:4:2], left, left + w) - left
-    out[:, 1:4:2] = np.clip(boxes[:, 1:4:2], top, top + h) - top
-    keep = ((left <= center_x) & (center_x < left + w) & (top <= center_y)
-            & (center_y < top + h) & (out[:, 0] < out[:, 2]) & (out[:, 1] < out[:, 3]))
-    return out[keep]
+    out[:, :2] = np.maximum(out[:, :2], lo) - lo
+    out[:, 2:4] = np.minimum(out[:, 2:4], hi) - lo
+    return out[inside & (out[:, :2] < out[:, 2:4]).all(axis=1)]
 
 
 def apply_to_boxes(boxes, decisions, src_size, out_size):
