@@ -185,7 +185,7 @@ def load_model(path, ctx=None, dtype='float32', **model_kwargs):
 
     Returns the FP16-safe network (cast to `dtype`) on `ctx` (default CPU).
     """
-    from ..model_zoo import get_model  # engine -> model_zoo is the allowed direction
+    from ..model_zoo import build_untrained  # engine -> model_zoo is the allowed direction
     ckpt = read_checkpoint(path)
     model = ckpt.meta.get('model')
     if not model:
@@ -193,12 +193,7 @@ def load_model(path, ctx=None, dtype='float32', **model_kwargs):
             "'{}' has no model description (a plain .params file?); build the network with "
             "gluoncv_fp16.model_zoo.get_model and call load_parameters instead".format(path))
     ctx = ctx or mx.cpu()
-    kwargs = dict(pretrained=False, pretrained_base=False, **model_kwargs)
-    if model['name'].endswith('_custom'):
-        kwargs['classes'] = model['classes']
-    net = get_model(model['name'], **kwargs)
-    if not model['name'].endswith('_custom') and list(net.classes) != list(model['classes']):
-        net.reset_class(model['classes'])
+    net = build_untrained(model['name'], model['classes'], **model_kwargs)
     net.initialize(ctx=ctx)
     if np.dtype(dtype) != np.float32:
         net.cast(dtype)

@@ -32,7 +32,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..model_zoo import get_model
+from ..model_zoo import build_untrained
 from .checkpoint import load_params_into, read_checkpoint
 
 __all__ = ['ExportError', 'ExportedFiles', 'export_detector', 'export_paths',
@@ -103,21 +103,13 @@ def _model_spec(ckpt, path, network, classes):
 
 def _untrained_net(name, classes):
     """The FP16-safe network `name` with `classes`, not initialised, nothing downloaded."""
-    kwargs = dict(pretrained=False, pretrained_base=False)
-    if name.endswith('_custom'):
-        if not classes:
-            raise ExportError("'{}' needs the class names (--classes a,b,c)".format(name))
-        kwargs['classes'] = classes
     try:
         # A fresh name scope: parameter names in the export ('yolov30_...') do not depend
         # on how many networks this process built before.
         with mx.name.NameManager():
-            net = get_model(name, **kwargs)
+            return build_untrained(name, classes)
     except ValueError as err:
         raise ExportError(str(err)) from None
-    if classes and list(net.classes) != list(classes):
-        net.reset_class(classes)
-    return net
 
 
 def _load_weights(net, params, dtype, origin):

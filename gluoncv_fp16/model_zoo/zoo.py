@@ -12,7 +12,8 @@ from gluoncv.utils import check_sha1
 
 from .yolo3 import make_fp16_safe
 
-__all__ = ['get_model', 'get_model_list', 'PretrainedWeightsUnavailable', 'YOLO3_MODELS']
+__all__ = ['get_model', 'get_model_list', 'build_untrained', 'PretrainedWeightsUnavailable',
+           'YOLO3_MODELS']
 
 _BASES = ('darknet53', 'mobilenet1.0', 'mobilenet0.25')
 _DATASETS = ('voc', 'coco', 'custom')
@@ -63,6 +64,24 @@ def get_model(name, **kwargs):
     if _is_local_file(pretrained):
         return _build_from_file(key, pretrained, kwargs)
     return make_fp16_safe(_build_with_downloads(key, kwargs))
+
+
+def build_untrained(name, classes=None, **kwargs):
+    """The network `name` for `classes`, not initialised, nothing downloaded.
+
+    What rebuilding a trained model needs: ``*_custom`` names take `classes`; for VOC/COCO
+    names, classes that differ from the dataset's reset the class predictors.
+    """
+    kwargs = dict(kwargs, pretrained=False, pretrained_base=False)
+    if name.lower().endswith('_custom'):
+        if not classes:
+            raise ValueError("'{}' needs its class names (classes=[...], or --classes a,b,c "
+                             "on the command line)".format(name))
+        kwargs['classes'] = list(classes)
+    net = get_model(name, **kwargs)
+    if classes and list(net.classes) != list(classes):
+        net.reset_class(list(classes))
+    return net
 
 
 def _unknown_name_message(name):
