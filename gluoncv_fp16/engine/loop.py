@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..precision.policy import switch_precision
+from ..precision.policy import get_policy, switch_precision
 from ..utils.trainer_io import load_trainer_state_bytes
 from .nan_guard import NanGuard
 
@@ -106,17 +106,21 @@ class TrainLoop:
             return 'fp32'
         return self.policy.name
 
+    @staticmethod
+    def _phase_policy(phase):
+        """The precision policy a phase trains with (no phase yet: FP32)."""
+        return get_policy(phase or 'fp32')
+
     def _phase_dtype(self, phase):
-        return 'float16' if phase == 'fp16' else 'float32'
+        return self._phase_policy(phase).compute_dtype
 
     def set_phase(self, phase):
         """Move to 'fp32' / 'fp16' / 'amp', keeping master weights and optimizer state."""
         if phase == self.phase:
             return
         if self.trainer is None:  # first phase of a fresh run: nothing to carry over
-            if self._phase_dtype(phase) == 'float16':
-                self.net.cast('float16')
-            self._install_trainer(self.make_trainer(self.net, phase == 'fp16'))
+            self._phase_policy(phase).prepare_net(self.net)
+            self._install_trainer(self._new_trainer(phase))
             self.net.hybridize()
         elif self._phase_dtype(phase) != self._phase_dtype(self.phase):
             if self.no_switch_reason:
@@ -130,6 +134,10 @@ class TrainLoop:
                     self.iteration, self.phase or 'start', phase)
         self.phase = phase
 
+    def _new_trainer(self, phase):
+        """A trainer for the net as cast for `phase` (FP32 master weights when FP16)."""
+        return self.make_trainer(self.net, self._phase_dtype(phase) == 'float16')
+
     def _install_trainer(self, trainer):
         self.trainer = trainer
         self.scaler.attach(trainer)
@@ -140,7 +148,7 @@ class TrainLoop:
 
     # ----- one step ---------------------------------------------------------------------
     def cast_input(self, array):
-        return array.astype('float16') if self.phase == 'fp16' else array
+        return self._phase_policy(self.phase).cast_input(array)
 
     def run_step(self, batch):
         """Forward, backward, update (or skip). Returns the mean losses as floats."""
@@ -189,7 +197,7 @@ class TrainLoop:
             self.net.cast(dtype)
         for name, param in self.net.collect_params().items():
             param.set_data(snapshot.params[name].astype(param.dtype))
-        self._install_trainer(self.make_trainer(self.net, dtype == 'float16'))
+        self._install_trainer(self._new_trainer(snapshot.phase))
         load_trainer_state_bytes(self.trainer, snapshot.trainer_states)
         self.scaler.load_state_dict(snapshot.scaler_state)
         self.phase = snapshot.phase
@@ -254,7 +262,7 @@ class TrainLoop:
         """Restore :meth:`state_dict` output and the trainer's bytes (weights already
         loaded into the net in the checkpoint's phase dtype)."""
         self.phase = state['phase'] if state['phase'] in ('fp32', 'fp16', 'amp') else 'fp32'
-        self._install_trainer(self.make_trainer(self.net, self.phase == 'fp16'))
+        self._install_trainer(self._new_trainer(self.phase))
         if trainer_states:
             load_trainer_state_bytes(self.trainer, trainer_states)
         self.iteration = int(state['iteration'])
