@@ -13,7 +13,6 @@ import sys
 
 import mxnet as mx
 import numpy as np
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)

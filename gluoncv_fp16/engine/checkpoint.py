@@ -26,7 +26,8 @@ import numpy as np
 from ..utils.trainer_io import trainer_state_bytes
 
 __all__ = ['Checkpoint', 'CheckpointError', 'save_checkpoint', 'read_checkpoint',
-           'read_params', 'load_params_into', 'load_model', 'structural_params']
+           'read_params', 'load_params_into', 'load_model', 'initialise_with',
+           'structural_params']
 
 _PARAMS, _STATES, _META = 'params.params', 'trainer.states', 'state.json'
 FORMAT_VERSION = 1
@@ -192,19 +193,19 @@ def load_model(path, ctx=None, dtype='float32', **model_kwargs):
         raise CheckpointError(
             "'{}' has no model description (a plain .params file?); build the network with "
             "gluoncv_fp16.model_zoo.get_model and call load_parameters instead".format(path))
-    ctx = ctx or mx.cpu()
     net = build_untrained(model['name'], model['classes'], **model_kwargs)
-    net.initialize(ctx=ctx)
     if np.dtype(dtype) != np.float32:
         net.cast(dtype)
-    _materialise(net, ctx)
-    load_params_into(net, ckpt.params, origin="'{}'".format(path))
-    return net
+    return initialise_with(net, ckpt.params, ctx or mx.cpu(), origin="'{}'".format(path))
 
 
-def _materialise(net, ctx):
-    """Run one tiny forward so deferred-initialised shapes become known."""
+def initialise_with(net, params, ctx, origin='checkpoint'):
+    """Initialise an untrained `net` (already cast to its dtype) on `ctx`, run one tiny
+    forward so deferred shapes become known, and copy `params` in. Returns `net`."""
+    net.initialize(ctx=ctx)
     dtype = net.yolo_outputs[0].prediction.weight.dtype if hasattr(net, 'yolo_outputs') \
         else 'float32'
     with mx.autograd.predict_mode():
         net(mx.nd.zeros((1, 3, 64, 64), ctx=ctx, dtype=dtype))
+    load_params_into(net, params, origin=origin)
+    return net

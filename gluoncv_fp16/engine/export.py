@@ -33,7 +33,7 @@ import numpy as np
 from mxnet import autograd
 
 from ..model_zoo import build_untrained
-from .checkpoint import load_params_into, read_checkpoint
+from .checkpoint import initialise_with, read_checkpoint
 
 __all__ = ['ExportError', 'ExportedFiles', 'export_detector', 'export_paths',
            'inference_symbol', 'widened_convolutions', 'TARGETS']
@@ -110,14 +110,6 @@ def _untrained_net(name, classes):
             return build_untrained(name, classes)
     except ValueError as err:
         raise ExportError(str(err)) from None
-
-
-def _load_weights(net, params, dtype, origin):
-    """Initialise `net` on the CPU, make its shapes known, copy `params` in."""
-    net.initialize(ctx=mx.cpu())
-    with autograd.predict_mode():
-        net(mx.nd.zeros((1, 3, 64, 64), dtype=dtype))
-    load_params_into(net, params, origin=origin)
 
 
 def _arrays_for(symbol, net):
@@ -202,7 +194,7 @@ def export_detector(checkpoint, prefix, dtype='float32', target='gpu', data_shap
     if dtype == 'float16':
         net.cast('float16')
     symbol = inference_symbol(net, dtype) if target == 'gpu' else None
-    _load_weights(net, ckpt.params, dtype, "'{}'".format(checkpoint))
+    initialise_with(net, ckpt.params, mx.cpu(), origin="'{}'".format(checkpoint))
     if symbol is None:
         symbol = inference_symbol(net, dtype)
     _check_graph(symbol, dtype, data_shape, target)
