@@ -9,7 +9,7 @@ import pytest
 from mxnet.gluon import nn
 
 from gluoncv_fp16.utils.param_diff import (DEFAULT_TOL, ParamFileError, compare_params,
-                                           read_param_file)
+                                           read_param_file, update_error)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'scripts'))
@@ -152,3 +152,20 @@ def _zip_bytes():
     with zipfile.ZipFile(buf, 'w') as zf:
         zf.writestr('hello.txt', 'hi')
     return buf.getvalue()
+
+
+def test_update_error_measures_the_whole_update_not_the_weights():
+    start = {'w': np.full(4, 100.0), 'b': np.zeros(2)}
+    a = {'w': start['w'] + [1.0, 0, 0, 0], 'b': np.array([0.0, 1.0])}
+    same = {k: v.copy() for k, v in a.items()}
+    assert update_error(start, a, same) == (0.0, pytest.approx(1.0))
+    # half of the update missing: error 0.5 of it, while weight w differs by 0.5%
+    half = {k: start[k] + (a[k] - start[k]) / 2 for k in a}
+    rel, cosine = update_error(start, a, half)
+    assert rel == pytest.approx(0.5) and cosine == pytest.approx(1.0)
+    rows = {r.name: r for r in compare_params(a, half).rows}
+    assert rows['w'].max_rel == pytest.approx(0.5 / 101)
+    rel, _ = update_error(start, a, half, names=['b'])     # restricted to the named tensors
+    assert rel == pytest.approx(0.5)
+    with pytest.raises(ValueError, match='did not change'):
+        update_error(start, start, a)

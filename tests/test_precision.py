@@ -9,8 +9,8 @@ from mxnet import autograd, gluon
 
 from gluoncv_fp16.precision.cpu_half import make_half_safe
 from gluoncv_fp16.precision.loss_scaler import LossScaler, make_loss_scaler
-from gluoncv_fp16.precision.policy import (_trainer_states, get_policy, switch_precision,
-                                           trainer_param_order)
+from gluoncv_fp16.precision.policy import (_trainer_states, get_policy, start_half_precision,
+                                           switch_precision, trainer_param_order)
 
 
 # ----- policies ----------------------------------------------------------------------------
@@ -188,3 +188,22 @@ def test_switch_back_to_fp32_restores_exact_master_weights():
     assert np.dtype(net[0].weight.dtype) == np.float32
     assert np.array_equal(net[0].weight.data().asnumpy(), master)
     _step(net, trainer, x)
+
+
+def test_fresh_fp16_start_keeps_the_exact_fp32_weights_as_masters():
+    """A plain cast would leave the masters at the FP16 rounding of the FP32 weights."""
+    net = _small_net()
+    weight = net[0].weight
+    weight.set_data(weight.data() + 1e-4)  # values FP16 cannot hold exactly
+    weight32 = weight.data().asnumpy().copy()
+    assert not np.array_equal(weight32.astype(np.float16).astype(np.float32), weight32)
+    trainer = start_half_precision(net, _make_trainer)
+    index = [p.name for p in trainer_param_order(net)].index(weight.name)
+    states, optimizer = _trainer_states(trainer)
+    assert np.dtype(weight.dtype) == np.float16 and optimizer.multi_precision
+    assert np.array_equal(states[index][1].asnumpy(), weight32)      # SGD: (momentum, master)
+    assert not states[index][0].asnumpy().any()                      # fresh momentum
+    x = mx.nd.random.uniform(shape=(2, 3, 8, 8))
+    _step(net, trainer, x)
+    master = _trainer_states(trainer)[0][index][1].asnumpy()
+    assert np.array_equal(weight.data().asnumpy(), master.astype(np.float16))

@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..precision.policy import get_policy, switch_precision
+from ..precision.policy import get_policy, start_half_precision, switch_precision
 from ..utils.trainer_io import load_trainer_state_bytes
 from .nan_guard import NanGuard
 
@@ -119,8 +119,11 @@ class TrainLoop:
         if phase == self.phase:
             return
         if self.trainer is None:  # first phase of a fresh run: nothing to carry over
-            self._phase_policy(phase).prepare_net(self.net)
-            self._install_trainer(self._new_trainer(phase))
+            if self._phase_dtype(phase) == 'float16':  # masters = the exact FP32 weights
+                self._install_trainer(start_half_precision(self.net, self.make_trainer))
+            else:
+                self._phase_policy(phase).prepare_net(self.net)
+                self._install_trainer(self._new_trainer(phase))
             self.net.hybridize()
         elif self._phase_dtype(phase) != self._phase_dtype(self.phase):
             if self.no_switch_reason:

@@ -18,7 +18,7 @@ import numpy as np
 from ..utils.trainer_io import load_trainer_state_bytes, trainer_state_bytes
 
 __all__ = ['PrecisionPolicy', 'get_policy', 'POLICY_NAMES', 'activate_amp', 'amp_active',
-           'switch_precision']
+           'switch_precision', 'start_half_precision']
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +178,40 @@ def _pack(slot, master, inner):
     return (master, inner) if slot == 0 else (inner, master)
 
 
+def _half_states(params, trained, masters, states, optimizer, slot):
+    """Optimizer states for the FP16-cast net: each FP16 weight's master is `masters[i]`
+    (FP32, exact); its inner state is the old one or a fresh one."""
+    new_states = {}
+    for i in trained:
+        if np.dtype(params[i].dtype) == np.float16:
+            inner = states[i] if i in states else optimizer.create_state(i, masters[i])
+            new_states[i] = _pack(slot, masters[i], inner)
+        elif i in states:
+            new_states[i] = states[i]
+    return new_states
+
+
+def start_half_precision(net, make_trainer):
+    """Cast a fresh FP32 `net` to FP16 and return its first trainer, whose FP32 master
+    weights are the FP32 weights themselves.
+
+    MXNet's multi-precision optimizers create each master lazily from the FP16 weight, so
+    after a plain ``cast('float16')`` the masters hold the FP16 *rounding* of, say,
+    pretrained FP32 weights: every weight starts up to 2**-11 of itself away from where
+    it was, and that error never leaves the masters. Seeding the masters before the
+    first step keeps them exact (momentum and counters start fresh).
+    """
+    params = trainer_param_order(net)
+    trained = [i for i, p in enumerate(params) if p.grad_req != 'null']
+    masters = {i: params[i].data().astype('float32', copy=True) for i in trained}
+    net.cast('float16')
+    trainer = make_trainer(net, True)
+    states, optimizer = _trainer_states(trainer)
+    _load_trainer_states(trainer, _half_states(params, trained, masters, states, optimizer,
+                                               _master_slot(optimizer)), optimizer)
+    return trainer
+
+
 def switch_precision(net, trainer, make_trainer, dtype):
     """Cast `net` to `dtype` mid-training and return a new Trainer that continues exactly.
 
@@ -204,11 +238,7 @@ def switch_precision(net, trainer, make_trainer, dtype):
     if to_half:
         masters = {i: params[i].data().copy() for i in trained}
         net.cast('float16')
-        new_states = {}
-        for i in trained:
-            inner = states[i] if i in states else optimizer.create_state(i, masters[i])
-            new_states[i] = _pack(slot, masters[i], inner) \
-                if np.dtype(params[i].dtype) == np.float16 else inner
+        new_states = _half_states(params, trained, masters, states, optimizer, slot)
     else:
         new_states, masters = {}, {}
         for i in trained:

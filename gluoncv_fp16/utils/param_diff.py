@@ -24,7 +24,7 @@ import mxnet as mx
 import numpy as np
 
 __all__ = ['ParamFileError', 'ParamDiff', 'DiffReport', 'read_param_file',
-           'compare_params', 'DEFAULT_TOL']
+           'compare_params', 'update_error', 'DEFAULT_TOL']
 
 logger = logging.getLogger(__name__)
 
@@ -175,3 +175,27 @@ def compare_params(params_a, params_b):
         rows.append(ParamDiff(name, a.shape, a.dtype.name, b.dtype.name, max_abs, max_rel))
     return DiffReport(rows, sorted(set(params_a) - set(params_b)),
                       sorted(set(params_b) - set(params_a)), shape_mismatch)
+
+
+def update_error(start, params_a, params_b, names=None):
+    """How far run B's training update is from run A's, both started from `start`.
+
+    Returns ``(rel_l2, cosine)`` over all `names` (default: the names in all three)
+    taken together: ``||dB - dA|| / ||dA||`` and the cosine between dA and dB, where
+    ``dX = X - start``. One figure for the whole step: per tensor, a small update that
+    is the residue of large cancelling terms (e.g. an early BatchNorm's beta) can differ
+    by its own size under FP16 rounding while the update as a whole agrees closely.
+    """
+    names = sorted(names if names is not None
+                   else set(start) & set(params_a) & set(params_b))
+    if not names:
+        raise ValueError('no parameters to compare')
+    da = np.concatenate([(np.asarray(params_a[n], np.float64) -
+                          np.asarray(start[n], np.float64)).ravel() for n in names])
+    db = np.concatenate([(np.asarray(params_b[n], np.float64) -
+                          np.asarray(start[n], np.float64)).ravel() for n in names])
+    norm_a, norm_b = float(np.linalg.norm(da)), float(np.linalg.norm(db))
+    if norm_a == 0.0:
+        raise ValueError('run A did not change its parameters; nothing to compare against')
+    cosine = float(da @ db) / (norm_a * norm_b) if norm_b > 0 else 0.0
+    return float(np.linalg.norm(db - da)) / norm_a, cosine
