@@ -6,6 +6,7 @@ one process splits every batch in halves across its contexts. The reference ther
 builds the two shard loaders itself and concatenates their batches, so context k sees
 exactly what worker k sees.
 """
+import json
 import os
 import signal
 import subprocess
@@ -132,3 +133,28 @@ def _fresh_params(data_root):
         data_root, '/nonexistent', '--ctx', 'cpu:0', '--batch-size', '4')))
     loop, _ = build_training(cfg)
     return {k: v.asnumpy() for k, v in structural_params(loop.net).items()}
+
+
+def test_nan_on_one_worker_rolls_back_every_worker_at_the_same_step(tmp_path):
+    """Rank 1 alone sees a NaN loss (tests/dist_rollback_worker.py). Without the per-step
+    health vote rank 1 would roll back alone and the workers' weights would part; with it
+    both roll back at that step, keep training in FP16, and end with identical, finite
+    weights (BN running statistics are each worker's own, as without a rollback)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
+    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'launch.py'), '-n', '2', '-s', '1',
+           '--timeout', str(JOB_TIMEOUT), '--', sys.executable,
+           os.path.join(ROOT, 'tests', 'dist_rollback_worker.py'), str(tmp_path)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                          text=True, timeout=JOB_TIMEOUT + 30)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    runs = [json.load(open(str(tmp_path / 'rank{}.json'.format(r)))) for r in range(2)]
+    for run in runs:
+        assert run['recoveries'] == 1 and run['iteration'] == 6 and run['phase'] == 'fp16'
+    assert runs[0]['events'][0]['iteration'] == runs[1]['events'][0]['iteration'] == 3
+    assert runs[0]['events'][0]['reason'] == 'another worker reported an unhealthy step'
+    assert runs[1]['events'][0]['reason'].startswith('non-finite loss')
+    params = [mx.nd.load(str(tmp_path / 'rank{}.params'.format(r))) for r in range(2)]
+    for name, value in params[0].items():
+        assert np.isfinite(value.asnumpy()).all(), name
+        if not name.endswith(('running_mean', 'running_var')):  # each worker's own batches
+            assert np.array_equal(value.asnumpy(), params[1][name].asnumpy()), name

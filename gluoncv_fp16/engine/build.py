@@ -164,8 +164,10 @@ def build_training(cfg):
                      _make_scaler(cfg, policy), policy, cfg.batch_size,
                      grad_scale=workers.grad_scale, fp32_warmup_epochs=cfg.fp32_warmup_epochs,
                      nan_guard=NanGuard(cfg.nan_fallback_iters, cfg.max_recoveries,
-                                        cfg.snapshot_interval), hooks=hooks,
-                     no_switch_reason=workers.no_switch_reason)
+                                        cfg.snapshot_interval,
+                                        no_rollback_reason=workers.no_rollback_reason),
+                     hooks=hooks, no_switch_reason=workers.no_switch_reason,
+                     all_healthy=workers.all_healthy)
     loop.workers = workers
     start_epoch = _resume(loop, cfg, model_desc) if cfg.resume else cfg.start_epoch
     return loop, start_epoch
@@ -266,6 +268,9 @@ def train_or_save_last_good(loop, cfg, start_epoch):
         loop.train(start_epoch, cfg.epochs, max_iters=cfg.max_iters)
     except TrainingDiverged as err:
         path = _save_last_good(loop, cfg.run_prefix + '_diverged.ckpt')
+        workers = getattr(loop, 'workers', None)
+        if workers is not None:  # all workers give up at the same step (health vote):
+            workers.wait_for_all()  # none exits (and stops the job) before the chief saved
         if path:
             raise TrainingDiverged('{} The last good state (iteration {}) is in {}.'.format(
                 err, loop.guard.snapshot.iteration, path)) from err

@@ -73,11 +73,14 @@ class TrainLoop:
     no_switch_reason : str or None
         Why precision may not change once a trainer exists (e.g. a dist kvstore, whose
         keys keep their dtype); None allows switching.
+    all_healthy : callable(bool) -> bool, optional
+        Combines this worker's "step was healthy" with the other workers' (see
+        `WorkerSetup.all_healthy`), so that all of them roll back at the same step.
     """
 
     def __init__(self, net, contexts, loader, make_trainer, scaler, policy, batch_size,
                  grad_scale=1.0, fp32_warmup_epochs=0, nan_guard=None, hooks=(),
-                 no_switch_reason=None):
+                 no_switch_reason=None, all_healthy=None):
         self.net = net
         self.contexts = list(contexts)
         self.loader = loader
@@ -90,6 +93,7 @@ class TrainLoop:
         self.guard = nan_guard or NanGuard()
         self.hooks = list(hooks)
         self.no_switch_reason = no_switch_reason
+        self.all_healthy = all_healthy
         self.epoch = 0
         self.iteration = 0
         self.phase = None  # no trainer yet: the first phase builds one directly
@@ -176,31 +180,41 @@ class TrainLoop:
     def _step_with_guard(self, batch):
         try:
             stats = self.run_step(batch)
+            problem = self._problem(stats)
         except FloatingPointError as err:
-            self.iteration += 1
-            self.guard.recover(self, str(err))
-            return None
+            stats, problem = None, str(err)
         self.iteration += 1  # counted before the guard looks, so snapshots name done steps
-        losses = [stats[k] for k in LOSS_NAMES]
-        if not np.all(np.isfinite(losses)):
-            self.guard.recover(self, 'non-finite loss {}'.format(
-                dict(zip(LOSS_NAMES, np.round(losses, 4)))))
-            return None
-        if self.scaling_active and self.scaler.collapsed:
-            self.guard.recover(self, 'loss scale collapsed to {:g}'.format(
-                self.scaler.scale_value))
+        if self.all_healthy is not None and not self.all_healthy(problem is None):
+            problem = problem or 'another worker reported an unhealthy step'
+        if problem:
+            self.guard.recover(self, problem)
             return None
         self.guard.after_good_step(self)
         return stats
 
+    def _problem(self, stats):
+        """Why this step cannot be kept (None when it can)."""
+        losses = [stats[k] for k in LOSS_NAMES]
+        if not np.all(np.isfinite(losses)):
+            return 'non-finite loss {}'.format(dict(zip(LOSS_NAMES, np.round(losses, 4))))
+        if self.scaling_active and self.scaler.collapsed:
+            return 'loss scale collapsed to {:g}'.format(self.scaler.scale_value)
+        return None
+
     def restore(self, snapshot):
-        """Put the network, trainer and scaler back to `snapshot` (same process)."""
+        """Put the network, trainer and scaler back to `snapshot` (same process).
+
+        The trainer is kept when the dtype is unchanged: a new one would initialise its
+        kvstore keys again, which a dist kvstore refuses (they exist already).
+        """
         dtype = self._phase_dtype(snapshot.phase)
-        if dtype != self._phase_dtype(self.phase):
+        recast = dtype != self._phase_dtype(self.phase)
+        if recast:
             self.net.cast(dtype)
         for name, param in self.net.collect_params().items():
             param.set_data(snapshot.params[name].astype(param.dtype))
-        self._install_trainer(self._new_trainer(snapshot.phase))
+        if recast or self.trainer is None:
+            self._install_trainer(self._new_trainer(snapshot.phase))
         load_trainer_state_bytes(self.trainer, snapshot.trainer_states)
         self.scaler.load_state_dict(snapshot.scaler_state)
         self.phase = snapshot.phase

@@ -43,9 +43,13 @@ class NanGuard:
         Rollbacks allowed in one run before `TrainingDiverged`.
     snapshot_interval : int
         Iterations between snapshots of the good state.
+    no_rollback_reason : str or None
+        Why rolling back is impossible in this run (e.g. workers that cannot agree on
+        it); the first unhealthy step then ends training with `TrainingDiverged`.
     """
 
-    def __init__(self, fallback_iters=100, max_recoveries=3, snapshot_interval=50):
+    def __init__(self, fallback_iters=100, max_recoveries=3, snapshot_interval=50,
+                 no_rollback_reason=None):
         for name, value, low in (('fallback_iters', fallback_iters, 1),
                                  ('max_recoveries', max_recoveries, 0),
                                  ('snapshot_interval', snapshot_interval, 1)):
@@ -54,6 +58,7 @@ class NanGuard:
         self.fallback_iters = int(fallback_iters)
         self.max_recoveries = int(max_recoveries)
         self.snapshot_interval = int(snapshot_interval)
+        self.no_rollback_reason = no_rollback_reason
         self.snapshot = None
         self.recoveries = 0
         self.fallback_left = 0
@@ -81,6 +86,11 @@ class NanGuard:
         """Roll `loop` back to the snapshot and start an FP32 fallback, or give up."""
         self.events.append({'iteration': loop.iteration, 'reason': reason})
         logger.warning('iteration %d: %s', loop.iteration, reason)
+        if self.no_rollback_reason:
+            raise TrainingDiverged(
+                "epoch {} iteration {}: {}; no rollback: {}. Resume from the last "
+                "checkpoint (--resume auto), with a lower --lr or --loss-scale.".format(
+                    loop.epoch, loop.iteration, reason, self.no_rollback_reason))
         if self.snapshot is None or self.recoveries >= self.max_recoveries:
             raise TrainingDiverged(
                 "training diverged at epoch {} iteration {} ({}) after {} recoveries. Lower "

@@ -16,9 +16,13 @@ __all__ = ['WorkerSetup', 'setup_workers', 'prepare_dist_params', 'describe']
 logger = logging.getLogger(__name__)
 
 
+# kvstore key of the per-step health vote: far above the Trainer's keys (parameter indices)
+HEALTH_KEY = 1 << 30
+
+
 class WorkerSetup:
     """Attributes: kvstore (name, KVStore or None), rank, num_workers, hvd (module or
-    None), grad_scale (extra gradient normaliser), no_switch_reason."""
+    None), grad_scale (extra gradient normaliser), no_switch_reason, no_rollback_reason."""
 
     def __init__(self, kvstore, rank=0, num_workers=1, hvd=None, grad_scale=1.0,
                  no_switch_reason=None):
@@ -28,10 +32,42 @@ class WorkerSetup:
         self.hvd = hvd
         self.grad_scale = grad_scale
         self.no_switch_reason = no_switch_reason
+        self._vote_ready = False
 
     @property
     def is_chief(self):
         return self.rank == 0
+
+    @property
+    def no_rollback_reason(self):
+        """Why a NaN rollback cannot be coordinated here (None: it can)."""
+        if self.hvd is not None:
+            return ('under Horovod the workers cannot agree on a rollback (no collective '
+                    'health vote is implemented for it)')
+        return None
+
+    def all_healthy(self, healthy):
+        """True when this step was healthy on every worker.
+
+        A rollback must happen on all workers at the same step or not at all: they hold
+        identical weights only while they apply identical updates, and one worker can see
+        a non-finite loss a step before the others (its NaN gradients reach them through
+        the summed update). On a dist kvstore every worker pushes its vote (1 healthy, 0
+        not) to one extra key at every step and pulls the sum; a collective call, so every
+        worker must make it at every step. One process needs no vote.
+        """
+        if self.num_workers == 1 or self.hvd is not None:
+            return healthy
+        if not self._vote_ready:
+            self.kvstore.init(HEALTH_KEY, mx.nd.zeros((1,)))
+            self._vote_ready = True
+        vote = mx.nd.array([1.0 if healthy else 0.0])
+        self.kvstore.pushpull(HEALTH_KEY, vote, out=vote)
+        return int(round(float(vote.asscalar()))) == self.num_workers
+
+    def wait_for_all(self):
+        """Return once every worker has called this (e.g. the chief finished writing)."""
+        self.all_healthy(True)
 
 
 def setup_workers(cfg, contexts):

@@ -1,0 +1,58 @@
+"""A dist_sync worker for tests/test_dist_training.py (run by scripts/launch.py, not by
+pytest): rank 1 alone gets a NaN image at its third step. With the per-step health vote
+both workers must roll back at that same step, keep training, and end with identical,
+finite weights. Each worker writes ``rank<r>.params`` and ``rank<r>.json`` to argv[1].
+"""
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
+
+import mxnet as mx  # noqa: E402
+from mxnet import gluon  # noqa: E402
+
+from gluoncv_fp16.engine.checkpoint import structural_params  # noqa: E402
+from gluoncv_fp16.engine.distributed import fail_fast, worker_info  # noqa: E402
+from gluoncv_fp16.engine.loop import TrainLoop  # noqa: E402
+from gluoncv_fp16.engine.nan_guard import NanGuard  # noqa: E402
+from gluoncv_fp16.engine.workers import WorkerSetup, prepare_dist_params  # noqa: E402
+from gluoncv_fp16.precision.loss_scaler import LossScaler  # noqa: E402
+from gluoncv_fp16.precision.policy import get_policy  # noqa: E402
+from test_engine_loop import ListLoader, make_batches, make_net  # noqa: E402
+
+NAN_AT = 2  # rank 1's third batch
+
+
+def main(out):
+    kv = mx.kv.create('dist_sync')
+    rank, size = worker_info(kv)
+    workers = WorkerSetup(kv, rank, size, grad_scale=float(size),
+                          no_switch_reason='dist kvstore')
+
+    def make_trainer(net, multi_precision):
+        prepare_dist_params(net.collect_params())
+        return gluon.Trainer(net.collect_params(), 'sgd',
+                             {'learning_rate': 0.001, 'momentum': 0.9,
+                              'multi_precision': multi_precision},
+                             kvstore=kv, update_on_kvstore=False)
+
+    loader = ListLoader(make_batches(count=3, seed=10 * rank) * 2,
+                        nan_at={NAN_AT} if rank == 1 else ())
+    guard = NanGuard(fallback_iters=1, max_recoveries=2, snapshot_interval=1,
+                     no_rollback_reason=workers.no_rollback_reason)
+    loop = TrainLoop(make_net(), [mx.cpu()], loader, make_trainer,
+                     LossScaler('dynamic', init_scale=0.25), get_policy('fp16'), batch_size=2,
+                     grad_scale=workers.grad_scale, nan_guard=guard,
+                     no_switch_reason=workers.no_switch_reason, all_healthy=workers.all_healthy)
+    loop.train(0, 1)
+    mx.nd.save(os.path.join(out, 'rank{}.params'.format(rank)), structural_params(loop.net))
+    with open(os.path.join(out, 'rank{}.json'.format(rank)), 'w') as f:
+        json.dump({'iteration': loop.iteration, 'events': guard.events,
+                   'recoveries': guard.recoveries, 'phase': loop.phase}, f)
+
+
+if __name__ == '__main__':
+    with fail_fast():
+        main(sys.argv[1])
