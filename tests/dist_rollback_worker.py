@@ -2,10 +2,15 @@
 pytest): rank 1 alone gets a NaN image at its third step. With the per-step health vote
 both workers must roll back at that same step, keep training, and end with identical,
 finite weights. Each worker writes ``rank<r>.params`` and ``rank<r>.json`` to argv[1].
+
+``giveup`` as argv[2]: rank 1's images stay NaN, so the guard gives up. Both workers must
+give up at the same step, and rank 0 must have written ``run_diverged.ckpt`` before
+either exits non-zero (which makes the launcher stop the job), as the trainer does.
 """
 import json
 import os
 import sys
+from types import SimpleNamespace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
@@ -13,10 +18,12 @@ sys.path[:0] = [os.path.dirname(HERE), HERE]
 import mxnet as mx  # noqa: E402
 from mxnet import gluon  # noqa: E402
 
+from gluoncv_fp16.engine.build import train_or_save_last_good  # noqa: E402
 from gluoncv_fp16.engine.checkpoint import structural_params  # noqa: E402
+from gluoncv_fp16.engine.hooks import CheckpointHook  # noqa: E402
 from gluoncv_fp16.engine.distributed import fail_fast, worker_info  # noqa: E402
 from gluoncv_fp16.engine.loop import TrainLoop  # noqa: E402
-from gluoncv_fp16.engine.nan_guard import NanGuard  # noqa: E402
+from gluoncv_fp16.engine.nan_guard import NanGuard, TrainingDiverged  # noqa: E402
 from gluoncv_fp16.engine.workers import WorkerSetup, prepare_dist_params  # noqa: E402
 from gluoncv_fp16.precision.loss_scaler import LossScaler  # noqa: E402
 from gluoncv_fp16.precision.policy import get_policy  # noqa: E402
@@ -25,7 +32,7 @@ from test_engine_loop import ListLoader, make_batches, make_net  # noqa: E402
 NAN_AT = 2  # rank 1's third batch
 
 
-def main(out):
+def main(out, giveup=False):
     kv = mx.kv.create('dist_sync')
     rank, size = worker_info(kv)
     workers = WorkerSetup(kv, rank, size, grad_scale=float(size),
@@ -38,14 +45,27 @@ def main(out):
                               'multi_precision': multi_precision},
                              kvstore=kv, update_on_kvstore=False)
 
+    bad = set(range(NAN_AT, 6)) if giveup else {NAN_AT}
     loader = ListLoader(make_batches(count=3, seed=10 * rank) * 2,
-                        nan_at={NAN_AT} if rank == 1 else ())
-    guard = NanGuard(fallback_iters=1, max_recoveries=2, snapshot_interval=1,
+                        nan_at=bad if rank == 1 else ())
+    guard = NanGuard(fallback_iters=1, max_recoveries=1 if giveup else 2, snapshot_interval=1,
                      no_rollback_reason=workers.no_rollback_reason)
+    prefix = os.path.join(out, 'run')
+    hooks = [CheckpointHook(prefix, 1000, lambda: {})] if rank == 0 else []
     loop = TrainLoop(make_net(), [mx.cpu()], loader, make_trainer,
                      LossScaler('dynamic', init_scale=0.25), get_policy('fp16'), batch_size=2,
-                     grad_scale=workers.grad_scale, nan_guard=guard,
+                     grad_scale=workers.grad_scale, nan_guard=guard, hooks=hooks,
                      no_switch_reason=workers.no_switch_reason, all_healthy=workers.all_healthy)
+    loop.workers = workers
+    if giveup:
+        try:
+            train_or_save_last_good(loop, SimpleNamespace(run_prefix=prefix, epochs=1,
+                                                          max_iters=0), 0)
+        except TrainingDiverged as err:
+            with open(os.path.join(out, 'rank{}.json'.format(rank)), 'w') as f:
+                json.dump({'iteration': loop.iteration, 'diverged': str(err)}, f)
+            raise  # exits non-zero through fail_fast, like the trainer
+        return
     loop.train(0, 1)
     mx.nd.save(os.path.join(out, 'rank{}.params'.format(rank)), structural_params(loop.net))
     with open(os.path.join(out, 'rank{}.json'.format(rank)), 'w') as f:
@@ -55,4 +75,4 @@ def main(out):
 
 if __name__ == '__main__':
     with fail_fast():
-        main(sys.argv[1])
+        main(sys.argv[1], giveup=sys.argv[2:] == ['giveup'])

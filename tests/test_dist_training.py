@@ -140,12 +140,7 @@ def test_nan_on_one_worker_rolls_back_every_worker_at_the_same_step(tmp_path):
     health vote rank 1 would roll back alone and the workers' weights would part; with it
     both roll back at that step, keep training in FP16, and end with identical, finite
     weights (BN running statistics are each worker's own, as without a rollback)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
-    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'launch.py'), '-n', '2', '-s', '1',
-           '--timeout', str(JOB_TIMEOUT), '--', sys.executable,
-           os.path.join(ROOT, 'tests', 'dist_rollback_worker.py'), str(tmp_path)]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                          text=True, timeout=JOB_TIMEOUT + 30)
+    proc = run_rollback_job(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:]
     runs = [json.load(open(str(tmp_path / 'rank{}.json'.format(r)))) for r in range(2)]
     for run in runs:
@@ -158,3 +153,25 @@ def test_nan_on_one_worker_rolls_back_every_worker_at_the_same_step(tmp_path):
         assert np.isfinite(value.asnumpy()).all(), name
         if not name.endswith(('running_mean', 'running_var')):  # each worker's own batches
             assert np.array_equal(value.asnumpy(), params[1][name].asnumpy()), name
+
+
+def run_rollback_job(out, *worker_args):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
+    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'launch.py'), '-n', '2', '-s', '1',
+           '--timeout', str(JOB_TIMEOUT), '--', sys.executable,
+           os.path.join(ROOT, 'tests', 'dist_rollback_worker.py'), str(out), *worker_args]
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                          text=True, timeout=JOB_TIMEOUT + 30)
+
+
+def test_dist_workers_give_up_together_after_the_chief_saved_the_last_good_state(tmp_path):
+    proc = run_rollback_job(tmp_path, 'giveup')
+    assert proc.returncode == 1, proc.stdout[-3000:]  # a worker failed: the job fails
+    runs = [json.load(open(str(tmp_path / 'rank{}.json'.format(r)))) for r in range(2)]
+    assert runs[0]['iteration'] == runs[1]['iteration'] == 4, runs
+    assert 'after 1 recoveries' in runs[0]['diverged'] and 'after 1 recoveries' in \
+        runs[1]['diverged']
+    path = str(tmp_path / 'run_diverged.ckpt')
+    assert path in runs[0]['diverged'], runs[0]['diverged']
+    params = read_params(path)  # complete and readable: rank 1 waited for it
+    assert params and all(np.isfinite(v).all() for v in params.values())
