@@ -2,8 +2,8 @@
 """Alignment check: 1 device x batch 8 vs 2 devices x batch 4 with SyncBN, same 8 images.
 
 Every run trains `--steps` deterministic steps (no random augmentation, fixed order,
-fixed input size, same seed) from the same starting weights; diff_params' report then
-compares the parameters:
+fixed input size, same seed) from the same starting weights and saves its weights as
+``OUT/<run>.params`` (FP16 run: its FP32 masters); diff_params' report then compares them:
 
 * ``fp32_1dev`` (1 device, batch 8, BatchNorm) vs ``fp32_2dev_syncbn`` (2 CPU devices x
   4, SyncBatchNorm): the same computation up to FP32 rounding, so they must agree within
@@ -99,6 +99,7 @@ def train(args, name, contexts='cpu:0', precision='fp32', steps=None, lr=None, i
     FP16 run the FP32 master weights, i.e. what the optimizer updates), the number of
     steps not skipped by the loss scaler, and the names the optimizer trains.
     """
+    import mxnet as mx
     from gluoncv_fp16.engine.build import run_training
     from gluoncv_fp16.engine.checkpoint import structural_params
     cfg = _config(args, name, contexts, precision, steps or args.steps, lr or args.lr, init)
@@ -109,21 +110,21 @@ def train(args, name, contexts='cpu:0', precision='fp32', steps=None, lr=None, i
         loop.set_phase('fp32')  # the masters become the network's weights
     trained = {name for name, p in loop.net._collect_params_with_prefix().items()
                if p.grad_req != 'null'}
-    weights = {k: v.asnumpy() for k, v in structural_params(loop.net).items()}
-    return weights, applied, trained
+    arrays = structural_params(loop.net)
+    path = os.path.join(args.out, name + '.params')  # for scripts/diff_params.py
+    mx.nd.save(path, arrays)
+    print('{}: weights in {}'.format(name, path), flush=True)
+    return {k: v.asnumpy() for k, v in arrays.items()}, applied, trained
 
 
 def starting_weights(args):
     """Path of the weights every run starts from: --init, or a short FP32 training."""
     if args.init:
         return args.init
-    import mxnet as mx
-    weights, _, _ = train(args, 'warm_start', steps=args.warm_steps, lr=args.warm_lr)
-    path = os.path.join(args.out, 'warm_start.params')
-    mx.nd.save(path, {k: mx.nd.array(v) for k, v in weights.items()})
-    print('starting weights: {} ({} FP32 steps at lr {:g})'.format(
-        path, args.warm_steps, args.warm_lr), flush=True)
-    return path
+    train(args, 'warm_start', steps=args.warm_steps, lr=args.warm_lr)
+    print('starting weights: {} FP32 steps at lr {:g}'.format(args.warm_steps, args.warm_lr),
+          flush=True)
+    return os.path.join(args.out, 'warm_start.params')
 
 
 def main(argv=None):

@@ -44,6 +44,8 @@ def test_one_device_batch8_equals_two_devices_batch4_with_syncbn_and_fp16_is_clo
     assert re.search(r'OK: update over 147 trained tensors: .* = [0-9.e-]+ \(tol 0.03\)',
                      res.stdout), res.stdout[-3000:]
     assert res.returncode == 0, res.stdout[-3000:]
+    for name in ('warm_start', 'fp32_1dev', 'fp32_2dev_syncbn', 'fp16_1dev'):
+        assert (tmp_path / (name + '.params')).is_file(), name  # for scripts/diff_params.py
 
 
 def test_alignment_refuses_a_fresh_initialisation(tmp_path):
