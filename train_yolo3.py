@@ -68,7 +68,7 @@ def parse_args(argv=None):
     n.add_argument('--ctx', default=None,
                    help='explicit devices, e.g. cpu:0,cpu:1 (overrides --gpus)')
     n.add_argument('--kvstore', default='device',
-                   help='local, device, nccl, dist_sync, dist_device_sync or dist_async')
+                   help='local, device, nccl, dist_sync or dist_device_sync')
     n.add_argument('--dataset-root', default=None,
                    help='dataset folder (custom/rec; voc/coco/synthetic: overrides default)')
     n.add_argument('--classes', default=None, help='comma-separated class names (custom/rec)')

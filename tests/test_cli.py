@@ -39,6 +39,8 @@ def read_rows(out):
     (['--gpus', 'zero'], '--gpus'),
     (['--ctx', 'tpu:0'], '--ctx'),
     (['--network', 'resnet50'], '--network'),
+    (['--kvstore', 'dist_async'], 'dist_async is not supported.*Use dist_sync'),
+    (['--kvstore', 'nccl2'], "--kvstore 'nccl2': choose one of"),
 ])
 def test_contradictions_fail_with_one_line(tmp_path, extra, message):
     args = train_yolo3.parse_args(small_args(str(tmp_path), tmp_path, *extra))

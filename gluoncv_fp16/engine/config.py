@@ -14,7 +14,7 @@ __all__ = ['TrainConfig', 'ConfigError', 'parse_contexts']
 DATASETS = ('voc', 'coco', 'custom', 'synthetic', 'rec')
 NETWORKS = ('darknet53', 'mobilenet1.0', 'mobilenet0.25')
 LR_MODES = ('step', 'poly', 'cosine')
-KVSTORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync', 'dist_async')
+KVSTORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync')
 
 
 class ConfigError(ValueError):
@@ -122,6 +122,10 @@ class TrainConfig:
             (self.warmup_epochs < self.epochs,
              "--warmup-epochs {} must be smaller than --epochs {}".format(
                  self.warmup_epochs, self.epochs)),
+            (self.kvstore != 'dist_async',
+             "--kvstore dist_async is not supported: asynchronous updates run on the "
+             "servers (MXNet requires update_on_kvstore for them), where FP16 loss-scale "
+             "skipping, FP32 master weights and NaN rollback cannot act. Use dist_sync"),
             (self.kvstore in KVSTORES,
              "--kvstore {!r}: choose one of {}".format(self.kvstore, list(KVSTORES))),
             (self.dataset in ('custom', 'rec') or self.classes is None or
