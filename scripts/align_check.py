@@ -11,7 +11,9 @@ fixed input size, same seed) from the same starting weights and saves its weight
 * with ``--fp16``, ``fp16_1dev`` (FP16 with FP32 master weights, static loss scale so
   no step is skipped) vs ``fp32_1dev``: the per-tensor table of the master weights is
   printed, and the run passes when the whole update (weights after minus before, all
-  trained tensors together) is within `--fp16-tol` of FP32's, in relative L2 norm.
+  trained tensors together) is within `--fp16-tol` of FP32's, in relative L2 norm. And
+  ``fp16_2dev_syncbn`` vs ``fp16_1dev`` by the same measure: FP16 gradients reduced over
+  devices into the FP32 masters, with the loss scale and the batch normalisation.
 
 The starting weights must be trained ones (`--init`), as when aligning a port from
 pretrained weights; without `--init` the script first trains `--warm-steps` FP32 steps
@@ -33,6 +35,7 @@ RUNS = {  # name -> (contexts, precision)
     'fp32_1dev': ('cpu:0', 'fp32'),
     'fp32_2dev_syncbn': ('cpu:0,cpu:1', 'fp32'),
     'fp16_1dev': ('cpu:0', 'fp16'),  # same as fp32_1dev but the precision
+    'fp16_2dev_syncbn': ('cpu:0,cpu:1', 'fp16'),  # same as fp16_1dev but the devices
 }
 FP16_TOL = 3e-2  # relative L2 error of the update; derived in docs/distributed.md "FP16 vs FP32"
 
@@ -158,17 +161,28 @@ def check_fp32_pair(runs, tol):
 
 
 def check_fp16(runs, start, args):
-    from gluoncv_fp16.utils.param_diff import compare_params, update_error
-    (fp32, _, trained), (fp16, applied, _) = runs['fp32_1dev'], runs['fp16_1dev']
+    from gluoncv_fp16.utils.param_diff import compare_params
     print('== weights (FP16 run: its FP32 masters): A=fp32_1dev B=fp16_1dev, for '
           'information')
-    print('\n'.join(compare_params(fp32, fp16).format(float('inf'), top=8)[:-1]))
-    if applied != args.steps:
-        print('FAIL: the FP16 run skipped {} of {} steps (gradient overflow at loss scale '
-              '{}); the runs are not comparable, use a lower --loss-scale'.format(
-                  args.steps - applied, args.steps, args.loss_scale))
+    print('\n'.join(compare_params(runs['fp32_1dev'][0], runs['fp16_1dev'][0])
+                    .format(float('inf'), top=8)[:-1]))
+    ok = True
+    for a, b in (('fp32_1dev', 'fp16_1dev'), ('fp16_1dev', 'fp16_2dev_syncbn')):
+        print('== updates (weights after - before): A={} B={}'.format(a, b))
+        ok = _check_update(runs[a], runs[b], start, args) and ok
+    return ok
+
+
+def _check_update(run_a, run_b, start, args):
+    from gluoncv_fp16.utils.param_diff import update_error
+    (weights_a, _, trained), (weights_b, _, _) = run_a, run_b
+    skipped = args.steps - min(run_a[1], run_b[1])
+    if skipped:
+        print('FAIL: an FP16 run skipped {} of {} steps (gradient overflow at loss scale {}); '
+              'the runs are not comparable, use a lower --loss-scale'.format(
+                  skipped, args.steps, args.loss_scale))
         return False
-    rel, cosine = update_error(start, fp32, fp16, names=trained)
+    rel, cosine = update_error(start, weights_a, weights_b, names=trained)
     passed = rel <= args.fp16_tol
     print('{}: update over {} trained tensors: ||dB - dA|| / ||dA|| = {:.3g} (tol {:g}), '
           'cosine {:.6f}'.format('OK' if passed else 'FAIL', len(trained), rel,
