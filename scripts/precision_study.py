@@ -78,7 +78,8 @@ def _runner_code():
 def run_one(args, mode, lr, batch, workdir):
     argv = ['--network', args.network, '--data-shape', str(args.data_shape),
             '--batch-size', str(batch), '--dataset', 'synthetic', '-j', '0', '--gpus', '',
-            '--epochs', '1', '--max-iters', str(args.iters), '--lr', str(lr),
+            # as many epochs as --iters needs (the synthetic train split is 25 batches of 8)
+            '--epochs', '100000', '--max-iters', str(args.iters), '--lr', str(lr),
             '--seed', str(args.seed), '--no-random-shape', '--no-plots',
             '--log-interval', '1000', '--max-recoveries', '0',
             '--save-prefix', os.path.join(workdir, '{}_{}_{}_'.format(mode, lr, batch)),
