@@ -180,3 +180,17 @@ def test_resume_equals_uninterrupted_run(batches, tmp_path, precision, warmup):
     assert all(np.isfinite(a[k].asnumpy()).all() for k in a)
     differing = [k for k in a if not np.array_equal(a[k].asnumpy(), b[k].asnumpy())]
     assert not differing, 'resumed run differs in {}'.format(differing[:5])
+
+
+def test_guard_refuses_rollback_where_workers_cannot_agree(batches):
+    from gluoncv_fp16.engine.workers import WorkerSetup
+    assert WorkerSetup(None, 0, 2, hvd=object()).no_rollback_reason
+    assert WorkerSetup(None, 0, 1, hvd=object()).no_rollback_reason is None
+    assert WorkerSetup('device').no_rollback_reason is None
+    guard = NanGuard(fallback_iters=1, max_recoveries=3, snapshot_interval=1,
+                     no_rollback_reason=WorkerSetup(None, 0, 2, hvd=object()).no_rollback_reason)
+    loop = make_loop(ListLoader(batches, nan_at={1}), 'fp16', guard=guard)
+    with pytest.raises(TrainingDiverged, match='iteration 2: non-finite loss.*no rollback: '
+                       'under Horovod.*--resume auto'):
+        loop.train(0, 1)
+    assert guard.recoveries == 0

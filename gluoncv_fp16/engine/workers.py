@@ -41,7 +41,7 @@ class WorkerSetup:
     @property
     def no_rollback_reason(self):
         """Why a NaN rollback cannot be coordinated here (None: it can)."""
-        if self.hvd is not None:
+        if self.hvd is not None and self.num_workers > 1:
             return ('under Horovod the workers cannot agree on a rollback (no collective '
                     'health vote is implemented for it)')
         return None
