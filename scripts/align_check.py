@@ -59,7 +59,8 @@ def parse_args(argv=None):
     p.add_argument('--tol', type=float, default=5e-4,
                    help='max scaled error (diff_params) between the two FP32 runs')
     p.add_argument('--fp16', action='store_true',
-                   help='also run FP16 on 1 device and compare its updates with FP32\'s')
+                   help='also run FP16 on 1 and on 2 devices and compare their updates '
+                   'with FP32 on 1 device and FP16 on 1 device')
     p.add_argument('--fp16-tol', type=float, default=FP16_TOL,
                    help='with --fp16: max ||dW16 - dW32|| / ||dW32|| over the trained tensors')
     p.add_argument('--loss-scale', default='8',
@@ -104,7 +105,6 @@ def train(args, name, contexts='cpu:0', precision='fp32', steps=None, lr=None, i
     """
     import mxnet as mx
     from gluoncv_fp16.engine.build import run_training
-    from gluoncv_fp16.engine.checkpoint import structural_params
     cfg = _config(args, name, contexts, precision, steps or args.steps, lr or args.lr, init)
     loop = run_training(cfg)
     applied = loop.iteration - (loop.scaler.total_skips if precision == 'fp16' else 0)
@@ -113,11 +113,10 @@ def train(args, name, contexts='cpu:0', precision='fp32', steps=None, lr=None, i
         loop.set_phase('fp32')  # the masters become the network's weights
     trained = {name for name, p in loop.net._collect_params_with_prefix().items()
                if p.grad_req != 'null'}
-    arrays = structural_params(loop.net)
     path = os.path.join(args.out, name + '.params')  # for scripts/diff_params.py
-    mx.nd.save(path, arrays)
+    loop.net.save_parameters(path)  # structural names, as structural_params() gives them
     print('{}: weights in {}'.format(name, path), flush=True)
-    return {k: v.asnumpy() for k, v in arrays.items()}, applied, trained
+    return {k: v.asnumpy() for k, v in mx.nd.load(path).items()}, applied, trained
 
 
 def starting_weights(args):
@@ -175,8 +174,8 @@ def check_fp16(runs, start, args):
 
 def _check_update(run_a, run_b, start, args):
     from gluoncv_fp16.utils.param_diff import update_error
-    (weights_a, _, trained), (weights_b, _, _) = run_a, run_b
-    skipped = args.steps - min(run_a[1], run_b[1])
+    (weights_a, applied_a, trained), (weights_b, applied_b, _) = run_a, run_b
+    skipped = args.steps - min(applied_a, applied_b)
     if skipped:
         print('FAIL: an FP16 run skipped {} of {} steps (gradient overflow at loss scale {}); '
               'the runs are not comparable, use a lower --loss-scale'.format(
