@@ -56,6 +56,15 @@ def relative_error(got, want):
     return float(np.linalg.norm(got - want) / np.linalg.norm(want))
 
 
+def assert_predictions_agree_to_fp16(dst, src, label):
+    """`dst`'s raw predictions equal `src`'s within FP16 rounding, and not bit-exactly
+    (one of the two really runs in FP16)."""
+    x = x64()
+    err = relative_error(raw_predictions(dst, x), raw_predictions(src, x))
+    assert 0 < err <= FP16_TOLERANCE, '{} relative error {:.3g} (tolerance {:.3g})'.format(
+        label, err, FP16_TOLERANCE)
+
+
 def test_fp32_file_loads_into_fp16_net_as_if_cast(tmp_path):
     src, path = saved_net(tmp_path, 'float32')
     assert {np.dtype(a.dtype) for a in mx.nd.load(path).values()} == {np.dtype('float32')}
@@ -68,10 +77,7 @@ def test_fp32_file_loads_into_fp16_net_as_if_cast(tmp_path):
         fixed_fp32 = norm_param or name.endswith(('anchors', 'offsets'))
         assert value.dtype == (np.float32 if fixed_fp32 else np.float16), name
         np.testing.assert_array_equal(value, want[name].astype(value.dtype), err_msg=name)
-    x = x64()
-    err = relative_error(raw_predictions(dst, x), raw_predictions(src, x))
-    assert 0 < err <= FP16_TOLERANCE, 'FP16 vs FP32 relative error {:.3g} (tolerance {:.3g})' \
-        .format(err, FP16_TOLERANCE)
+    assert_predictions_agree_to_fp16(dst, src, 'FP16 vs FP32')
 
 
 def test_fp16_file_loads_into_fp32_net_exactly(tmp_path):
@@ -83,10 +89,7 @@ def test_fp16_file_loads_into_fp32_net_exactly(tmp_path):
     for name, value in params_by_name(dst).items():
         assert value.dtype == np.float32, name
         np.testing.assert_array_equal(value, want[name].astype(np.float32), err_msg=name)
-    x = x64()
-    err = relative_error(raw_predictions(dst, x), raw_predictions(src, x))
-    assert 0 < err <= FP16_TOLERANCE, 'FP32 vs FP16 relative error {:.3g} (tolerance {:.3g})' \
-        .format(err, FP16_TOLERANCE)
+    assert_predictions_agree_to_fp16(dst, src, 'FP32 vs FP16')
 
 
 def test_get_model_pretrained_path_loads_the_local_file(tmp_path):
