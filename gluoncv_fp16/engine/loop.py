@@ -213,7 +213,7 @@ class TrainLoop:
             self.net.cast(dtype)
         for name, param in self.net.collect_params().items():
             param.set_data(snapshot.params[name].astype(param.dtype))
-        if recast or self.trainer is None:
+        if recast:  # (a snapshot is taken from a loop that has a trainer)
             self._install_trainer(self._new_trainer(snapshot.phase))
         load_trainer_state_bytes(self.trainer, snapshot.trainer_states)
         self.scaler.load_state_dict(snapshot.scaler_state)
