@@ -4,7 +4,7 @@
 Accepts GluonCV's `scripts/detection/yolo/train_yolo3.py` flags with the same meaning
 and defaults (except --dataset, which defaults to the built-in synthetic set), plus
 --fp16, --fp32-warmup-epochs, --loss-scale, --ctx, --max-iters and dataset options.
-This file only parses; the work is in `gluoncv_fp16.engine`.
+This file only parses; the work is in `gluoncv_fp16.train`.
 """
 import argparse
 import logging
@@ -87,7 +87,7 @@ def parse_args(argv=None):
 
 def make_config(args):
     """argparse namespace -> validated TrainConfig (raises ConfigError)."""
-    from gluoncv_fp16.engine.config import ConfigError, TrainConfig, parse_contexts
+    from gluoncv_fp16.train.config import ConfigError, TrainConfig, parse_contexts
     if args.fp16 and args.amp:
         raise ConfigError('--fp16 and --amp are two different precision modes; choose one')
     try:
@@ -152,10 +152,10 @@ def route_worker_log(handlers, prefix):
 
 def main(argv=None):
     args = parse_args(argv)
-    from gluoncv_fp16.engine.build import run_training
-    from gluoncv_fp16.engine.checkpoint import CheckpointError
-    from gluoncv_fp16.engine.config import ConfigError
-    from gluoncv_fp16.engine.nan_guard import TrainingDiverged
+    from gluoncv_fp16.train.build import run_training
+    from gluoncv_fp16.train.checkpoint import CheckpointError
+    from gluoncv_fp16.train.config import ConfigError
+    from gluoncv_fp16.train.nan_guard import TrainingDiverged
     user_errors = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged)
     handlers = []
     try:

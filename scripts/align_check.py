@@ -104,7 +104,7 @@ def train(args, name, contexts='cpu:0', precision='fp32', steps=None, lr=None, i
     steps not skipped by the loss scaler, and the names the optimizer trains.
     """
     import mxnet as mx
-    from gluoncv_fp16.engine.build import run_training
+    from gluoncv_fp16.train.build import run_training
     cfg = _config(args, name, contexts, precision, steps or args.steps, lr or args.lr, init)
     loop = run_training(cfg)
     applied = loop.iteration - (loop.scaler.total_skips if precision == 'fp16' else 0)
@@ -134,8 +134,8 @@ def main(argv=None):
     os.environ.setdefault('MXNET_CPU_TEMP_COPY', '1024')  # before MXNet starts
     sys.path.insert(0, ROOT)
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(message)s')
-    from gluoncv_fp16.engine.checkpoint import CheckpointError, read_params
-    from gluoncv_fp16.engine.config import ConfigError
+    from gluoncv_fp16.train.checkpoint import CheckpointError, read_params
+    from gluoncv_fp16.train.config import ConfigError
     try:
         init = starting_weights(args)
         start = read_params(init)

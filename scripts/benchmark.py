@@ -71,7 +71,7 @@ def peak_tflops(name, mode):
 
 
 def run_one(args, mode, network, shape, batch, ctx):
-    cmd = [sys.executable, '-m', 'gluoncv_fp16.engine.benchmark', '--mode', mode,
+    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'benchmark_mode.py'), '--mode', mode,
            '--network', 'yolo3_{}_custom'.format(network), '--data-shape', str(shape),
            '--batch-size', str(batch), '--ctx', ctx, '--warmup', str(args.warmup),
            '--iters', str(args.iters), '--repeats', str(args.repeats)]
@@ -158,13 +158,15 @@ def main(argv=None):
     gpu_ids = _ints(args.gpus, '--gpus')
     ctx = ','.join('gpu:{}'.format(g) for g in gpu_ids) or 'cpu:0'
     device = gpu_name() if gpu_ids else None
-    from gluoncv_fp16.engine.benchmark import train_flops_per_image
+    from gluoncv_fp16.model_zoo import get_model
+    from gluoncv_fp16.utils.graph_stats import train_flops_per_image
     rows, flops = [], {}
     for network in args.networks.split(','):
         for shape in _ints(args.data_shapes, '--data-shapes'):
             if gpu_ids:
-                flops[(network, shape)] = train_flops_per_image(
-                    'yolo3_{}_custom'.format(network), ['a', 'b', 'c'], shape)
+                net = get_model('yolo3_{}_custom'.format(network), pretrained_base=False,
+                                classes=['a', 'b', 'c'])
+                flops[(network, shape)] = train_flops_per_image(net, shape)
             for batch in _ints(args.batch_sizes, '--batch-sizes'):
                 for mode in modes:
                     row = run_one(args, mode, network, shape, batch, ctx)

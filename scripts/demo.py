@@ -11,8 +11,8 @@ import sys
 
 import cv2
 
-from gluoncv_fp16.engine.checkpoint import CheckpointError
-from gluoncv_fp16.engine.predict import (PredictError, draw_detections, load_detector,
+from gluoncv_fp16.train.checkpoint import CheckpointError
+from gluoncv_fp16.deploy.predict import (PredictError, draw_detections, load_detector,
                                          read_image)
 from gluoncv_fp16.model_zoo import CheckpointMismatchError
 

@@ -14,7 +14,7 @@ different names/shapes, 2 unusable input.
 import argparse
 import sys
 
-from gluoncv_fp16.engine.checkpoint import CheckpointError, read_params
+from gluoncv_fp16.train.checkpoint import CheckpointError, read_params
 from gluoncv_fp16.utils.param_diff import (DEFAULT_TOL, ParamFileError, compare_params,
                                            read_param_file)
 

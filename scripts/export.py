@@ -14,8 +14,8 @@ import argparse
 import logging
 import sys
 
-from gluoncv_fp16.engine.checkpoint import CheckpointError
-from gluoncv_fp16.engine.export import TARGETS, ExportError, export_detector
+from gluoncv_fp16.train.checkpoint import CheckpointError
+from gluoncv_fp16.deploy.export import TARGETS, ExportError, export_detector
 from gluoncv_fp16.model_zoo import CheckpointMismatchError
 
 

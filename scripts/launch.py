@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 
-from gluoncv_fp16.engine.launcher import (LaunchError, guess_host_ip, plan_local, plan_ssh,
+from gluoncv_fp16.dist.launcher import (LaunchError, guess_host_ip, plan_local, plan_ssh,
                                           read_hostfile, run)
 
 

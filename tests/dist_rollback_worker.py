@@ -18,13 +18,13 @@ sys.path[:0] = [os.path.dirname(HERE), HERE]
 import mxnet as mx  # noqa: E402
 from mxnet import gluon  # noqa: E402
 
-from gluoncv_fp16.engine.build import train_or_save_last_good  # noqa: E402
-from gluoncv_fp16.engine.checkpoint import structural_params  # noqa: E402
-from gluoncv_fp16.engine.hooks import CheckpointHook  # noqa: E402
-from gluoncv_fp16.engine.distributed import fail_fast, worker_info  # noqa: E402
-from gluoncv_fp16.engine.loop import TrainLoop  # noqa: E402
-from gluoncv_fp16.engine.nan_guard import NanGuard, TrainingDiverged  # noqa: E402
-from gluoncv_fp16.engine.workers import WorkerSetup, prepare_dist_params  # noqa: E402
+from gluoncv_fp16.train.build import train_or_save_last_good  # noqa: E402
+from gluoncv_fp16.train.checkpoint import structural_params  # noqa: E402
+from gluoncv_fp16.train.hooks import CheckpointHook  # noqa: E402
+from gluoncv_fp16.dist.distributed import fail_fast, worker_info  # noqa: E402
+from gluoncv_fp16.train.loop import TrainLoop  # noqa: E402
+from gluoncv_fp16.train.nan_guard import NanGuard, TrainingDiverged  # noqa: E402
+from gluoncv_fp16.dist.workers import WorkerSetup, prepare_dist_params  # noqa: E402
 from gluoncv_fp16.precision.loss_scaler import LossScaler  # noqa: E402
 from gluoncv_fp16.precision.policy import get_policy  # noqa: E402
 from test_engine_loop import ListLoader, make_batches, make_net  # noqa: E402

@@ -15,8 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import train_yolo3  # noqa: E402
 
-from gluoncv_fp16.engine.build import build_training  # noqa: E402
-from gluoncv_fp16.engine.config import ConfigError  # noqa: E402
+from gluoncv_fp16.train.build import build_training  # noqa: E402
+from gluoncv_fp16.train.config import ConfigError  # noqa: E402
 
 TIMEOUT = 300  # s; each run below takes 10-30 s on 2 idle cores
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from gluoncv_fp16.engine.checkpoint import structural_params
+from gluoncv_fp16.train.checkpoint import structural_params
 from gluoncv_fp16.model_zoo import CheckpointMismatchError, get_model
 
 NAME = 'yolo3_mobilenet0.25_voc'

@@ -10,8 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import train_yolo3  # noqa: E402  (the CLI script at the repo root)
 
-from gluoncv_fp16.engine.checkpoint import read_checkpoint  # noqa: E402
-from gluoncv_fp16.engine.config import ConfigError  # noqa: E402
+from gluoncv_fp16.train.checkpoint import read_checkpoint  # noqa: E402
+from gluoncv_fp16.train.config import ConfigError  # noqa: E402
 
 
 def small_args(data_root, out, *extra):
@@ -138,7 +138,7 @@ def test_amp_code_path_runs_on_cpu_with_a_cpu_executable_op_list(tmp_path, synth
     code = (
         "import sys; sys.path.insert(0, {root!r})\n"
         "import train_yolo3\n"
-        "from gluoncv_fp16.engine.build import run_training\n"
+        "from gluoncv_fp16.train.build import run_training\n"
         "args = train_yolo3.parse_args({argv!r})\n"
         "cfg = train_yolo3.make_config(args)\n"
         "cfg = cfg.replace(extra=dict(cfg.extra, amp_init={{'target_precision_ops': []}}))\n"
@@ -167,8 +167,8 @@ def test_resume_from_gluoncv_params_uses_start_epoch(tmp_path, capsys, synthetic
 
 def test_divergence_beyond_recovery_saves_last_good_state(tmp_path, synthetic_root):
     import numpy as np
-    from gluoncv_fp16.engine.build import build_training, train_or_save_last_good
-    from gluoncv_fp16.engine.nan_guard import TrainingDiverged
+    from gluoncv_fp16.train.build import build_training, train_or_save_last_good
+    from gluoncv_fp16.train.nan_guard import TrainingDiverged
     argv = small_args(synthetic_root, tmp_path, '--epochs', '1', '--max-recoveries', '1',
                       '--nan-fallback-iters', '1')
     cfg = train_yolo3.make_config(train_yolo3.parse_args(argv)).replace(snapshot_interval=1)

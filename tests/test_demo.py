@@ -1,4 +1,4 @@
-"""scripts/demo.py and engine.predict: detections drawn on images, clear user errors."""
+"""scripts/demo.py and deploy.predict: detections drawn on images, clear user errors."""
 import importlib.util
 import os
 import subprocess
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from gluoncv_fp16.data.synthetic import SHAPE_CLASSES, render_sample
-from gluoncv_fp16.engine.checkpoint import save_checkpoint
-from gluoncv_fp16.engine.export import export_detector
-from gluoncv_fp16.engine.predict import (Detections, Detector, PredictError,
+from gluoncv_fp16.train.checkpoint import save_checkpoint
+from gluoncv_fp16.deploy.export import export_detector
+from gluoncv_fp16.deploy.predict import (Detections, Detector, PredictError,
                                          draw_detections, load_detector, read_image)
 from test_export import random_detector
 

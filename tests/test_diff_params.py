@@ -102,7 +102,7 @@ def test_export_style_names_are_matched_with_save_parameters_names(tmp_path):
 
 
 def test_project_checkpoints_are_accepted(tmp_path, capsys):
-    from gluoncv_fp16.engine.checkpoint import save_checkpoint
+    from gluoncv_fp16.train.checkpoint import save_checkpoint
     net = small_net()
     ckpt = str(tmp_path / 'run.ckpt')
     save_checkpoint(ckpt, net, {'epoch': 0})
@@ -110,7 +110,7 @@ def test_project_checkpoints_are_accepted(tmp_path, capsys):
     code, out, _ = run([ckpt, save(net, tmp_path / 'b16.params')], capsys)
     assert code == 0, out
     with pytest.raises(ParamFileError, match='zip file'):
-        read_param_file(ckpt)  # the library alone does not read engine checkpoints
+        read_param_file(ckpt)  # the library alone does not read training checkpoints
 
 
 @pytest.mark.parametrize('make_bad, message', [

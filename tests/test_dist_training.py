@@ -21,8 +21,8 @@ import train_yolo3  # noqa: E402  (the CLI script at the repo root)
 
 from gluoncv_fp16.data.datasets import build_datasets  # noqa: E402
 from gluoncv_fp16.data.loader import make_train_loader  # noqa: E402
-from gluoncv_fp16.engine.build import build_training  # noqa: E402
-from gluoncv_fp16.engine.checkpoint import read_params, structural_params  # noqa: E402
+from gluoncv_fp16.train.build import build_training  # noqa: E402
+from gluoncv_fp16.train.checkpoint import read_params, structural_params  # noqa: E402
 from gluoncv_fp16.model_zoo import get_model  # noqa: E402
 from gluoncv_fp16.utils.param_diff import compare_params  # noqa: E402
 

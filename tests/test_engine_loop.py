@@ -5,10 +5,10 @@ import pytest
 from mxnet import gluon
 
 from conftest import yolo_training_batch
-from gluoncv_fp16.engine.checkpoint import save_checkpoint, structural_params
-from gluoncv_fp16.engine.loop import LOSS_NAMES, HookBase, TrainLoop
-from gluoncv_fp16.engine.nan_guard import NanGuard, TrainingDiverged
-from gluoncv_fp16.engine.resume import resume_from
+from gluoncv_fp16.train.checkpoint import save_checkpoint, structural_params
+from gluoncv_fp16.train.loop import LOSS_NAMES, HookBase, TrainLoop
+from gluoncv_fp16.train.nan_guard import NanGuard, TrainingDiverged
+from gluoncv_fp16.train.resume import resume_from
 from gluoncv_fp16.model_zoo import get_model
 from gluoncv_fp16.precision.loss_scaler import LossScaler
 from gluoncv_fp16.precision.policy import _trainer_states, get_policy
@@ -183,7 +183,7 @@ def test_resume_equals_uninterrupted_run(batches, tmp_path, precision, warmup):
 
 
 def test_guard_refuses_rollback_where_workers_cannot_agree(batches):
-    from gluoncv_fp16.engine.workers import WorkerSetup
+    from gluoncv_fp16.dist.workers import WorkerSetup
     assert WorkerSetup(None, 0, 2, hvd=object()).no_rollback_reason
     assert WorkerSetup(None, 0, 1, hvd=object()).no_rollback_reason is None
     assert WorkerSetup('device').no_rollback_reason is None

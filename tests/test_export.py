@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from gluoncv_fp16.engine.checkpoint import CheckpointError, load_model, save_checkpoint
-from gluoncv_fp16.engine.export import ExportError, export_detector, widened_convolutions
+from gluoncv_fp16.train.checkpoint import CheckpointError, load_model, save_checkpoint
+from gluoncv_fp16.deploy.export import ExportError, export_detector, widened_convolutions
 from gluoncv_fp16.model_zoo import get_model
 
 NAME = 'yolo3_mobilenet0.25_custom'

@@ -1,4 +1,4 @@
-"""scripts/launch.py + engine.launcher: a real dist_sync job on loopback, failures, ssh plans.
+"""scripts/launch.py + dist.launcher: a real dist_sync job on loopback, failures, ssh plans.
 
 Jobs run on 127.0.0.1 with a bounded `timeout`; `run()` kills every process it started
 on the way out, and the tests check that no process is left.
@@ -14,7 +14,7 @@ import _thread
 
 import pytest
 
-from gluoncv_fp16.engine.launcher import (INDEX_ENV, LaunchError, ProcessSpec, plan_local,
+from gluoncv_fp16.dist.launcher import (INDEX_ENV, LaunchError, ProcessSpec, plan_local,
                                           read_hostfile, run)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +27,7 @@ WORKER = '''
 import os, sys
 open(os.path.join({out!r}, 'pid-%d' % os.getpid()), 'w').close()  # every role, so
 import mxnet as mx  # before this import turns scheduler and server into ps-lite nodes
-from gluoncv_fp16.engine.distributed import fail_fast, worker_info
+from gluoncv_fp16.dist.distributed import fail_fast, worker_info
 kv = mx.kv.create('dist_sync')
 with fail_fast():
     if os.environ[{index!r}] == os.environ.get('FAIL_WORKER'):

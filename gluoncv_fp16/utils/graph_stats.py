@@ -36,7 +36,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-__all__ = ['TracedGraph', 'StepStats', 'trace_training_graph', 'activation_bytes_by_dtype',
+__all__ = ['train_flops_per_image', 'TracedGraph', 'StepStats', 'trace_training_graph', 'activation_bytes_by_dtype',
            'gradient_bytes', 'forward_flops', 'step_stats', 'compare_precisions', 'VIEW_OPS']
 
 logger = logging.getLogger(__name__)
@@ -313,3 +313,9 @@ def compare_precisions(net, data_shape=416, batch_size=1):
     row['ratio'] = half.total_bytes / full.total_bytes
     row['gflops'] = full.forward_flops / 1e9
     return row
+
+
+def train_flops_per_image(net, data_shape):
+    """Training FLOPs per image of an uninitialised `net`: the graph's forward FLOPs x3
+    (forward + two backward GEMMs per layer)."""
+    return 3.0 * forward_flops(trace_training_graph(net, 1, data_shape, data_shape))

@@ -12,8 +12,8 @@ FP32 file stays under the default tolerance 5e-4 and anything above it is a real
 difference. Both tensors are compared in float64.
 
 Only ``.params`` files (``mx.nd.save`` / ``save_parameters`` format) are read here;
-project checkpoints are zip files read by the engine, which callers pass in as
-`checkpoint_reader` (this module sits below the engine and does not import it).
+project checkpoints are zip files read by the training package, which callers pass in as
+`checkpoint_reader` (this module sits below gluoncv_fp16.train and does not import it).
 """
 import logging
 import os
@@ -47,7 +47,7 @@ def read_param_file(path, checkpoint_reader=None):
         A ``.params`` file, or (with `checkpoint_reader`) a project checkpoint.
     checkpoint_reader : callable, optional
         ``path -> dict[str, numpy.ndarray]`` for zip checkpoints, e.g.
-        ``gluoncv_fp16.engine.checkpoint.read_params``.
+        ``gluoncv_fp16.train.checkpoint.read_params``.
 
     Raises
     ------

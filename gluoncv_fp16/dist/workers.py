@@ -8,7 +8,7 @@ import logging
 
 import mxnet as mx
 
-from .config import ConfigError
+from ..train.config import ConfigError
 from .distributed import init_horovod, require_launcher, worker_info
 
 __all__ = ['WorkerSetup', 'setup_workers', 'prepare_dist_params', 'describe']

@@ -1,6 +1,7 @@
+#!/usr/bin/env python
 """Measure one precision mode: training images/s and peak memory of full training steps.
 
-One configuration per process (see scripts/benchmark.py): MXNet AMP patches operators
+The child process of scripts/benchmark.py, one configuration per process: MXNet AMP patches operators
 process-wide, and resident-memory peaks are per process, so each row gets a fresh one.
 A step is exactly the trainer's step (`TrainLoop.run_step`: forward, backward, gradient
 all-reduce, overflow check, update); time is wall clock around `waitall`, after warm-up
@@ -16,7 +17,7 @@ import time
 import mxnet as mx
 import numpy as np
 
-__all__ = ['measure', 'TensorBatches', 'peak_memory_mb', 'train_flops_per_image']
+__all__ = ['measure', 'TensorBatches', 'peak_memory_mb']
 
 logger = logging.getLogger(__name__)
 
@@ -49,20 +50,11 @@ def peak_memory_mb(contexts):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def train_flops_per_image(model_name, classes, data_shape):
-    """Forward FLOPs from the graph x3 (forward + two backward GEMMs per layer)."""
-    from ..model_zoo import get_model
-    from ..utils.graph_stats import forward_flops, trace_training_graph
-    net = get_model(model_name, pretrained_base=False,
-                    **({'classes': classes} if model_name.endswith('_custom') else {}))
-    return 3.0 * forward_flops(trace_training_graph(net, 1, data_shape, data_shape))
-
-
 def _one_batch(model_name, classes, batch_size, data_shape, seed):
-    from ..data.synthetic import render_sample
-    from ..data.transforms import YOLO3FastTrainTransform
-    from ..data.loader import pad_stack
-    from ..model_zoo import get_model
+    from gluoncv_fp16.data.synthetic import render_sample
+    from gluoncv_fp16.data.transforms import YOLO3FastTrainTransform
+    from gluoncv_fp16.data.loader import pad_stack
+    from gluoncv_fp16.model_zoo import get_model
     net = get_model(model_name, pretrained_base=False,
                     **({'classes': classes} if model_name.endswith('_custom') else {}))
     net.initialize()
@@ -81,12 +73,12 @@ def _one_batch(model_name, classes, batch_size, data_shape, seed):
 def measure(mode, model_name, data_shape, batch_size, contexts, warmup=3, iters=10,
             repeats=3, classes=('circle', 'square', 'triangle'), seed=0):
     """Images/s (median, min, max over `repeats`) and peak memory for one configuration."""
-    from ..model_zoo import get_model
-    from ..precision.amp_scaler import AmpLossScaler
-    from ..precision.loss_scaler import LossScaler
-    from ..precision.policy import activate_amp, get_policy
-    from .devices import check_devices
-    from .loop import TrainLoop
+    from gluoncv_fp16.model_zoo import get_model
+    from gluoncv_fp16.precision.amp_scaler import AmpLossScaler
+    from gluoncv_fp16.precision.loss_scaler import LossScaler
+    from gluoncv_fp16.precision.policy import activate_amp, get_policy
+    from gluoncv_fp16.train.devices import check_devices
+    from gluoncv_fp16.train.loop import TrainLoop
     policy = get_policy(mode)
     check_devices(contexts, policy)
     batch = _one_batch(model_name, list(classes), batch_size, data_shape, seed)
@@ -138,8 +130,8 @@ def main(argv=None):
     p.add_argument('--iters', type=int)
     p.add_argument('--repeats', type=int)
     a = p.parse_args(argv)
-    from .config import ConfigError
-    from .devices import make_contexts
+    from gluoncv_fp16.train.config import ConfigError
+    from gluoncv_fp16.train.devices import make_contexts
     try:
         result = measure(a.mode, a.network, a.data_shape, a.batch_size,
                          make_contexts(a.ctx.split(',')), a.warmup, a.iters, a.repeats)

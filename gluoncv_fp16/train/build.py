@@ -21,8 +21,8 @@ from ..precision.loss_scaler import LossScaler, make_loss_scaler
 from ..precision.policy import activate_amp, get_policy
 from .config import ConfigError
 from .devices import check_devices, make_contexts
-from .distributed import fail_fast, horovod_trainer, require_launcher
-from .workers import describe, prepare_dist_params, setup_workers
+from ..dist.distributed import fail_fast, horovod_trainer, require_launcher
+from ..dist.workers import describe, prepare_dist_params, setup_workers
 from .hooks import (CheckpointHook, EvalHook, MetricsCSVHook, MixupScheduleHook, PlotHook,
                     ProgressHook)
 from .loop import TrainLoop

@@ -33,7 +33,7 @@ import numpy as np
 from mxnet import autograd
 
 from ..model_zoo import build_untrained
-from .checkpoint import initialise_with, read_checkpoint
+from ..train.checkpoint import initialise_with, read_checkpoint
 
 __all__ = ['ExportError', 'ExportedFiles', 'export_detector', 'export_paths',
            'inference_symbol', 'widened_convolutions', 'TARGETS']
@@ -184,7 +184,7 @@ def export_detector(checkpoint, prefix, dtype='float32', target='gpu', data_shap
     ------
     ExportError
         Bad arguments, a plain ``.params`` without `network`, or a failed graph check.
-    gluoncv_fp16.engine.checkpoint.CheckpointError
+    gluoncv_fp16.train.checkpoint.CheckpointError
         Missing or unreadable checkpoint, or weights of another network / class count.
     """
     _validate(dtype, target, data_shape)

@@ -186,7 +186,7 @@ def load_model(path, ctx=None, dtype='float32', **model_kwargs):
 
     Returns the FP16-safe network (cast to `dtype`) on `ctx` (default CPU).
     """
-    from ..model_zoo import build_untrained  # engine -> model_zoo is the allowed direction
+    from ..model_zoo import build_untrained  # train -> model_zoo is the allowed direction
     ckpt = read_checkpoint(path)
     model = ckpt.meta.get('model')
     if not model:

@@ -1,8 +1,8 @@
 """Run a trained detector on image files: load, preprocess, detect, draw.
 
 A detector comes from a gluoncv_fp16 checkpoint (rebuilt with
-:func:`~gluoncv_fp16.engine.checkpoint.load_model`) or from an export written by
-:func:`~gluoncv_fp16.engine.export.export_detector`. Images are preprocessed exactly as
+:func:`~gluoncv_fp16.train.checkpoint.load_model`) or from an export written by
+:func:`~gluoncv_fp16.deploy.export.export_detector`. Images are preprocessed exactly as
 in validation (GluonCV's ``YOLO3DefaultValTransform``: resize to a square
 ``data_shape``, to tensor, ImageNet normalisation), so the detector sees what it was
 evaluated on; boxes are then scaled back to the original image's pixels.
@@ -16,7 +16,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from .checkpoint import load_model
+from ..train.checkpoint import load_model
 from .export import export_paths, widened_convolutions
 
 __all__ = ['PredictError', 'Detections', 'Detector', 'load_detector', 'read_image',
@@ -174,7 +174,7 @@ def load_detector(checkpoint=None, exported=None, data_shape=None, ctx=None):
     ------
     PredictError
         Both or neither source given, an unusable export.
-    gluoncv_fp16.engine.checkpoint.CheckpointError
+    gluoncv_fp16.train.checkpoint.CheckpointError
         Missing, corrupt or description-less checkpoint.
     """
     if (checkpoint is None) == (exported is None):

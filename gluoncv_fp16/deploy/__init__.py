@@ -1,0 +1,1 @@
+"""Deployment: export (MXNet symbol, ONNX) and prediction."""

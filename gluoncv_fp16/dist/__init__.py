@@ -1,0 +1,1 @@
+"""Distributed training: worker roles, the dist kvstore and Horovod, the launcher."""

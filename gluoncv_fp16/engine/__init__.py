@@ -1,1 +1,0 @@
-"""The training engine: loop and hooks, checkpoints, evaluation, logging."""
