@@ -30,6 +30,8 @@ setup(
     extras_require={
         'cpu': ['mxnet==1.9.1'],
         'cu112': ['mxnet-cu112==1.9.1'],
-        'test': ['pytest'],
+        'tensorboard': ['tensorboardX>=2.6,<2.7'],
+        # tensorboard: its event reader checks that our event files are readable
+        'test': ['pytest', 'tensorboardX>=2.6,<2.7', 'tensorboard'],
     },
 )

@@ -3,7 +3,8 @@
 
 Accepts GluonCV's `scripts/detection/yolo/train_yolo3.py` flags with the same meaning
 and defaults (except --dataset, which defaults to the built-in synthetic set), plus
---fp16, --fp32-warmup-epochs, --loss-scale, --ctx, --max-iters and dataset options.
+--fp16, --fp32-warmup-epochs, --loss-scale, --ctx, --max-iters, dataset options, and
+--accumulate, --clip-grad, --ema and --tensorboard.
 This file only parses; the work is in `gluoncv_fp16.train`.
 """
 import argparse
@@ -82,6 +83,18 @@ def parse_args(argv=None):
     n.add_argument('--max-recoveries', type=int, default=3,
                    help='NaN rollbacks allowed before the run stops')
     n.add_argument('--no-plots', action='store_true', help='do not draw PNG plots at the end')
+    n.add_argument('--accumulate', type=int, default=1,
+                   help='batches per optimizer update (gradient accumulation); the effective '
+                        'batch is --batch-size x N, and the LR schedule counts updates')
+    n.add_argument('--clip-grad', type=float, default=0.0, metavar='MAXNORM',
+                   help='clip the global L2 norm of the unscaled gradients (0: off)')
+    n.add_argument('--ema', action='store_true',
+                   help='keep an EMA of the FP32 weights; validate, save _best and export it')
+    n.add_argument('--ema-decay', type=float, default=0.9999,
+                   help='EMA decay (ramped as YOLOv5: d * (1 - exp(-updates / 2000)))')
+    n.add_argument('--tensorboard', action='store_true',
+                   help="TensorBoard event files under the save prefix (pip install "
+                        "'.[tensorboard]')")
     return p.parse_args(argv)
 
 
@@ -115,7 +128,9 @@ def make_config(args):
         kvstore=args.kvstore, horovod=args.horovod, max_iters=args.max_iters,
         strict_data=args.strict_data, nan_fallback_iters=args.nan_fallback_iters,
         max_recoveries=args.max_recoveries, plots=not args.no_plots,
-        extra={'pretrained_base': args.pretrained_base}).validate()
+        pretrained_base=args.pretrained_base, accumulate=args.accumulate,
+        clip_grad=args.clip_grad, ema=args.ema, ema_decay=args.ema_decay,
+        tensorboard=args.tensorboard).validate()
 
 
 def setup_logging(log_path):

@@ -93,7 +93,7 @@ def _config(args, name, contexts, precision, steps, lr, init):
         argv.append('--fp16')
     cfg = train_yolo3.make_config(train_yolo3.parse_args(argv))
     # deterministic: no random augmentation, fixed order (the rest is fixed by the flags)
-    return cfg.replace(extra=dict(cfg.extra, augment=False, shuffle=False))
+    return cfg.replace(augment=False, shuffle=False)
 
 
 def train(args, name, contexts='cpu:0', precision='fp32', steps=None, lr=None, init=None):

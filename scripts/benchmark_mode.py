@@ -100,14 +100,15 @@ def measure(mode, model_name, data_shape, batch_size, contexts, warmup=3, iters=
     loop = TrainLoop(net, contexts, TensorBatches(batch, 0), make_trainer, scaler, policy,
                      batch_size)
     loop.set_phase(mode)
+    window = [loop.to_devices(batch)]
     for _ in range(warmup):
-        loop.run_step(batch)
+        loop.run_step(window)
     mx.nd.waitall()
     speeds = []
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(iters):
-            loop.run_step(batch)
+            loop.run_step(window)
         mx.nd.waitall()
         speeds.append(iters * batch_size / (time.perf_counter() - start))
     return {'mode': mode, 'network': model_name, 'data_shape': data_shape,

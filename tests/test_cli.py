@@ -37,6 +37,10 @@ def read_rows(out):
     (['--loss-scale', 'huge', '--fp16'], '--loss-scale'),
     (['--lr-decay-epoch', 'ten'], '--lr-decay-epoch'),
     (['--gpus', 'zero'], '--gpus'),
+    (['--accumulate', '0'], '--accumulate must be >= 1'),
+    (['--clip-grad', '-1'], '--clip-grad must be >= 0'),
+    (['--ema-decay', '0.99'], '--ema-decay needs --ema'),
+    (['--ema', '--ema-decay', '1.5'], '--ema-decay must be between 0 and 1'),
     (['--ctx', 'tpu:0'], '--ctx'),
     (['--network', 'resnet50'], '--network'),
     (['--kvstore', 'dist_async'], 'dist_async is not supported.*Use dist_sync'),
@@ -83,7 +87,8 @@ def test_every_flag_reaches_the_config(tmp_path, synthetic_root):
                       '--kvstore', 'local', '--classes', 'circle,square,triangle',
                       '--max-iters', '5', '--strict-data', '--nan-fallback-iters', '7',
                       '--max-recoveries', '2', '--resume', 'auto', '--start-epoch', '1',
-                      '--no-pretrained-base')
+                      '--no-pretrained-base', '--accumulate', '3', '--clip-grad', '5',
+                      '--ema', '--ema-decay', '0.99', '--tensorboard')
     cfg = train_yolo3.make_config(train_yolo3.parse_args(argv))
     expected = dict(network='mobilenet0.25', data_shape=64, batch_size=4, num_workers=0,
                     contexts=('cpu:0',), epochs=7, lr=0.01, lr_mode='cosine', lr_decay=0.5,
@@ -95,9 +100,9 @@ def test_every_flag_reaches_the_config(tmp_path, synthetic_root):
                     loss_scale='64', kvstore='local', classes=('circle', 'square', 'triangle'),
                     max_iters=5, strict_data=True, nan_fallback_iters=7, max_recoveries=2,
                     resume='auto', start_epoch=1, plots=False, dataset='synthetic',
-                    dataset_root=synthetic_root)
+                    dataset_root=synthetic_root, pretrained_base=False, accumulate=3,
+                    clip_grad=5.0, ema=True, ema_decay=0.99, tensorboard=True)
     assert {k: getattr(cfg, k) for k in expected} == expected
-    assert cfg.extra['pretrained_base'] is False
 
 
 def test_fp16_run_with_fp32_warmup_trains_validates_and_checkpoints(tmp_path, capsys,
@@ -114,7 +119,7 @@ def test_fp16_run_with_fp32_warmup_trains_validates_and_checkpoints(tmp_path, ca
     assert 'no effect with one device' in out.out
     ckpt = read_checkpoint(str(tmp_path / 'yolo3_mobilenet0.25_synthetic_last.ckpt'))
     assert ckpt.meta['phase'] == 'fp16' and ckpt.meta['epoch'] == 1
-    assert ckpt.meta['scaler']['mode'] == 'static' and ckpt.trainer_states
+    assert ckpt.meta['scaler']['mode'] == 'static' and ckpt.meta['optimizer']['layout']
 
 
 def test_resume_auto_continues_and_matches_model(tmp_path, capsys, synthetic_root):
@@ -141,7 +146,7 @@ def test_amp_code_path_runs_on_cpu_with_a_cpu_executable_op_list(tmp_path, synth
         "from gluoncv_fp16.train.build import run_training\n"
         "args = train_yolo3.parse_args({argv!r})\n"
         "cfg = train_yolo3.make_config(args)\n"
-        "cfg = cfg.replace(extra=dict(cfg.extra, amp_init={{'target_precision_ops': []}}))\n"
+        "cfg = cfg.replace(amp_fp16_ops=())\n"
         "loop = run_training(cfg)\n"
         "print('PHASE', loop.phase, 'SCALE', loop.scaler.scale_value)\n").format(
         root=ROOT, argv=small_args(synthetic_root, tmp_path, '--amp', '--epochs', '1',

@@ -118,7 +118,7 @@ def test_unknown_class_ids_are_labelled_by_number():
 
 @pytest.mark.parametrize('case, message', [
     ('missing_image', 'No image at'), ('unreadable_image', 'not an image'),
-    ('corrupt_checkpoint', 'no readable MXNet parameters'),
+    ('corrupt_checkpoint', 'damaged or truncated'),
     ('plain_params', 'no model description'), ('missing_export', 'No exported model')])
 def test_user_mistakes_exit_2_with_one_clear_line(case, message, checkpoint, image_files,
                                                   tmp_path, capsys):

@@ -5,13 +5,13 @@ import pytest
 from mxnet import gluon
 
 from conftest import yolo_training_batch
-from gluoncv_fp16.train.checkpoint import save_checkpoint, structural_params
+from gluoncv_fp16.train.checkpoint import save_run_state, structural_params
 from gluoncv_fp16.train.loop import LOSS_NAMES, HookBase, TrainLoop
 from gluoncv_fp16.train.nan_guard import NanGuard, TrainingDiverged
 from gluoncv_fp16.train.resume import resume_from
 from gluoncv_fp16.model_zoo import get_model
 from gluoncv_fp16.precision.loss_scaler import LossScaler
-from gluoncv_fp16.precision.policy import _trainer_states, get_policy
+from gluoncv_fp16.precision.policy import get_policy
 
 CLASSES = ['circle', 'square', 'triangle']
 MODEL = {'name': 'yolo3_mobilenet0.25_custom', 'classes': CLASSES}
@@ -69,14 +69,15 @@ def make_trainer(net, multi_precision):
                           'multi_precision': multi_precision}, update_on_kvstore=False)
 
 
-def make_loop(loader, precision='fp32', scaler=None, warmup=0, guard=None, hooks=(), net=None):
+def make_loop(loader, precision='fp32', scaler=None, warmup=0, guard=None, hooks=(), net=None,
+              contexts=None, batch_size=2, **kwargs):
     # These runs are a few steps, too short to back off from 2^15; at initialisation
     # YOLOv3's summed loss overflows FP16 gradients even at scale 1 (measured), so start low.
     scaler = scaler or (LossScaler('dynamic', init_scale=0.25) if precision == 'fp16'
                         else LossScaler('none'))
-    return TrainLoop(net or make_net(), [mx.cpu()], loader, make_trainer, scaler,
-                     get_policy(precision), batch_size=2, fp32_warmup_epochs=warmup,
-                     nan_guard=guard, hooks=hooks)
+    return TrainLoop(net or make_net(), contexts or [mx.cpu()], loader, make_trainer, scaler,
+                     get_policy(precision), batch_size=batch_size, fp32_warmup_epochs=warmup,
+                     nan_guard=guard, hooks=hooks, **kwargs)
 
 
 class Recorder(HookBase):
@@ -84,11 +85,11 @@ class Recorder(HookBase):
         self.steps = []
         self.epochs = []
 
-    def after_step(self, loop, stats):
-        self.steps.append((loop.iteration, stats['phase'], dict(stats)))
+    def after_step(self, loop, step):
+        self.steps.append((loop.iteration, step['phase'], dict(step)))
 
-    def after_epoch(self, loop):
-        self.epochs.append((loop.epoch, loop.phase, dict(loop.epoch_stats)))
+    def after_epoch(self, loop, epoch):
+        self.epochs.append((loop.epoch, loop.phase, dict(epoch)))
 
 
 def weight_dtypes(net):
@@ -115,7 +116,7 @@ def test_fp16_loop_runs_in_half_precision_with_loss_scaling(batches):
     loop.train(0, 1)
     assert loop.phase == 'fp16'
     assert weight_dtypes(loop.net) == (np.float16, np.float32)
-    assert any(s[2]['applied'] for s in rec.steps) and loop.scaler.scale_value <= 0.25
+    assert any(not s[2]['skipped'] for s in rec.steps) and loop.scaler.scale_value <= 0.25
     after = structural_params(loop.net)
     assert any(not np.array_equal(before[k].asnumpy(), after[k].asnumpy()) for k in before)
 
@@ -127,8 +128,8 @@ def test_fp32_warmup_then_fp16_continues_optimizer_state(batches):
     loop.train(0, 2)
     assert [e[1] for e in rec.epochs] == ['fp32', 'fp16']
     assert weight_dtypes(loop.net)[0] == np.float16
-    _, optimizer = _trainer_states(loop.trainer)
-    applied = sum(1 for s in rec.steps if s[2]['applied'])
+    optimizer = loop.trainer._optimizer
+    applied = sum(1 for s in rec.steps if not s[2]['skipped'])
     assert applied >= 4 and optimizer.num_update == applied, \
         'the optimizer step count (LR schedule position) must carry over the switch'
 
@@ -170,7 +171,7 @@ def test_resume_equals_uninterrupted_run(batches, tmp_path, precision, warmup):
     first = make_loop(ListLoader(batches), precision, warmup=warmup)
     first.train(0, 2)
     path = str(tmp_path / 'run.ckpt')
-    save_checkpoint(path, first.net, dict(first.state_dict(), model=MODEL), first.trainer)
+    save_run_state(path, first.capture(copy=False), {'model': MODEL})
 
     resumed = make_loop(ListLoader(batches), precision, warmup=warmup, net=make_net(seed=99))
     next_epoch = resume_from(resumed, path, MODEL)

@@ -1,4 +1,4 @@
-"""Precision policies, the loss scaler, and the FP32 <-> FP16 switch."""
+"""Precision policies, the loss scaler, and optimizer state across FP32 <-> FP16 casts."""
 import subprocess
 import sys
 
@@ -8,20 +8,18 @@ import pytest
 from mxnet import autograd, gluon
 
 from gluoncv_fp16.precision.cpu_half import make_half_safe
-from gluoncv_fp16.precision.loss_scaler import LossScaler, make_loss_scaler
-from gluoncv_fp16.precision.policy import (_trainer_states, get_policy, start_half_precision,
-                                           switch_precision, trainer_param_order)
+from gluoncv_fp16.precision.loss_scaler import LossScaler, finite_flag, make_loss_scaler
+from gluoncv_fp16.precision.optimizer_state import (capture_optimizer, install_optimizer,
+                                                    master_arrays)
+from gluoncv_fp16.precision.policy import get_policy
 
 
 # ----- policies ----------------------------------------------------------------------------
 def test_policies_from_names():
     fp16 = get_policy('fp16')
-    assert (fp16.compute_dtype, fp16.master_dtype, fp16.needs_loss_scaling) == \
-        ('float16', 'float32', True)
+    assert (fp16.compute_dtype, fp16.needs_loss_scaling) == ('float16', True)
     assert get_policy('FP32').needs_loss_scaling is False
     assert get_policy('amp').uses_amp
-    assert get_policy('fp16').optimizer_params({'wd': 1})['multi_precision'] is True
-    assert 'multi_precision' not in get_policy('fp32').optimizer_params({'wd': 1})
 
 
 def test_policy_is_immutable_and_unknown_names_say_what_is_valid():
@@ -93,13 +91,14 @@ def test_skipped_step_leaves_weights_untouched_and_clean_step_updates():
         loss = net(mx.nd.array([[1, 2, np.inf]])).sum()
     scaler.backward([loss])
     trainer.allreduce_grads()
-    assert scaler.step(trainer, 1, params) is False
+    finite = bool(finite_flag(params).asscalar())
+    assert not finite and scaler.step(trainer, 1, finite) is False
     assert np.array_equal(net.weight.data().asnumpy(), before)
     with autograd.record():
         loss = net(mx.nd.array([[1, 2, 3]])).sum()
     scaler.backward([loss])
     trainer.allreduce_grads()
-    assert scaler.step(trainer, 1, params) is True
+    assert scaler.step(trainer, 1, bool(finite_flag(params).asscalar())) is True
     # The update is the unscaled gradient: x * lr, whatever the loss scale was.
     np.testing.assert_allclose(before - net.weight.data().asnumpy(),
                                np.tile([0.1, 0.2, 0.3], (2, 1)), rtol=1e-5)
@@ -148,6 +147,30 @@ def _make_trainer(net, multi_precision):
                          update_on_kvstore=False)
 
 
+def _names(net):
+    return {id(p): n for n, p in net._collect_params_with_prefix().items()}
+
+
+def _fp32_values(net, trainer):
+    """What the training loop calls its FP32 weights: masters where they exist."""
+    masters = master_arrays(trainer, _names(net)) if trainer is not None else {}
+    return {n: masters.get(n, p.data().astype('float32'))
+            for n, p in net._collect_params_with_prefix().items()}
+
+
+def _cast(net, trainer, dtype):
+    """The loop's precision switch: capture, cast, set weights, new trainer, install."""
+    names = _names(net)
+    state = capture_optimizer(trainer, names, copy=False) if trainer is not None else None
+    values = _fp32_values(net, trainer)
+    net.cast(dtype)
+    for n, p in net._collect_params_with_prefix().items():
+        p.set_data(values[n].astype(p.dtype))
+    trainer = _make_trainer(net, dtype == 'float16')
+    install_optimizer(trainer, names, values, state)
+    return trainer
+
+
 def _step(net, trainer, x):
     with autograd.record():
         loss = net(x.astype(net[0].weight.dtype)).astype('float32').sum()
@@ -156,35 +179,39 @@ def _step(net, trainer, x):
     trainer.update(x.shape[0])
 
 
+def _state_of(trainer, net, param):
+    """(momentum, master or None) of `param` in the trainer's live state."""
+    index = trainer._params.index(param)
+    state = trainer._updaters[0].states[index]
+    return (state[0], state[1]) if isinstance(state, tuple) else (state, None)
+
+
 def test_switch_to_fp16_keeps_fp32_weights_as_masters_and_momentum():
     net = _small_net()
     trainer = _make_trainer(net, False)
     x = mx.nd.random.uniform(shape=(2, 3, 8, 8))
     for _ in range(2):
         _step(net, trainer, x)
-    index = [p.name for p in trainer_param_order(net)].index(net[0].weight.name)
     weight32 = net[0].weight.data().asnumpy().copy()
-    momentum, _ = _trainer_states(trainer)
-    momentum = momentum[index].asnumpy().copy()
-    trainer = switch_precision(net, trainer, _make_trainer, 'float16')
-    states, optimizer = _trainer_states(trainer)
+    momentum = _state_of(trainer, net, net[0].weight)[0].asnumpy().copy()
+    trainer = _cast(net, trainer, 'float16')
+    new_momentum, master = _state_of(trainer, net, net[0].weight)
     assert np.dtype(net[0].weight.dtype) == np.float16
     assert np.dtype(net[1].gamma.dtype) == np.float32
-    assert np.array_equal(states[index][1].asnumpy(), weight32)      # SGD: (momentum, master)
-    assert np.array_equal(states[index][0].asnumpy(), momentum)
-    assert optimizer.num_update == 2 and optimizer.multi_precision
+    assert np.array_equal(master.asnumpy(), weight32)      # SGD: (momentum, master)
+    assert np.array_equal(new_momentum.asnumpy(), momentum)
+    assert trainer._optimizer.num_update == 2 and trainer._optimizer.multi_precision
     _step(net, trainer, x)
-    assert _trainer_states(trainer)[1].num_update == 3
+    assert trainer._optimizer.num_update == 3
 
 
 def test_switch_back_to_fp32_restores_exact_master_weights():
     net = _small_net()
-    trainer = switch_precision(net, _make_trainer(net, False), _make_trainer, 'float16')
+    trainer = _cast(net, None, 'float16')
     x = mx.nd.random.uniform(shape=(2, 3, 8, 8))
     _step(net, trainer, x)
-    index = [p.name for p in trainer_param_order(net)].index(net[0].weight.name)
-    master = _trainer_states(trainer)[0][index][1].asnumpy().copy()
-    trainer = switch_precision(net, trainer, _make_trainer, 'float32')
+    master = _state_of(trainer, net, net[0].weight)[1].asnumpy().copy()
+    trainer = _cast(net, trainer, 'float32')
     assert np.dtype(net[0].weight.dtype) == np.float32
     assert np.array_equal(net[0].weight.data().asnumpy(), master)
     _step(net, trainer, x)
@@ -197,13 +224,37 @@ def test_fresh_fp16_start_keeps_the_exact_fp32_weights_as_masters():
     weight.set_data(weight.data() + 1e-4)  # values FP16 cannot hold exactly
     weight32 = weight.data().asnumpy().copy()
     assert not np.array_equal(weight32.astype(np.float16).astype(np.float32), weight32)
-    trainer = start_half_precision(net, _make_trainer)
-    index = [p.name for p in trainer_param_order(net)].index(weight.name)
-    states, optimizer = _trainer_states(trainer)
-    assert np.dtype(weight.dtype) == np.float16 and optimizer.multi_precision
-    assert np.array_equal(states[index][1].asnumpy(), weight32)      # SGD: (momentum, master)
-    assert not states[index][0].asnumpy().any()                      # fresh momentum
+    trainer = _cast(net, None, 'float16')
+    momentum, master = _state_of(trainer, net, weight)
+    assert np.dtype(weight.dtype) == np.float16 and trainer._optimizer.multi_precision
+    assert np.array_equal(master.asnumpy(), weight32)
+    assert not momentum.asnumpy().any()                      # fresh momentum
     x = mx.nd.random.uniform(shape=(2, 3, 8, 8))
     _step(net, trainer, x)
-    master = _trainer_states(trainer)[0][index][1].asnumpy()
+    master = _state_of(trainer, net, weight)[1].asnumpy()
     assert np.array_equal(weight.data().asnumpy(), master.astype(np.float16))
+
+
+def test_optimizer_state_round_trip_is_exact_and_named():
+    """Captured state installed into a new trainer continues bit-identically."""
+    x = mx.nd.random.uniform(shape=(2, 3, 8, 8))
+    nets, trainers = [], []
+    for _ in range(2):
+        mx.random.seed(3)
+        net = _small_net()
+        trainer = _cast(net, None, 'float16')
+        _step(net, trainer, x)
+        nets.append(net)
+        trainers.append(trainer)
+    a, b = nets
+    state = capture_optimizer(trainers[1], _names(b))
+    assert set(state.layout) == {n for n, p in b._collect_params_with_prefix().items()
+                                 if p.grad_req != 'null'}
+    values = {k: v.copy() for k, v in _fp32_values(b, trainers[1]).items()}
+    fresh = _make_trainer(b, True)
+    install_optimizer(fresh, _names(b), values, state)
+    _step(a, trainers[0], x)
+    _step(b, fresh, x)
+    for (n, pa), pb in zip(a._collect_params_with_prefix().items(),
+                           b._collect_params_with_prefix().values()):
+        assert np.array_equal(pa.data().asnumpy(), pb.data().asnumpy()), n

@@ -1,44 +1,58 @@
-"""MXNet AMP's own dynamic loss scaling behind the same three calls as `LossScaler`.
+"""MXNet AMP's own dynamic loss scaling behind the same calls as `LossScaler`.
 
 With ``--amp`` the loss is scaled by `amp.scale_loss` and overflowing steps are skipped
 inside the AMP-patched `Trainer.update`; this adapter drives those calls and keeps the
 counts (skips, scale) that the loop logs, so the loop has one code path for all modes.
+AMP's scale lives on the trainer (``trainer._amp_loss_scaler``, no public getter or
+setter); it is saved and restored here so that a resumed ``--amp`` run continues with the
+scale it had, not AMP's initial 2^16.
 """
 import logging
 
 from mxnet import autograd
 
-from .loss_scaler import gradients_finite
+from .loss_scaler import LossScaler
 
 __all__ = ['AmpLossScaler']
 
 logger = logging.getLogger(__name__)
 
+_AMP_FIELDS = ('_loss_scale', '_next_loss_scale', '_unskipped')
 
-class AmpLossScaler:
+
+class AmpLossScaler(LossScaler):
     """Loss scaling by MXNet AMP (requires `amp.init()` before the network was built)."""
 
-    mode = 'amp'
-    enabled = True
-    collapsed = False
-
     def __init__(self):
+        super().__init__('none')
+        self.mode = 'amp'
         self._trainer = None
-        self.total_skips = 0
-        self.consecutive_skips = 0
-        self.iteration = 0
+        self._pending = None  # AMP scaler fields loaded before a trainer was attached
+
+    @property
+    def enabled(self):
+        return True
+
+    @property
+    def collapsed(self):
+        return False
 
     def attach(self, trainer):
         """Register a new gluon.Trainer with AMP (call for every trainer built)."""
         from mxnet.contrib import amp
         amp.init_trainer(trainer)
         self._trainer = trainer
+        if self._pending:
+            self._set_amp_fields(self._pending)
 
     @property
     def scale_value(self):
-        # AMP keeps its scaler on the trainer; there is no public getter.
         scaler = getattr(self._trainer, '_amp_loss_scaler', None)
         return float(scaler.loss_scale) if scaler is not None else 1.0
+
+    @scale_value.setter
+    def scale_value(self, value):
+        pass  # AMP owns the scale; the base constructor's assignment is ignored
 
     def backward(self, losses, trainer=None):
         from mxnet.contrib import amp
@@ -47,11 +61,10 @@ class AmpLossScaler:
                 scaled = list(scaled)
         autograd.backward(scaled)
 
-    def step(self, trainer, batch_size, params):
-        """AMP skips overflowing updates itself; we look first, only to count them."""
-        finite = gradients_finite(params)
-        trainer.update(batch_size)
-        return finite
+    def step(self, trainer, batch_size, finite=True, grad_factor=1.0):
+        """AMP skips overflowing updates itself (with its own read of the flag)."""
+        trainer.update(batch_size / grad_factor)
+        return bool(finite)
 
     def update(self, applied, params=None):
         self.iteration += 1
@@ -63,14 +76,29 @@ class AmpLossScaler:
             logger.info('AMP skipped iteration %d (overflow); loss scale now %g',
                         self.iteration, self.scale_value)
 
-    def get_config(self):
-        return {'mode': 'amp'}
+    def _amp_fields(self):
+        scaler = getattr(self._trainer, '_amp_loss_scaler', None)
+        return {f: getattr(scaler, f) for f in _AMP_FIELDS} if scaler is not None else None
+
+    def _set_amp_fields(self, fields):
+        scaler = getattr(self._trainer, '_amp_loss_scaler', None)
+        if scaler is None:
+            self._pending = dict(fields)
+            return
+        for name in _AMP_FIELDS:
+            setattr(scaler, name, type(getattr(scaler, name))(fields[name]))
+        self._pending = None
 
     def state_dict(self):
-        return dict(mode='amp', total_skips=self.total_skips, iteration=self.iteration)
+        return dict(mode='amp', total_skips=self.total_skips, iteration=self.iteration,
+                    consecutive_skips=self.consecutive_skips,
+                    amp=self._amp_fields() or self._pending)
 
     def load_state_dict(self, state):
         if not isinstance(state, dict) or state.get('mode') != 'amp':
             raise ValueError("not an AMP loss scaler state: {!r}".format(state))
         self.total_skips = int(state['total_skips'])
         self.iteration = int(state['iteration'])
+        self.consecutive_skips = int(state.get('consecutive_skips', 0))
+        if state.get('amp'):
+            self._set_amp_fields(state['amp'])

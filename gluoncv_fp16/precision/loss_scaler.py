@@ -12,10 +12,13 @@ Three calls a step, one code path for every precision::
         losses = ...
     scaler.backward(losses)                 # loss * S, backward
     trainer.allreduce_grads()
-    applied = scaler.step(trainer, batch_size, params)   # update, or skip on inf/NaN
+    finite = finite_flag(params)            # on the device: no host read
+    ...                                     # the caller reads it (with its other numbers)
+    applied = scaler.step(trainer, batch_size, finite)   # update, or skip on inf/NaN
     scaler.update(applied, params)
 
-`LossScaler(mode='none')` keeps the calls and never scales or skips.
+`LossScaler(mode='none')` (``enabled`` False) keeps the calls and never scales or skips:
+it is the FP32 phase of every run.
 """
 import logging
 import math
@@ -24,15 +27,17 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-__all__ = ['LossScaler', 'make_loss_scaler', 'gradients_finite', 'first_non_finite']
+__all__ = ['LossScaler', 'make_loss_scaler', 'finite_flag', 'first_non_finite']
 
 logger = logging.getLogger(__name__)
 
 _CHUNK = 128  # multi_all_finite takes a bounded number of arrays per call
 
 
-def gradients_finite(params):
-    """True if every gradient (first context) of `params` is finite; one sync point."""
+def finite_flag(params):
+    """A (1,) float32 NDArray on the first gradient's device: 1 if every gradient (first
+    context) of `params` is finite, else 0. Enqueued only: reading it is the caller's one
+    blocking read of the step."""
     by_dtype = {}
     for param in params:
         if param.grad_req != 'null':
@@ -47,7 +52,8 @@ def gradients_finite(params):
                 mx.nd.multi_all_finite(*chunk, num_arrays=len(chunk), init_output=False,
                                        out=flag)
             flags.append(flag)
-    return all(bool(flag.asscalar()) for flag in flags)
+        return flags[0] if len(flags) == 1 else mx.nd.min(mx.nd.concat(*flags, dim=0),
+                                                            keepdims=True)
 
 
 def first_non_finite(params):
@@ -112,10 +118,6 @@ class LossScaler:
     def enabled(self):
         return self.mode != 'none'
 
-    def get_config(self):
-        """Constructor settings (not runtime state)."""
-        return dict(self._config, mode=self.mode)
-
     def scale(self, losses):
         """The losses multiplied by the current scale (a list in, a list out)."""
         if not self.enabled:
@@ -132,16 +134,16 @@ class LossScaler:
     def attach(self, trainer):
         """Called with every new gluon.Trainer (nothing to do for this scaler)."""
 
-    def step(self, trainer, batch_size, params):
-        """Update the weights unless a gradient is inf/NaN; returns True if updated.
+    def step(self, trainer, batch_size, finite=True, grad_factor=1.0):
+        """Update the weights unless a gradient was inf/NaN; returns True if updated.
 
-        `params` are the trained parameters (e.g. ``net.collect_params().values()``).
-        Gradients must already be all-reduced (`trainer.allreduce_grads()`), so every
-        device and every worker takes the same decision.
+        `finite` is the host value of :func:`finite_flag`, taken after the gradients were
+        all-reduced (`trainer.allreduce_grads()`), so every device and every worker takes
+        the same decision. `grad_factor` multiplies the unscaled gradients (clipping).
         """
-        if self.enabled and not gradients_finite(params):
+        if self.enabled and not finite:
             return False
-        trainer.update(batch_size * self.scale_value)
+        trainer.update(batch_size * self.scale_value / grad_factor)
         return True
 
     def update(self, applied, params=None):

@@ -23,12 +23,14 @@ from .config import ConfigError
 from .devices import check_devices, make_contexts
 from ..dist.distributed import fail_fast, horovod_trainer, require_launcher
 from ..dist.workers import describe, prepare_dist_params, setup_workers
-from .hooks import (CheckpointHook, EvalHook, MetricsCSVHook, MixupScheduleHook, PlotHook,
-                    ProgressHook)
+from .ema import ModelEMA
+from .evaluation import Evaluator, make_metric
+from .hooks import (CheckpointHook, MixupScheduleHook, PlotHook, ProgressHook,
+                    TensorBoardHook, csv_hooks)
 from .loop import TrainLoop
 from .nan_guard import NanGuard, TrainingDiverged
-from .evaluation import make_metric
-from .resume import resume_from, rng_state
+from .resume import resume_from
+from .state import RunState
 from .schedule import make_lr_scheduler
 
 __all__ = ['build_training', 'run_training', 'find_resume_checkpoint']
@@ -65,7 +67,7 @@ def _model_kwargs(cfg, classes, norm):
 def _pretrained_base(cfg):
     """GluonCV always starts from an ImageNet backbone; the synthetic set trains from
     scratch (offline machines, tiny images) unless --pretrained-base says otherwise."""
-    explicit = cfg.extra.get('pretrained_base')
+    explicit = cfg.pretrained_base
     return (cfg.dataset != 'synthetic') if explicit is None else bool(explicit)
 
 
@@ -133,7 +135,8 @@ def build_training(cfg):
     cfg.validate()
     contexts = make_contexts(cfg.contexts)
     policy = get_policy(cfg.precision)
-    check_devices(contexts, policy, amp_restricted=bool(cfg.extra.get('amp_init')))
+    check_devices(contexts, policy, amp_restricted=cfg.amp_fp16_ops is not None)
+    _check_tensorboard(cfg)
     _check_syncbn_cpu_pool(cfg, contexts)
     workers = setup_workers(cfg, contexts)
     if describe(cfg, workers):
@@ -148,18 +151,23 @@ def build_training(cfg):
         random_shape=not cfg.no_random_shape, mixup=cfg.mixup, seed=cfg.seed,
         num_parts=workers.num_workers, part_index=workers.rank,
         # deterministic alignment runs (scripts/align_check.py) switch these off
-        augment=cfg.extra.get('augment', True), shuffle=cfg.extra.get('shuffle', True))
+        augment=cfg.augment, shuffle=cfg.shuffle)
     val_loader = make_val_loader(val_set, cfg.batch_size, cfg.data_shape,
                                  num_workers=cfg.num_workers)
-    activate_amp(policy, **cfg.extra.get('amp_init', {}))
+    activate_amp(policy, **({} if cfg.amp_fp16_ops is None
+                            else {'target_precision_ops': list(cfg.amp_fp16_ops)}))
     net = _init_training_net(get_model(cfg.model_name, **_model_kwargs(cfg, classes, norm)),
                              contexts, cfg)
     num_samples = cfg.num_samples if cfg.num_samples > 0 else len(train_set)
-    iters = max(1, num_samples // (cfg.batch_size * workers.num_workers))
-    lr_scheduler = make_lr_scheduler(cfg, iters_per_epoch=iters)
+    # The LR schedule counts optimizer updates: an update takes `accumulate` batches.
+    updates = max(1, num_samples // (cfg.batch_size * workers.num_workers * cfg.accumulate))
+    lr_scheduler = make_lr_scheduler(cfg, iters_per_epoch=updates)
     model_desc = {'name': cfg.model_name, 'classes': classes}
-    hooks = _make_hooks(cfg, loader, val_loader, val_set, classes, model_desc,
-                        total_steps=len(loader), chief=workers.is_chief)
+    hooks = _make_hooks(cfg, loader, model_desc, total_steps=len(loader),
+                        chief=workers.is_chief)
+    evaluator = Evaluator(val_loader, make_metric(cfg.dataset, val_set, classes, cfg.data_shape,
+                                                  cfg.run_prefix),
+                          cfg.val_interval, cfg.epochs) if workers.is_chief else None
     loop = TrainLoop(net, contexts, loader, _make_trainer_factory(cfg, lr_scheduler, workers),
                      _make_scaler(cfg, policy), policy, cfg.batch_size,
                      grad_scale=workers.grad_scale, fp32_warmup_epochs=cfg.fp32_warmup_epochs,
@@ -167,7 +175,9 @@ def build_training(cfg):
                                         cfg.snapshot_interval,
                                         no_rollback_reason=workers.no_rollback_reason),
                      hooks=hooks, no_switch_reason=workers.no_switch_reason,
-                     all_healthy=workers.all_healthy)
+                     all_healthy=workers.all_healthy, accumulate=cfg.accumulate,
+                     clip_grad=cfg.clip_grad,
+                     ema=ModelEMA(cfg.ema_decay) if cfg.ema else None, evaluator=evaluator)
     loop.workers = workers
     start_epoch = _resume(loop, cfg, model_desc) if cfg.resume else cfg.start_epoch
     return loop, start_epoch
@@ -206,22 +216,31 @@ def _norm_layer_kwargs(cfg, contexts):
     return syncbn_kwargs(len(contexts))
 
 
-def _make_hooks(cfg, loader, val_loader, val_set, classes, model_desc, total_steps, chief):
-    """Only the chief (rank 0) validates, saves and writes metrics; others just train."""
+def _make_hooks(cfg, loader, model_desc, total_steps, chief):
+    """Only the chief (rank 0) saves and writes metrics; others just train."""
     mixup = [MixupScheduleHook(loader, cfg.epochs, cfg.no_mixup_epochs)] if cfg.mixup else []
     if not chief:
         return mixup + [ProgressHook(cfg.log_interval, total_steps, show_bar=False)]
     prefix = cfg.run_prefix
-    csv_path = prefix + '_metrics.csv'
-    metric = make_metric(cfg.dataset, val_set, classes, cfg.data_shape, prefix)
     meta = {'model': model_desc, 'config': _plain_config(cfg)}
     hooks = mixup + [ProgressHook(cfg.log_interval, total_steps),
-             EvalHook(val_loader, metric, cfg.val_interval, cfg.epochs),
-             CheckpointHook(prefix, cfg.save_interval, lambda: dict(meta, rng=rng_state())),
-             MetricsCSVHook(csv_path)]
+                     CheckpointHook(prefix, cfg.save_interval, lambda: meta)] + csv_hooks(prefix)
+    if cfg.tensorboard:
+        hooks.append(TensorBoardHook(prefix + '_tensorboard'))
     if cfg.plots:
-        hooks.append(PlotHook(csv_path, prefix))
+        hooks.append(PlotHook(prefix, '{} ({})'.format(os.path.basename(prefix),
+                                                       cfg.precision)))
     return hooks
+
+
+def _check_tensorboard(cfg):
+    if not cfg.tensorboard:
+        return
+    try:
+        import tensorboardX  # noqa: F401
+    except ImportError:
+        raise ConfigError("--tensorboard needs tensorboardX: pip install -e '.[tensorboard]'"
+                          ) from None
 
 
 def _plain_config(cfg):
@@ -279,9 +298,11 @@ def train_or_save_last_good(loop, cfg, start_epoch):
 
 
 def _save_last_good(loop, path):
-    """Restore the guard's snapshot and write it with the run's checkpoint hook."""
+    """Write the guard's snapshot (the last good state) with the run's checkpoint hook."""
     savers = [h for h in loop.hooks if isinstance(h, CheckpointHook)]
     if loop.guard.snapshot is None or not savers:
         return None
-    loop.restore(loop.guard.snapshot)
-    return savers[0].save(loop, path)
+    snap = loop.guard.snapshot  # with the guard's record of the failures, not the old one
+    state = RunState(snap.weights, snap.optimizer, dict(snap.meta, guard=loop.guard.state_dict()),
+                     ema=snap.ema, hooks=snap.hooks)
+    return savers[0].save(loop, path, state=state)

@@ -1,20 +1,26 @@
-"""One-file checkpoints holding everything needed to continue a run exactly.
+"""Checkpoint and weights files: the run state on disk, never pickled.
 
 A checkpoint is a zip archive (uncompressed) with three members:
 
 ``params.params``
-    The network's parameters in MXNet's ``nd.save`` format, always FP32, under the same
-    names as ``net.save_parameters`` -- so GluonCV tools can read them as they are.
-``trainer.states``
-    ``gluon.Trainer.save_states`` bytes: optimizer state, including the FP32 master
-    weights when the run is FP16 with ``multi_precision``. Absent in weights-only files.
+    FP32 weights (the masters in FP16 phases) in MXNet's ``nd.save`` format under the
+    names of ``net.save_parameters``, so GluonCV tools read them as they are.
+``state.params``
+    The other arrays of the run state, also ``nd.save`` format: optimizer state
+    (``opt:<param>/<k>``), EMA weights (``ema:<param>``), hook arrays.
 ``state.json``
-    Plain numbers and strings: model name and classes, epoch and iteration, precision
-    phase, loss-scaler and hook states, RNG states, the run's config.
+    Plain numbers and strings: model name and classes, the run's config, epoch,
+    iteration, precision phase, loss scaler, NaN guard, optimizer counters, hooks, RNG.
 
-It is written to a temporary file in the same folder and renamed, so a run killed
-while saving leaves the previous checkpoint intact.
+Nothing in it is unpickled: MXNet's NDArray format and JSON carry data only. Checkpoints
+of gluoncv_fp16 0.1 held ``trainer.states``, a pickle written by
+``gluon.Trainer.save_states``; they are refused with one line (unpickling a shared file
+runs whatever code it names).
+
+Every file is written to a temporary file in the same folder, flushed to disk (fsync)
+and renamed, so a run killed while saving leaves the previous file intact.
 """
+import contextlib
 import json
 import os
 import tempfile
@@ -23,96 +29,126 @@ import zipfile
 import mxnet as mx
 import numpy as np
 
-from ..utils.trainer_io import trainer_state_bytes
+__all__ = ['Checkpoint', 'CheckpointError', 'save_run_state', 'save_checkpoint',
+           'load_run_state',
+           'read_checkpoint', 'read_params', 'save_weights', 'load_params_into',
+           'load_model', 'initialise_with', 'structural_params', 'atomic_write']
 
-__all__ = ['Checkpoint', 'CheckpointError', 'save_checkpoint', 'read_checkpoint',
-           'read_params', 'load_params_into', 'load_model', 'initialise_with',
-           'structural_params']
-
-_PARAMS, _STATES, _META = 'params.params', 'trainer.states', 'state.json'
-FORMAT_VERSION = 1
+_PARAMS, _ARRAYS, _META, _PICKLED = 'params.params', 'state.params', 'state.json', \
+    'trainer.states'
+_MEMBERS = {_PARAMS, _ARRAYS, _META}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, corrupt, or belongs to another model."""
+    """A checkpoint or weights file is missing, damaged, or does not fit this network."""
 
 
 class Checkpoint:
-    """What :func:`read_checkpoint` returns.
+    """What :func:`read_checkpoint` returns: weights and plain metadata only.
 
     Attributes
     ----------
     params : dict of str -> numpy.ndarray
-        FP32 parameters by name.
-    trainer_states : bytes or None
-        `gluon.Trainer.load_states` input, or None for weights-only files.
+        FP32 parameters by structural name.
     meta : dict
-        Everything else (see module docstring); ``meta['model']`` has ``name`` and
-        ``classes``.
+        ``state.json`` (empty for a plain ``.params`` file); ``meta['model']`` has
+        ``name`` and ``classes``.
     """
 
-    def __init__(self, params, trainer_states, meta):
+    def __init__(self, params, meta):
         self.params = params
-        self.trainer_states = trainer_states
         self.meta = meta
 
 
-def structural_params(net):
-    """The net's parameters by structural name (as `save_parameters` names them)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, 'p.params')
-        net.save_parameters(path)
-        return mx.nd.load(path)
+@contextlib.contextmanager
+def atomic_write(path, mode='wb'):
+    """A file object for `path`: written to a temp file, fsynced, renamed over `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix=os.path.splitext(path)[1], dir=folder)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_folder(folder)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _fsync_folder(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _nd_bytes(arrays):
+    """`nd.save` output as bytes (MXNet writes only to paths)."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, 'p.params')
+        path = os.path.join(tmp, 'a.params')
         mx.nd.save(path, arrays)
         with open(path, 'rb') as f:
             return f.read()
 
 
-def _params_bytes(net):
-    return _nd_bytes({k: v.astype('float32') for k, v in structural_params(net).items()})
+def _fp32(arrays):
+    return {k: v if v.dtype == np.float32 else v.astype('float32') for k, v in arrays.items()}
 
 
-def save_checkpoint(path, net, meta, trainer=None):
-    """Atomically write `net`'s parameters, `trainer`'s states and `meta` to `path`.
-
-    `meta` must be JSON-serialisable (plain numbers, strings, lists, dicts).
-    """
-    meta = dict(meta, format_version=FORMAT_VERSION)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.ckpt', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as raw, zipfile.ZipFile(raw, 'w', zipfile.ZIP_STORED) as zf:
-            zf.writestr(_META, json.dumps(meta, indent=1, sort_keys=True))
-            zf.writestr(_PARAMS, _params_bytes(net))
-            if trainer is not None:
-                zf.writestr(_STATES, trainer_state_bytes(trainer))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def save_weights(path, weights):
+    """Atomically write FP32 `weights` ({structural name: NDArray}) as a ``.params`` file
+    that ``load_parameters`` of stock GluonCV reads."""
+    data = _nd_bytes(_fp32(weights))
+    with atomic_write(path) as f:
+        f.write(data)
     return path
 
 
-def _load_nd_bytes(data, origin):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, 'p.params')
-        with open(path, 'wb') as f:
-            f.write(data)
-        try:
-            loaded = mx.nd.load(path)
-        except mx.base.MXNetError as err:
-            raise CheckpointError("'{}' holds no readable MXNet parameters ({})".format(
-                origin, str(err).strip().splitlines()[-1])) from None
+def save_run_state(path, state, meta):
+    """Atomically write `state` (a `RunState`) with extra `meta` (model, config)."""
+    payload = dict(state.meta, **meta)
+    json_text = json.dumps(payload, indent=1, sort_keys=True)
+    weights, arrays = _nd_bytes(_fp32(state.weights)), _nd_bytes(state.arrays() or {})
+    with atomic_write(path) as raw, zipfile.ZipFile(raw, 'w', zipfile.ZIP_STORED) as zf:
+        zf.writestr(_META, json_text)
+        zf.writestr(_PARAMS, weights)
+        zf.writestr(_ARRAYS, arrays)
+    return path
+
+
+def save_checkpoint(path, net, meta):
+    """A checkpoint of `net`'s weights (as FP32) and `meta` (e.g. ``{'model': {'name',
+    'classes'}}``) without training state: what export, demo and eval need."""
+    weights = {name: p.data(p.list_ctx()[0])
+               for name, p in net._collect_params_with_prefix().items()}
+    with atomic_write(path) as raw, zipfile.ZipFile(raw, 'w', zipfile.ZIP_STORED) as zf:
+        zf.writestr(_META, json.dumps(meta, indent=1, sort_keys=True))
+        zf.writestr(_PARAMS, _nd_bytes(_fp32(weights)))
+        zf.writestr(_ARRAYS, _nd_bytes({}))
+    return path
+
+
+def _load_nd(data, origin, member):
+    try:
+        loaded = mx.nd.load_frombuffer(data)
+    except mx.base.MXNetError:
+        raise CheckpointError("{} is damaged or truncated: its {} is not a readable MXNet "
+                              "array file".format(origin, member)) from None
+    if isinstance(loaded, list) and not loaded:
+        return {}
     if not isinstance(loaded, dict):
-        raise CheckpointError("'{}' holds unnamed arrays, not network parameters".format(origin))
-    return {_strip_prefix(k): v.asnumpy().astype(np.float32) for k, v in loaded.items()}
+        raise CheckpointError("{} holds unnamed arrays, not network parameters".format(origin))
+    return {_strip_prefix(k): v for k, v in loaded.items()}
 
 
 def _strip_prefix(name):
@@ -120,35 +156,97 @@ def _strip_prefix(name):
     return name.split(':', 1)[1] if name.startswith(('arg:', 'aux:')) else name
 
 
-def read_checkpoint(path):
-    """Read a checkpoint written by :func:`save_checkpoint`, or a plain ``.params`` file.
-
-    Plain ``.params`` files (GluonCV's, or ``net.save_parameters``) come back with
-    ``trainer_states=None`` and ``meta={}``.
-    """
+def _open_members(path):
+    """{member: bytes} of a checkpoint zip, checked; or None for a plain .params file."""
+    origin = "'{}'".format(path)
     if not os.path.isfile(path):
         raise CheckpointError("No checkpoint at '{}'".format(path))
     if not zipfile.is_zipfile(path):
         with open(path, 'rb') as f:
-            return Checkpoint(_load_nd_bytes(f.read(), path), None, {})
+            if f.read(4) == b'PK\x03\x04':  # a zip's first member, but no directory
+                raise CheckpointError("{} is damaged or truncated (a zip file without its "
+                                      "directory); use an earlier checkpoint".format(origin))
+        return None
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
-            if not {_PARAMS, _META} <= names:
-                raise CheckpointError("'{}' is a zip file but not a gluoncv_fp16 checkpoint "
-                                      "(members: {})".format(path, sorted(names)))
-            meta = json.loads(zf.read(_META).decode('utf-8'))
-            params = _load_nd_bytes(zf.read(_PARAMS), path)
-            states = zf.read(_STATES) if _STATES in names else None
-    except (zipfile.BadZipFile, json.JSONDecodeError, EOFError) as err:
-        raise CheckpointError("Checkpoint '{}' is corrupt ({}); use an earlier one".format(
-            path, err)) from None
-    return Checkpoint(params, states, meta)
+            if _PICKLED in names:
+                raise CheckpointError(
+                    "{} is a gluoncv_fp16 0.1 checkpoint whose optimizer state is a Python "
+                    "pickle, which is never loaded (it can run code); if you trust the file, "
+                    "convert it once: python scripts/convert_checkpoint.py {} NEW.ckpt "
+                    "--trust-pickle".format(origin, path))
+            if names != _MEMBERS:
+                raise CheckpointError("{} is a zip file but not a gluoncv_fp16 checkpoint "
+                                      "(members: {})".format(origin, sorted(names)))
+            return {name: zf.read(name) for name in names}
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        raise CheckpointError("{} is damaged or truncated ({}); use an earlier checkpoint"
+                              .format(origin, err)) from None
+
+
+def _meta(members, origin):
+    try:
+        meta = json.loads(members[_META].decode('utf-8'))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError("{} is damaged: its state.json is not JSON ({})".format(
+            origin, err)) from None
+    if not isinstance(meta, dict):
+        raise CheckpointError("{} is damaged: its state.json is not an object".format(origin))
+    return meta
+
+
+def read_checkpoint(path):
+    """Weights and metadata of a checkpoint, or of a plain ``.params`` file (GluonCV's,
+    or ``net.save_parameters``; then ``meta`` is empty). Never reads optimizer state."""
+    origin = "'{}'".format(path)
+    members = _open_members(path)
+    if members is None:
+        with open(path, 'rb') as f:
+            arrays = _load_nd(f.read(), origin, 'content')
+        return Checkpoint(_to_numpy(arrays), {})
+    meta = _meta(members, origin)
+    return Checkpoint(_to_numpy(_load_nd(members[_PARAMS], origin, _PARAMS)), meta)
+
+
+def _to_numpy(arrays):
+    return {k: v.asnumpy().astype(np.float32) for k, v in arrays.items()}
+
+
+def load_run_state(path):
+    """The `RunState` of a checkpoint (arrays on the CPU) and its metadata.
+
+    Returns None for a file holding weights only (a plain ``.params`` file, or one written
+    by :func:`save_checkpoint`).
+    """
+    from .state import RunState
+    origin = "'{}'".format(path)
+    members = _open_members(path)
+    if members is None:  # a plain weights file: readable, or damaged
+        with open(path, 'rb') as f:
+            _load_nd(f.read(), origin, 'content')
+        return None
+    meta = _meta(members, origin)
+    if 'state_version' not in meta:
+        return None
+    weights = _load_nd(members[_PARAMS], origin, _PARAMS)
+    arrays = _load_nd(members[_ARRAYS], origin, _ARRAYS)
+    try:
+        return RunState.from_parts(weights, arrays, meta)
+    except (KeyError, ValueError, TypeError) as err:
+        raise CheckpointError("{} is damaged or from another version: {}".format(
+            origin, err)) from None
 
 
 def read_params(path):
     """Parameters by name (FP32 numpy) from a checkpoint or a plain ``.params`` file."""
     return read_checkpoint(path).params
+
+
+def structural_params(net):
+    """{structural name: NDArray} of `net` (first device), as `save_parameters` names them."""
+    return {name: p.data(p.list_ctx()[0])
+            for name, p in net._collect_params_with_prefix().items()}
 
 
 def load_params_into(net, params, origin='checkpoint'):
@@ -162,7 +260,7 @@ def load_params_into(net, params, origin='checkpoint'):
         If names or shapes differ (another network or class count), before anything
         is modified.
     """
-    own = {k: v.shape for k, v in structural_params(net).items()}
+    own = net._collect_params_with_prefix()
     missing = sorted(set(own) - set(params))
     extra = sorted(set(params) - set(own))
     if missing or extra:
@@ -170,15 +268,17 @@ def load_params_into(net, params, origin='checkpoint'):
             "{} does not match this network ({} parameters missing, {} unexpected; e.g. "
             "{}). Was it saved from another network?".format(
                 origin, len(missing), len(extra), (missing or extra)[:3]))
-    for name, shape in own.items():
-        if tuple(shape) != tuple(params[name].shape):
+    for name, param in own.items():
+        if tuple(param.shape) != tuple(params[name].shape):
             raise CheckpointError(
                 "{}: parameter '{}' has shape {} but the network expects {} -- a different "
-                "network or number of classes?".format(origin, name, params[name].shape, shape))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, 'p.params')
-        mx.nd.save(path, {k: mx.nd.array(v) for k, v in params.items()})
-        net.load_parameters(path, cast_dtype=True, dtype_source='current')
+                "network or number of classes?".format(origin, name, params[name].shape,
+                                                       param.shape))
+    for name, param in own.items():
+        value = params[name]
+        array = value if isinstance(value, mx.nd.NDArray) else mx.nd.array(value,
+                                                                            dtype='float32')
+        param.set_data(array.astype(param.dtype))
 
 
 def load_model(path, ctx=None, dtype='float32', **model_kwargs):
@@ -209,3 +309,4 @@ def initialise_with(net, params, ctx, origin='checkpoint'):
         net(mx.nd.zeros((1, 3, 64, 64), ctx=ctx, dtype=dtype))
     load_params_into(net, params, origin=origin)
     return net
+

@@ -6,7 +6,7 @@ one line saying what was received and what to do.
 """
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 __all__ = ['TrainConfig', 'ConfigError', 'parse_contexts']
@@ -67,7 +67,15 @@ class TrainConfig:
     max_recoveries: int = 3
     snapshot_interval: int = 50
     plots: bool = True
-    extra: dict = field(default_factory=dict)
+    pretrained_base: Optional[bool] = None   # None: on, off for the synthetic set
+    accumulate: int = 1                # batches per optimizer update
+    clip_grad: float = 0.0             # > 0: clip the global gradient L2 norm to this
+    ema: bool = False
+    ema_decay: float = 0.9999
+    tensorboard: bool = False
+    augment: bool = True               # off: deterministic alignment runs (align_check)
+    shuffle: bool = True
+    amp_fp16_ops: Optional[Tuple[str, ...]] = None  # AMP's FP16 op list (None: MXNet's)
 
     @property
     def model_name(self):
@@ -82,10 +90,6 @@ class TrainConfig:
     def run_prefix(self):
         """Prefix of every file the run writes (GluonCV: save_prefix + net name)."""
         return self.save_prefix + self.run_name
-
-    @property
-    def uses_gpu(self):
-        return any(c.startswith('gpu') for c in self.contexts)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -139,6 +143,15 @@ class TrainConfig:
             (self.val_interval > 0 and self.save_interval > 0 and self.log_interval > 0,
              "--val-interval, --save-interval and --log-interval must be positive"),
             (self.max_iters >= 0, "--max-iters must be >= 0"),
+            (self.accumulate >= 1,
+             "--accumulate must be >= 1 (batches per optimizer update), got {}".format(
+                 self.accumulate)),
+            (self.clip_grad >= 0, "--clip-grad must be >= 0 (0: no clipping), got {}".format(
+                self.clip_grad)),
+            (0.0 < self.ema_decay < 1.0,
+             "--ema-decay must be between 0 and 1, got {}".format(self.ema_decay)),
+            (self.ema or self.ema_decay == TrainConfig.ema_decay,
+             "--ema-decay needs --ema (it sets the decay of the EMA weights)"),
             (not (self.horovod and self.kvstore.startswith('dist')),
              "--horovod and --kvstore {} are two ways to distribute; pick one".format(
                  self.kvstore)),

@@ -3,7 +3,7 @@ import logging
 
 from mxnet import autograd, gluon
 
-__all__ = ['make_metric', 'evaluate']
+__all__ = ['make_metric', 'evaluate', 'Evaluator']
 
 logger = logging.getLogger(__name__)
 
@@ -49,3 +49,38 @@ def _update_metric(metric, net, images, labels, cast_input):
         gt_boxes.append(y.slice_axis(axis=-1, begin=0, end=4))
         gt_difficults.append(y.slice_axis(axis=-1, begin=5, end=6) if y.shape[-1] > 5 else None)
     metric.update(det_boxes, det_ids, det_scores, gt_boxes, gt_ids, gt_difficults)
+
+
+class Evaluator:
+    """The loop's end-of-epoch validation: every `interval` epochs, after the last one,
+    and when training stops early. Returns ``{'map': ..., 'AP/<class>': ...}`` or None."""
+
+    def __init__(self, val_loader, metric, interval, last_epoch):
+        self.val_loader = val_loader
+        self.metric = metric
+        self.interval = interval
+        self.last_epoch = last_epoch
+
+    def __call__(self, loop):
+        due = (loop.epoch + 1) % self.interval == 0 or loop.epoch + 1 >= self.last_epoch \
+            or loop.stop_requested
+        if not due:
+            return None
+        names, values = evaluate(loop.net, self.val_loader, loop.contexts, self.metric,
+                                 loop.cast_input)
+        names, values = _as_list(names), _as_list(values)
+        scores = {'AP/' + str(n).strip(): _number(v) for n, v in zip(names[:-1], values[:-1])}
+        scores = {k: v for k, v in scores.items() if v is not None}
+        scores['map'] = float(values[-1])
+        return scores
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):  # COCO's metric reports a text table among its values
+        return None

@@ -1,21 +1,21 @@
-"""Periodic work around the loop: progress, validation, checkpoints, metrics, plots."""
+"""Periodic work around the loop: progress, checkpoints, metrics files, plots, TensorBoard.
+
+Every hook only reads the loop's metrics record (``loop.record``: the step and epoch
+dicts passed to ``after_step`` / ``after_epoch``); none writes anything another reads.
+"""
 import csv
 import logging
 import math
 import os
-import time
 
-from .checkpoint import save_checkpoint
-from .evaluation import evaluate
-from .loop import LOSS_NAMES, HookBase
+from .checkpoint import save_run_state, save_weights
+from .loop import HookBase
+from .metrics import EPOCH_FIELDS, LOSS_NAMES, STEP_FIELDS
 
-__all__ = ['ProgressHook', 'EvalHook', 'CheckpointHook', 'MetricsCSVHook', 'PlotHook',
-           'MixupScheduleHook', 'CSV_FIELDS']
+__all__ = ['ProgressHook', 'CheckpointHook', 'CSVHook', 'PlotHook', 'TensorBoardHook',
+           'MixupScheduleHook', 'csv_hooks', 'read_metrics']
 
 logger = logging.getLogger(__name__)
-
-CSV_FIELDS = ('epoch', 'phase', 'lr', 'loss_scale', 'skipped_steps', *LOSS_NAMES, 'map',
-              'images_per_sec', 'epoch_time', 'recoveries')
 
 
 class ProgressHook(HookBase):
@@ -26,42 +26,45 @@ class ProgressHook(HookBase):
         self.total_steps = total_steps
         self.show_bar = show_bar
         self._bar = None
-        self._tick = None
+
+    def before_train(self, loop):
+        logger.info('effective batch %d images per update (%d per batch x %d accumulated x '
+                    '%g workers)', loop.effective_batch, loop.batch_size, loop.accumulate,
+                    loop.grad_scale)
 
     def before_epoch(self, loop):
-        self._tick = time.time()
         if self.show_bar:
             from tqdm import tqdm
             self._bar = tqdm(total=self.total_steps, desc='epoch {}'.format(loop.epoch),
                              unit='it', leave=False, disable=None, dynamic_ncols=True)
 
-    def after_step(self, loop, stats):
-        epoch = loop.epoch_stats
-        elapsed = max(time.time() - epoch['start'], 1e-9)
-        speed = epoch['images'] / elapsed
+    def after_step(self, loop, step):
         if self._bar is not None:
-            self._bar.update(1)
+            self._bar.update(loop.accumulate)
             self._bar.set_postfix(
-                {**{k.split('_')[0]: '{:.2f}'.format(stats[k]) for k in LOSS_NAMES},
-                 'lr': '{:.2e}'.format(loop.learning_rate),
-                 'scale': '{:g}'.format(loop.scaler.scale_value if loop.scaling_active else 1),
-                 'img/s': '{:.1f}'.format(speed)}, refresh=False)
-        if epoch['steps'] % self.log_interval == 0:
-            logger.info('[Epoch %d][Batch %d] %s, lr=%.3e, loss_scale=%g, phase=%s, '
-                        '%.1f img/s', loop.epoch, epoch['steps'] - 1,
-                        ', '.join('{}={:.3f}'.format(k, stats[k]) for k in LOSS_NAMES),
-                        loop.learning_rate,
-                        loop.scaler.scale_value if loop.scaling_active else 1.0,
-                        loop.phase, speed)
+                {**{k.split('_')[0]: '{:.2f}'.format(step[k]) for k in LOSS_NAMES},
+                 'lr': '{:.2e}'.format(step['lr']), 'scale': '{:g}'.format(step['loss_scale']),
+                 'img/s': '{:.1f}'.format(step['images_per_sec'])}, refresh=False)
+        if loop.record.steps % self.log_interval == 0:
+            logger.info('[Epoch %d][Batch %d] %s, lr=%.3e, loss_scale=%g, phase=%s, %s'
+                        '%.1f img/s', step['epoch'], loop.epoch_position - 1,
+                        ', '.join('{}={:.3f}'.format(k, step[k]) for k in LOSS_NAMES),
+                        step['lr'], step['loss_scale'], step['phase'],
+                        '' if step['grad_norm'] is None
+                        else 'grad_norm={:.3g}, '.format(step['grad_norm']),
+                        step['images_per_sec'])
 
-    def after_epoch(self, loop):
+    def after_epoch(self, loop, epoch):
         self.after_train(loop)
-        epoch = loop.epoch_stats
-        steps = max(epoch['steps'], 1)
-        logger.info('[Epoch %d] %s, %d steps (%d skipped), %.1f img/s, %.1f s', loop.epoch,
-                    ', '.join('{}={:.3f}'.format(k, epoch[k] / steps) for k in LOSS_NAMES),
-                    epoch['steps'], epoch['skipped'],
-                    epoch['images'] / max(epoch['time'], 1e-9), epoch['time'])
+        logger.info('[Epoch %d] %s, %d steps (%d skipped), %.1f img/s, %.1f s',
+                    epoch['epoch'], ', '.join('{}={:.3f}'.format(k, epoch[k])
+                                              for k in LOSS_NAMES),
+                    epoch['steps'], epoch['skipped_steps'], epoch['images_per_sec'],
+                    epoch['epoch_time'])
+        scores = [(k, v) for k, v in epoch.items() if k.startswith('AP/')]
+        if not math.isnan(epoch['map']):
+            logger.info('[Epoch %d] validation: %s', epoch['epoch'], ', '.join(
+                '{}={:.4f}'.format(k, v) for k, v in scores + [('mAP', epoch['map'])]))
 
     def after_train(self, loop):
         if self._bar is not None:
@@ -69,36 +72,16 @@ class ProgressHook(HookBase):
             self._bar = None
 
 
-class EvalHook(HookBase):
-    """Validate every `interval` epochs (and after the last one); stores mAP in epoch_stats."""
-
-    def __init__(self, val_loader, metric, interval, last_epoch):
-        self.val_loader = val_loader
-        self.metric = metric
-        self.interval = interval
-        self.last_epoch = last_epoch
-
-    def after_epoch(self, loop):
-        due = (loop.epoch + 1) % self.interval == 0 or loop.epoch + 1 >= self.last_epoch \
-            or loop.stop_requested
-        if not due:
-            loop.epoch_stats['map'] = float('nan')
-            return
-        names, values = evaluate(loop.net, self.val_loader, loop.contexts, self.metric,
-                                 loop.cast_input)
-        names, values = _as_list(names), _as_list(values)
-        logger.info('[Epoch %d] validation: %s', loop.epoch,
-                    ', '.join('{}={:.4f}'.format(n, float(v)) for n, v in zip(names, values)))
-        loop.epoch_stats['map'] = float(values[-1])
-
-
-def _as_list(x):
-    return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
 class CheckpointHook(HookBase):
-    """Full-state checkpoints: ``_last.ckpt`` every epoch (for ``--resume auto``), periodic
-    ``_{epoch:04d}_{map:.4f}.ckpt``, and ``_best.ckpt`` plus a GluonCV ``_best.params``."""
+    """What a run leaves on disk, as GluonCV does plus what resume needs:
+
+    * ``_last.ckpt`` every epoch: the full run state, for ``--resume auto``;
+    * ``_best.ckpt`` and ``_best.params`` when mAP improves (``_best_map.log`` lists them);
+    * ``_{epoch:04d}_{map:.4f}.params`` when ``epoch % save_interval == 0`` (GluonCV's rule).
+
+    ``.params`` files hold FP32 weights under ``save_parameters`` names -- the EMA weights
+    when the run keeps them, else the FP32 masters -- and load into stock GluonCV.
+    """
     name = 'checkpoint'
 
     def __init__(self, prefix, save_interval, meta_fn):
@@ -106,58 +89,76 @@ class CheckpointHook(HookBase):
         self.save_interval = save_interval
         self.meta_fn = meta_fn
         self.best_map = -1.0
+        self.best_epoch = -1
 
-    def save(self, loop, path):
-        meta = dict(self.meta_fn(), **loop.state_dict())
-        return save_checkpoint(path, loop.net, meta, trainer=loop.trainer)
+    def save(self, loop, path, state=None):
+        """Write the run state (`state`, or the loop's now) as a checkpoint at `path`."""
+        return save_run_state(path, state or loop.capture(copy=False), self.meta_fn())
 
-    def after_epoch(self, loop):
-        current = loop.epoch_stats.get('map', float('nan'))
+    @staticmethod
+    def deploy_weights(loop):
+        return loop.ema.weights if loop.ema is not None else loop.fp32_weights()
+
+    def after_epoch(self, loop, epoch):
+        current = epoch['map']
         if not math.isnan(current) and current > self.best_map:
-            self.best_map = current
+            self.best_map, self.best_epoch = current, loop.epoch
             self.save(loop, self.prefix + '_best.ckpt')
-            loop.net.save_parameters(self.prefix + '_best.params')
+            save_weights(self.prefix + '_best.params', self.deploy_weights(loop))
             with open(self.prefix + '_best_map.log', 'a') as f:
                 f.write('{:04d}:\t{:.4f}\n'.format(loop.epoch, current))
-        if (loop.epoch + 1) % self.save_interval == 0:
-            self.save(loop, '{}_{:04d}_{:.4f}.ckpt'.format(
-                self.prefix, loop.epoch, 0.0 if math.isnan(current) else current))
+        if loop.epoch % self.save_interval == 0:
+            save_weights('{}_{:04d}_{:.4f}.params'.format(
+                self.prefix, loop.epoch, 0.0 if math.isnan(current) else current),
+                self.deploy_weights(loop))
         self.save(loop, self.prefix + '_last.ckpt')
 
+    def after_train(self, loop):
+        if self.best_epoch >= 0:
+            logger.info('done: best mAP %.4f at epoch %d; weights %s_best.params, resumable '
+                        'state %s_last.ckpt, metrics %s_metrics.csv', self.best_map,
+                        self.best_epoch, self.prefix, self.prefix, self.prefix)
+
     def state_dict(self):
-        return {'best_map': self.best_map}
+        return {'best_map': self.best_map, 'best_epoch': self.best_epoch}
 
     def load_state_dict(self, state):
         self.best_map = float(state.get('best_map', -1.0))
+        self.best_epoch = int(state.get('best_epoch', -1))
 
 
-class MetricsCSVHook(HookBase):
-    """One row per epoch in ``metrics.csv``; rows past a resumed epoch are dropped."""
+class CSVHook(HookBase):
+    """Rows of `fields` from the record, one per step (``per='step'``) or per epoch.
 
-    def __init__(self, path):
+    Step rows are kept in memory and written at each epoch end, next to the checkpoint:
+    a resumed run drops the rows past its checkpoint and continues the file.
+    """
+
+    def __init__(self, path, fields, per='epoch'):
         self.path = path
+        self.fields = tuple(fields)
+        self.per = per
+        self._pending = []
 
     def before_train(self, loop):
         rows = read_metrics(self.path) if os.path.isfile(self.path) else []
-        # A resumed loop holds the last completed epoch; its rows and earlier ones stay.
-        keep = [r for r in rows if int(r['epoch']) <= loop.epoch] if loop.iteration else []
+        key, last = ('epoch', loop.epoch) if self.per == 'epoch' else \
+            ('iteration', loop.iteration)
+        keep = [r for r in rows if float(r[key]) <= last] if loop.iteration else []
         with open(self.path, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction='ignore')
             writer.writeheader()
             writer.writerows(keep)
 
-    def after_epoch(self, loop):
-        epoch = loop.epoch_stats
-        steps = max(epoch['steps'], 1)
-        row = {'epoch': loop.epoch, 'phase': loop.phase, 'lr': loop.learning_rate,
-               'loss_scale': loop.scaler.scale_value if loop.scaling_active else 1.0,
-               'skipped_steps': epoch['skipped'],
-               **{k: epoch[k] / steps for k in LOSS_NAMES},
-               'map': epoch.get('map', float('nan')),
-               'images_per_sec': epoch['images'] / max(epoch['time'], 1e-9),
-               'epoch_time': epoch['time'], 'recoveries': loop.guard.recoveries}
+    def after_step(self, loop, step):
+        if self.per == 'step':
+            self._pending.append(dict(step))
+
+    def after_epoch(self, loop, epoch):
+        rows = self._pending if self.per == 'step' else [epoch]
         with open(self.path, 'a', newline='') as f:
-            csv.DictWriter(f, fieldnames=CSV_FIELDS).writerow(row)
+            csv.DictWriter(f, fieldnames=self.fields, extrasaction='ignore').writerows(rows)
+        self._pending = []
 
 
 def read_metrics(path):
@@ -166,19 +167,51 @@ def read_metrics(path):
 
 
 class PlotHook(HookBase):
-    """PNG plots of losses, mAP and loss scale from ``metrics.csv`` at the end."""
+    """PNG plots of losses, mAP and loss scale at the end of training."""
 
-    def __init__(self, csv_path, prefix):
-        self.csv_path = csv_path
+    def __init__(self, prefix, title):
         self.prefix = prefix
+        self.title = title
 
     def after_train(self, loop):
         from .plots import plot_metrics
         try:
-            written = plot_metrics(self.csv_path, self.prefix)
+            written = plot_metrics(self.prefix, self.title)
             logger.info('plots: %s', ', '.join(written))
         except (OSError, ValueError) as err:
             logger.warning('could not draw plots: %s', err)
+
+
+class TensorBoardHook(HookBase):
+    """TensorBoard event files under ``{prefix}_tensorboard/`` (tensorboardX, no
+    TensorFlow): per-step losses, lr, loss scale, skipped steps, grad norm and img/s;
+    per-epoch mAP and per-class AP. A resumed run purges events past its checkpoint."""
+
+    def __init__(self, logdir):
+        self.logdir = logdir
+        self._writer = None
+
+    def before_train(self, loop):
+        from tensorboardX import SummaryWriter
+        self._writer = SummaryWriter(self.logdir, purge_step=loop.iteration or None)
+
+    def after_step(self, loop, step):
+        for key in STEP_FIELDS:
+            value = step.get(key)
+            if key not in ('iteration', 'epoch', 'phase') and value is not None and \
+                    math.isfinite(value):  # a skipped step's norm is inf/NaN
+                self._writer.add_scalar('train/' + key, value, step['iteration'])
+
+    def after_epoch(self, loop, epoch):
+        for key, value in epoch.items():
+            if (key == 'map' or key.startswith('AP/')) and not math.isnan(value):
+                self._writer.add_scalar('val/' + key, value, loop.iteration)
+        self._writer.flush()
+
+    def after_train(self, loop):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 class MixupScheduleHook(HookBase):
@@ -190,3 +223,10 @@ class MixupScheduleHook(HookBase):
 
     def before_epoch(self, loop):
         self.loader.set_mixup(loop.epoch < self.off_from)
+
+
+def csv_hooks(prefix):
+    """The per-epoch ``_metrics.csv`` and per-step ``_steps.csv`` writers."""
+    return [CSVHook(prefix + '_metrics.csv', EPOCH_FIELDS, 'epoch'),
+            CSVHook(prefix + '_steps.csv', STEP_FIELDS, 'step')]
+

@@ -1,31 +1,47 @@
 """The training loop: one step function for every precision, periodic work in hooks.
 
-The loop owns the run's state (network, trainer, loss scaler, epoch, iteration,
-precision phase) and knows nothing about argparse, paths or printing. Hooks are called
-``before_train / before_epoch / after_step / after_epoch / after_train``; a stateful
-hook has ``state_dict`` and is saved in the checkpoint under its ``name``.
+The loop owns the run's live objects (network, trainer, loss scaler, EMA, counters,
+precision phase) and knows nothing about argparse, paths or printing. Its state is one
+object (:mod:`.state`); hooks are called ``before_train / before_epoch / after_step /
+after_epoch / after_train`` and only read the metrics record the loop writes.
+
+One blocking host read per optimizer step: the losses, the all-finite flag and the
+gradient norm are packed into one small device array and read once, after the next batch
+has been handed to the devices. It is this step's values, not the previous step's: the
+loss scaler must know before the update whether to skip it, and MXNet 1.9 has no SGD
+kernel that can skip on a device-side flag (see docs/training.md, "Host reads").
 """
+import collections
+import contextlib
 import logging
+import math
 import time
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..precision.policy import get_policy, start_half_precision, switch_precision
-from ..utils.trainer_io import load_trainer_state_bytes
+from ..precision.loss_scaler import LossScaler, finite_flag
+from ..precision.optimizer_state import capture_optimizer, install_optimizer, master_arrays
+from ..precision.policy import get_policy
+from .metrics import LOSS_NAMES, MetricsRecord
 from .nan_guard import NanGuard
 
 __all__ = ['TrainLoop', 'HookBase', 'LOSS_NAMES']
 
 logger = logging.getLogger(__name__)
 
-LOSS_NAMES = ('obj_loss', 'center_loss', 'scale_loss', 'cls_loss')
+_CHUNK = 128  # multi-array operators take a bounded number of arrays per call
 
 
 class HookBase:
-    """Periodic work around the loop. Override what you need."""
-    name = None  # set to save state in checkpoints
+    """Periodic work around the loop. Override what you need.
+
+    A hook with a `name` is stateful: its ``state_dict()`` goes into the run state
+    (NDArray values are stored as arrays, everything else as JSON) and comes back through
+    ``load_state_dict`` on resume and on a NaN-guard rollback.
+    """
+    name = None
 
     def before_train(self, loop):
         pass
@@ -33,10 +49,10 @@ class HookBase:
     def before_epoch(self, loop):
         pass
 
-    def after_step(self, loop, stats):
+    def after_step(self, loop, step):
         pass
 
-    def after_epoch(self, loop):
+    def after_epoch(self, loop, epoch):
         pass
 
     def after_train(self, loop):
@@ -47,6 +63,18 @@ class HookBase:
 
     def load_state_dict(self, state):
         pass
+
+
+class StepResult:
+    """What one optimizer step reports to the loop (host values)."""
+
+    def __init__(self, losses, applied, grad_norm, problem, phase, loss_scale):
+        self.losses = losses
+        self.applied = applied
+        self.grad_norm = grad_norm
+        self.problem = problem
+        self.phase = phase              # the phase the step ran in
+        self.loss_scale = loss_scale    # the scale after the step's update
 
 
 class TrainLoop:
@@ -63,7 +91,7 @@ class TrainLoop:
     scaler : LossScaler or AmpLossScaler
     policy : PrecisionPolicy
     batch_size : int
-        Images per step on this worker (the gradient normaliser before `grad_scale`).
+        Images per batch on this worker (the gradient normaliser before `grad_scale`).
     grad_scale : float
         Extra gradient normaliser, e.g. the number of workers summing gradients.
     fp32_warmup_epochs : int
@@ -76,16 +104,31 @@ class TrainLoop:
     all_healthy : callable(bool) -> bool, optional
         Combines this worker's "step was healthy" with the other workers' (see
         `WorkerSetup.all_healthy`), so that all of them roll back at the same step.
+    accumulate : int
+        Batches per optimizer update (gradient accumulation).
+    clip_grad : float
+        Clip the global L2 norm of the unscaled gradients to this value (0: off).
+    ema : ModelEMA or None
+        Keeps an EMA of the FP32 weights, used for validation.
+    evaluator : callable(loop) -> dict or None, optional
+        Validates at the end of an epoch when due; returns ``{'map': ..., 'AP/<class>':
+        ...}`` or None.
     """
 
     def __init__(self, net, contexts, loader, make_trainer, scaler, policy, batch_size,
                  grad_scale=1.0, fp32_warmup_epochs=0, nan_guard=None, hooks=(),
-                 no_switch_reason=None, all_healthy=None):
+                 no_switch_reason=None, all_healthy=None, accumulate=1, clip_grad=0.0,
+                 ema=None, evaluator=None):
+        if int(accumulate) < 1:
+            raise ValueError("accumulate must be >= 1, got {!r}".format(accumulate))
+        if not clip_grad >= 0:
+            raise ValueError("clip_grad must be >= 0, got {!r}".format(clip_grad))
         self.net = net
         self.contexts = list(contexts)
         self.loader = loader
         self.make_trainer = make_trainer
         self.scaler = scaler
+        self._off_scaler = LossScaler('none')  # FP32 phases: no scaling, no skipping
         self.policy = policy
         self.batch_size = batch_size
         self.grad_scale = grad_scale
@@ -94,15 +137,39 @@ class TrainLoop:
         self.hooks = list(hooks)
         self.no_switch_reason = no_switch_reason
         self.all_healthy = all_healthy
+        self.accumulate = int(accumulate)
+        self.clip_grad = float(clip_grad)
+        self.ema = ema
+        self.evaluator = evaluator
         self.epoch = 0
-        self.iteration = 0
-        self.phase = None  # no trainer yet: the first phase builds one directly
+        self.iteration = 0        # batches consumed since the start of the run
+        self.epoch_position = 0   # batches consumed in the current epoch
+        self.phase = None         # no trainer yet: the first phase builds one
         self.stop_requested = False
-        self.epoch_stats = {}
-        self.params = list(net.collect_params().values())
+        self.record = MetricsRecord()
         self.trainer = None
+        self.param_names = collections.OrderedDict(net._collect_params_with_prefix())
+        self.param_ids = {id(p): n for n, p in self.param_names.items()}
+        self.trained = [p for p in self.param_names.values() if p.grad_req != 'null']
+        if self.accumulate > 1:  # gradients add up over the window, zeroed after it
+            for param in self.trained:
+                param.grad_req = 'add'
 
-    # ----- precision phases -------------------------------------------------------------
+    # ----- weights and precision phases ---------------------------------------------------
+    def fp32_weights(self):
+        """{structural name: FP32 NDArray} on the first device: the masters of FP16
+        parameters, the parameters themselves otherwise (live arrays, not copies)."""
+        masters = master_arrays(self.trainer, self.param_ids) if self.trainer else {}
+        ctx = self.contexts[0]
+        weights = {}
+        for name, param in self.param_names.items():
+            if name in masters:
+                weights[name] = masters[name]
+            else:
+                data = param.data(ctx)
+                weights[name] = data if data.dtype == np.float32 else data.astype('float32')
+        return weights
+
     def scheduled_phase(self, epoch=None):
         """The phase the schedule asks for (ignoring a NaN-guard fallback)."""
         epoch = self.epoch if epoch is None else epoch
@@ -111,119 +178,212 @@ class TrainLoop:
         return self.policy.name
 
     @staticmethod
-    def _phase_policy(phase):
-        """The precision policy a phase trains with (no phase yet: FP32)."""
-        return get_policy(phase or 'fp32')
-
-    def _phase_dtype(self, phase):
-        return self._phase_policy(phase).compute_dtype
+    def _dtype(phase):
+        return get_policy(phase or 'fp32').compute_dtype
 
     def set_phase(self, phase):
-        """Move to 'fp32' / 'fp16' / 'amp', keeping master weights and optimizer state."""
+        """Move to 'fp32' / 'fp16' / 'amp', keeping FP32 weights and optimizer state."""
         if phase == self.phase:
             return
-        if self.trainer is None:  # first phase of a fresh run: nothing to carry over
-            if self._phase_dtype(phase) == 'float16':  # masters = the exact FP32 weights
-                self._install_trainer(start_half_precision(self.net, self.make_trainer))
-            else:
-                self._phase_policy(phase).prepare_net(self.net)
-                self._install_trainer(self._new_trainer(phase))
-            self.net.hybridize()
-        elif self._phase_dtype(phase) != self._phase_dtype(self.phase):
-            if self.no_switch_reason:
-                raise RuntimeError("cannot switch precision {} -> {} in this run: {}".format(
-                    self.phase, phase, self.no_switch_reason))
-            trainer = switch_precision(self.net, self.trainer, self.make_trainer,
-                                       self._phase_dtype(phase))
-            self._install_trainer(trainer)
-            self.net.hybridize()
+        if self.trainer is not None and self._dtype(phase) == self._dtype(self.phase):
+            self.phase = phase
+            return
+        optimizer = capture_optimizer(self.trainer, self.param_ids, copy=False) \
+            if self.trainer is not None else None
         logger.info('epoch %d iteration %d: precision phase %s -> %s', self.epoch,
                     self.iteration, self.phase or 'start', phase)
+        self.install_phase(phase, self.fp32_weights(), optimizer)
+
+    def install_phase(self, phase, weights, optimizer=None):
+        """Cast the network to `phase`'s dtype, set `weights` (FP32, by structural name)
+        and give the trainer `optimizer` state (None: fresh). FP16 parameters get their
+        FP32 master from `weights`, exactly."""
+        dtype = self._dtype(phase)
+        recast = self.trainer is None or dtype != self._dtype(self.phase)
+        if recast and self.trainer is not None and self.no_switch_reason:
+            raise RuntimeError("cannot switch precision {} -> {} in this run: {}".format(
+                self.phase, phase, self.no_switch_reason))
+        if np.dtype(next(iter(self.param_names.values())).dtype) != np.dtype(dtype) or recast:
+            self.net.cast(dtype)
+        for name, param in self.param_names.items():
+            value = weights[name]
+            param.set_data(value if value.dtype == np.dtype(param.dtype)
+                           else value.astype(param.dtype))
+        if recast:
+            self.trainer = self.make_trainer(self.net, dtype == 'float16')
+            self.scaler.attach(self.trainer)
+        install_optimizer(self.trainer, self.param_ids, weights, optimizer)
+        self.net.hybridize()
         self.phase = phase
-
-    def _new_trainer(self, phase):
-        """A trainer for the net as cast for `phase` (FP32 master weights when FP16)."""
-        return self.make_trainer(self.net, self._phase_dtype(phase) == 'float16')
-
-    def _install_trainer(self, trainer):
-        self.trainer = trainer
-        self.scaler.attach(trainer)
 
     @property
     def scaling_active(self):
         return self.phase not in ('fp32', None)
 
-    # ----- one step ---------------------------------------------------------------------
+    @property
+    def active_scaler(self):
+        return self.scaler if self.scaling_active else self._off_scaler
+
+    @property
+    def learning_rate(self):
+        return self.trainer.learning_rate
+
+    @property
+    def effective_batch(self):
+        """Images per optimizer update over all workers."""
+        return self.batch_size * self.accumulate * self.grad_scale
+
+    # ----- one step -----------------------------------------------------------------------
     def cast_input(self, array):
-        return self._phase_policy(self.phase).cast_input(array)
+        return get_policy(self.phase or 'fp32').cast_input(array)
 
-    def run_step(self, batch):
-        """Forward, backward, update (or skip). Returns the mean losses as floats."""
-        parts = [gluon.utils.split_and_load(arr, self.contexts, even_split=False)
-                 for arr in batch]
-        with autograd.record():
-            per_device = [self.net(self.cast_input(x), gt, *targets)
-                          for x, gt, *targets in zip(*parts)]
-            totals = [mx.nd.add_n(*losses) for losses in per_device]
-        scaler = self.scaler if self.scaling_active else _NO_SCALING
-        scaler.backward(totals, self.trainer)
+    def to_devices(self, batch):
+        """Split a host batch over the devices (enqueued copies)."""
+        return [gluon.utils.split_and_load(arr, self.contexts, even_split=False)
+                for arr in batch]
+
+    def run_step(self, window, before_read=None):
+        """Forward and backward of each batch in `window` (device parts from
+        :meth:`to_devices`), then one update or skip. `before_read` runs after all device
+        work is enqueued and before the step's one blocking read (the loop hands the next
+        batch to the devices there). Returns a `StepResult`."""
+        scaler = self.active_scaler
+        ctx = self.contexts[0]
+        loss_sums = []
+        for parts in window:
+            with autograd.record():
+                per_device = [self.net(self.cast_input(x), gt, *targets)
+                              for x, gt, *targets in zip(*parts)]
+                totals = [mx.nd.add_n(*losses) for losses in per_device]
+            scaler.backward(totals, self.trainer)
+            loss_sums.extend(mx.nd.concat(*[l.sum() for l in losses], dim=0).as_in_context(ctx)
+                             for losses in per_device)
         self.trainer.allreduce_grads()
-        applied = scaler.step(self.trainer, self.batch_size * self.grad_scale, self.params)
-        scaler.update(applied, self.params)
-        sums = [sum(float(losses[k].sum().asscalar()) for losses in per_device)
-                for k in range(len(LOSS_NAMES))]
-        stats = {name: value / self.batch_size for name, value in zip(LOSS_NAMES, sums)}
-        stats['applied'] = applied
-        stats['phase'] = self.phase
-        return stats
+        report = self._report(loss_sums)
+        if before_read is not None:
+            before_read()
+        values = report.asnumpy()  # the step's one blocking read
+        images = sum(x.shape[0] for parts in window for x in parts[0])
+        losses = dict(zip(LOSS_NAMES, (values[:4] / max(images, 1)).tolist()))
+        finite = bool(values[4] == 1.0)
+        normaliser = self.batch_size * len(window) * self.grad_scale
+        grad_norm = self._unscaled_norm(values, normaliser, scaler)
+        problem = self._problem(losses, finite)
+        if problem:
+            self._zero_grads()
+            return StepResult(losses, False, grad_norm, problem, self.phase, scaler.scale_value)
+        factor = 1.0
+        if self.clip_grad and grad_norm is not None and grad_norm > self.clip_grad:
+            factor = self.clip_grad / grad_norm
+        applied = scaler.step(self.trainer, normaliser, finite, grad_factor=factor)
+        scaler.update(applied, self.trained)
+        self._zero_grads()
+        if self.scaling_active and self.scaler.collapsed:
+            problem = 'loss scale collapsed to {:g}'.format(self.scaler.scale_value)
+        return StepResult(losses, applied, grad_norm, problem, self.phase, scaler.scale_value)
 
-    def _step_with_guard(self, batch):
+    def _report(self, loss_sums):
+        """Loss sums, all-finite flag and (when clipping) squared gradient norm, packed."""
+        parts = [mx.nd.add_n(*loss_sums) if len(loss_sums) > 1 else loss_sums[0],
+                 finite_flag(self.trained)]
+        if self.clip_grad:
+            parts.append(self._grad_square_sum())
+        return mx.nd.concat(*parts, dim=0)
+
+    def _grad_square_sum(self):
+        """Sum of squared gradients (first device, accumulated in FP32: FP16 squares of
+        loss-scaled gradients overflow)."""
+        ctx = self.contexts[0]
+        grads = [p.grad(ctx) for p in self.trained]
+        grads = [g if g.dtype == np.float32 else g.astype('float32') for g in grads]
+        sums = [mx.nd.multi_sum_sq(*grads[i:i + _CHUNK], num_arrays=len(grads[i:i + _CHUNK]))
+                for i in range(0, len(grads), _CHUNK)]
+        return mx.nd.sum(mx.nd.concat(*sums, dim=0), keepdims=True).reshape((1,))
+
+    def _unscaled_norm(self, values, normaliser, scaler):
+        """Global L2 norm of the gradient the optimizer applies (per image, unscaled)."""
+        if len(values) < 6:
+            return None
+        # gluon.Trainer's own multiplier (`_scale`): Horovod and AMP change it.
+        multiplier = getattr(self.trainer, '_scale', 1.0) / normaliser
+        if scaler.enabled and scaler.mode != 'amp':
+            multiplier /= scaler.scale_value
+        return math.sqrt(max(float(values[5]), 0.0)) * multiplier
+
+    def _zero_grads(self):
+        if self.accumulate == 1:
+            return  # the next backward overwrites them
+        for ctx in self.contexts:
+            grads = [p.grad(ctx) for p in self.trained]
+            for i in range(0, len(grads), _CHUNK):
+                chunk = grads[i:i + _CHUNK]
+                mx.nd.reset_arrays(*chunk, num_arrays=len(chunk))
+
+    def _problem(self, losses, finite):
+        """Why this step cannot be kept (None when it can)."""
+        if not all(math.isfinite(v) for v in losses.values()):
+            return 'non-finite loss {}'.format({k: round(v, 4) for k, v in losses.items()})
+        if not finite and not self.scaling_active:
+            return 'non-finite gradient in {} (no loss scaling to skip it)'.format(
+                self.phase)
+        return None
+
+    def _step_with_guard(self, window, before_read):
         try:
-            stats = self.run_step(batch)
-            problem = self._problem(stats)
+            result = self.run_step(window, before_read)
+            problem = result.problem
         except FloatingPointError as err:
-            stats, problem = None, str(err)
-        self.iteration += 1  # counted before the guard looks, so snapshots name done steps
+            result, problem = None, str(err)
+        self.iteration += len(window)
+        self.epoch_position += len(window)
         if self.all_healthy is not None and not self.all_healthy(problem is None):
             problem = problem or 'another worker reported an unhealthy step'
         if problem:
             self.guard.recover(self, problem)
             return None
-        self.guard.after_good_step(self)
-        return stats
+        if result.applied and self.ema is not None:
+            self.ema.update(self.fp32_weights())
+        self.guard.after_good_step(self, len(window))
+        return result
 
-    def _problem(self, stats):
-        """Why this step cannot be kept (None when it can)."""
-        losses = [stats[k] for k in LOSS_NAMES]
-        if not np.all(np.isfinite(losses)):
-            return 'non-finite loss {}'.format(dict(zip(LOSS_NAMES, np.round(losses, 4))))
-        if self.scaling_active and self.scaler.collapsed:
-            return 'loss scale collapsed to {:g}'.format(self.scaler.scale_value)
-        return None
+    # ----- state --------------------------------------------------------------------------
+    def capture(self, copy=True):
+        """The run state (see :mod:`.state`)."""
+        from .state import capture
+        return capture(self, copy=copy)
 
-    def restore(self, snapshot):
-        """Put the network, trainer and scaler back to `snapshot` (same process).
+    def restore(self, state, rollback=False):
+        """Put `state` back (resume, or a NaN-guard rollback with `rollback`)."""
+        from .state import restore
+        restore(self, state, rollback=rollback)
 
-        The trainer is kept when the dtype is unchanged: a new one would initialise its
-        kvstore keys again, which a dist kvstore refuses (they exist already).
-        """
-        dtype = self._phase_dtype(snapshot.phase)
-        recast = dtype != self._phase_dtype(self.phase)
-        if recast:
-            self.net.cast(dtype)
-        for name, param in self.net.collect_params().items():
-            param.set_data(snapshot.params[name].astype(param.dtype))
-        if recast:  # (a snapshot is taken from a loop that has a trainer)
-            self._install_trainer(self._new_trainer(snapshot.phase))
-        load_trainer_state_bytes(self.trainer, snapshot.trainer_states)
-        self.scaler.load_state_dict(snapshot.scaler_state)
-        self.phase = snapshot.phase
-        self.net.hybridize()
+    @contextlib.contextmanager
+    def evaluation_weights(self):
+        """The EMA weights in the network for the duration (the live ones otherwise)."""
+        if self.ema is None:
+            yield
+            return
+        saved = {n: [d.copy() for d in p.list_data()] for n, p in self.param_names.items()}
+        for name, param in self.param_names.items():
+            value = self.ema.weights[name]
+            param.set_data(value if value.dtype == np.dtype(param.dtype)
+                           else value.astype(param.dtype))
+        try:
+            yield
+        finally:
+            for name, param in self.param_names.items():
+                for data, copy in zip(param.list_data(), saved[name]):
+                    copy.copyto(data)
 
-    # ----- epochs -----------------------------------------------------------------------
+    # ----- epochs -------------------------------------------------------------------------
     def train(self, start_epoch, end_epoch, max_iters=0):
         """Train epochs [start_epoch, end_epoch); stop early after `max_iters` iterations."""
         self.stop_requested = False
+        if self.trainer is None:
+            self.set_phase(self.scheduled_phase(start_epoch))
+        if self.ema is not None:
+            self.ema.start(self.fp32_weights())
+        self.guard.start(self)
         try:
             self._call('before_train')
             for epoch in range(start_epoch, end_epoch):
@@ -234,85 +394,64 @@ class TrainLoop:
         finally:
             self._call('after_train')
 
+    def _next_parts(self, batches):
+        batch = next(batches, None)
+        return None if batch is None else self.to_devices(batch)
+
     def _run_epoch(self, max_iters):
         if not self.guard.in_fallback:
             self.set_phase(self.scheduled_phase())
         self.loader.set_epoch(self.epoch)
-        self.epoch_stats = {'images': 0, 'steps': 0, 'skipped': 0, 'start': time.time(),
-                            **{k: 0.0 for k in LOSS_NAMES}}
+        self.epoch_position = 0
+        self.record.start_epoch()
+        start = time.time()
         self._call('before_epoch')
-        for batch in self.loader:
-            stats = self._step_with_guard(batch)
-            if stats is not None:
-                self._accumulate(stats, batch[0].shape[0])
-                self._call('after_step', stats)
+        batches = iter(self.loader)
+        pending = self._next_parts(batches)
+        while pending is not None:
+            window = [pending]
+            while len(window) < self.accumulate:
+                parts = self._next_parts(batches)
+                if parts is None:
+                    break
+                window.append(parts)
+            ahead = []
+            result = self._step_with_guard(window,
+                                           lambda: ahead.append(self._next_parts(batches)))
+            pending = ahead[0] if ahead else self._next_parts(batches)
+            if result is not None:
+                self._record_step(result, window, start)
             if max_iters and self.iteration >= max_iters:
                 self.stop_requested = True
                 break
-        self.epoch_stats['time'] = time.time() - self.epoch_stats['start']
-        self._call('after_epoch')
+        self._finish_epoch(time.time() - start)
 
-    def _accumulate(self, stats, images):
-        epoch = self.epoch_stats
-        epoch['images'] += images
-        epoch['steps'] += 1
-        epoch['skipped'] += 0 if stats['applied'] else 1
-        for k in LOSS_NAMES:
-            epoch[k] += stats[k]
+    def _record_step(self, result, window, start):
+        images = sum(x.shape[0] for parts in window for x in parts[0])
+        elapsed = max(time.time() - start, 1e-9)
+        self.record.put_step(dict(
+            iteration=self.iteration, epoch=self.epoch, phase=result.phase, **result.losses,
+            lr=self.learning_rate, loss_scale=result.loss_scale,
+            skipped=0 if result.applied else 1, grad_norm=result.grad_norm,
+            images_per_sec=(self.record.images + images) / elapsed), images)
+        self._call('after_step', self.record.step)
+
+    def _finish_epoch(self, seconds):
+        scores = None
+        if self.evaluator is not None:
+            with self.evaluation_weights():
+                scores = self.evaluator(self)
+        scalars = dict(epoch=self.epoch, phase=self.phase, lr=self.learning_rate,
+                       loss_scale=self.active_scaler.scale_value, epoch_time=seconds,
+                       images_per_sec=self.record.images / max(seconds, 1e-9),
+                       recoveries=self.guard.recoveries, map=float('nan'))
+        scalars.update(scores or {})
+        epoch = self.record.put_epoch(scalars)
+        self._call('after_epoch', epoch)
+        # Every epoch end is a checkpoint point, so every resume point is a snapshot point;
+        # taken after the hooks so that it equals what the checkpoint holds.
+        self.guard.at_checkpoint(self)
 
     def _call(self, event, *args):
         for hook in self.hooks:
             getattr(hook, event)(self, *args)
-
-    @property
-    def learning_rate(self):
-        return self.trainer.learning_rate
-
-    # ----- state ------------------------------------------------------------------------
-    def state_dict(self):
-        """Plain-number state of the loop and its hooks (weights are saved separately)."""
-        return {'epoch': self.epoch, 'iteration': self.iteration, 'phase': self.phase,
-                'scaler': self.scaler.state_dict(), 'guard': self.guard.state_dict(),
-                'hooks': {h.name: h.state_dict() for h in self.hooks if h.name}}
-
-    def load_state_dict(self, state, trainer_states):
-        """Restore :meth:`state_dict` output and the trainer's bytes (weights already
-        loaded into the net in the checkpoint's phase dtype)."""
-        self.phase = state['phase'] if state['phase'] in ('fp32', 'fp16', 'amp') else 'fp32'
-        self._install_trainer(self._new_trainer(self.phase))
-        if trainer_states:
-            load_trainer_state_bytes(self.trainer, trainer_states)
-        self.iteration = int(state['iteration'])
-        self.epoch = int(state['epoch'])
-        scaler_state = state.get('scaler') or {}
-        if scaler_state.get('mode') == self.scaler.mode:
-            self.scaler.load_state_dict(scaler_state)
-        else:
-            logger.info('checkpoint loss scaler (%s) differs from this run (%s); starting '
-                        'a fresh one', scaler_state.get('mode'), self.scaler.mode)
-        self.guard.load_state_dict(state.get('guard') or {'recoveries': 0, 'fallback_left': 0})
-        hook_states = state.get('hooks', {})
-        for hook in self.hooks:
-            if hook.name and hook.name in hook_states:
-                hook.load_state_dict(hook_states[hook.name])
-        self.net.hybridize()
-
-
-class _NoScaling:
-    """The FP32 phase of an FP16 run: no loss scaling, no skipping."""
-
-    @staticmethod
-    def backward(losses, trainer=None):
-        autograd.backward(losses)
-
-    @staticmethod
-    def step(trainer, batch_size, params):
-        trainer.update(batch_size)
-        return True
-
-    @staticmethod
-    def update(applied, params=None):
-        pass
-
-
-_NO_SCALING = _NoScaling()

@@ -3,33 +3,31 @@
 Loss scaling handles the ordinary overflow (skip one step, halve the scale). What it
 cannot handle -- a non-finite loss, a scale driven to its floor, a long run of skipped
 steps -- means the FP16 run has left the representable range. The guard then restores
-an in-memory snapshot taken a few iterations earlier, trains `fallback_iters` iterations
-in FP32, and returns to FP16. After `max_recoveries` failed recoveries it gives up with
-`TrainingDiverged`; the caller saves a checkpoint of the last good state.
+an in-memory snapshot of the run state, trains `fallback_iters` steps in FP32, and
+returns to FP16. After `max_recoveries` failed recoveries it gives up with
+`TrainingDiverged`; the caller saves the last good state.
+
+When snapshots are taken is a function of the run's state, never of when the process
+started, so a resumed run holds the same rollback target as an uninterrupted one at
+every iteration (docs/training.md, "Snapshots"):
+
+* at the start of training (iteration 0, or the checkpoint a run resumes from);
+* whenever the iteration count crosses a multiple of `snapshot_interval`;
+* at every epoch end (where checkpoints are written, so every resume point is one);
+* when an FP32 fallback ends.
+
+A snapshot is the run state in memory (:func:`.state.capture`): device-side copies of
+the weights, optimizer and EMA arrays, no host reads, no pickling.
 """
 import logging
 
-from ..utils.trainer_io import trainer_state_bytes
-
-__all__ = ['NanGuard', 'TrainingDiverged', 'Snapshot']
+__all__ = ['NanGuard', 'TrainingDiverged']
 
 logger = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
     """Training produced inf/NaN again and again; recovery was abandoned."""
-
-
-class Snapshot:
-    """An in-memory copy of everything a rollback restores."""
-
-    def __init__(self, loop):
-        self.iteration = loop.iteration
-        self.phase = loop.phase
-        self.params = {name: p.data(p.list_ctx()[0]).copy()
-                       for name, p in loop.net.collect_params().items()}
-        self.scaler_state = loop.scaler.state_dict()
-        self.trainer_states = trainer_state_bytes(loop.trainer)
 
 
 class NanGuard:
@@ -68,19 +66,29 @@ class NanGuard:
     def in_fallback(self):
         return self.fallback_left > 0
 
-    def after_good_step(self, loop):
-        """Count down the FP32 fallback; snapshot periodically while healthy."""
+    def start(self, loop):
+        """Snapshot the state training starts (or resumes) from."""
+        self.snapshot = loop.capture()
+
+    def at_checkpoint(self, loop):
+        """A checkpoint point (epoch end): snapshot, so every resume point is one."""
+        self.snapshot = loop.capture()
+
+    def after_good_step(self, loop, batches=1):
+        """Count down the FP32 fallback; snapshot at multiples of `snapshot_interval`.
+
+        `batches` is how many iterations the step consumed (gradient accumulation)."""
         if self.fallback_left > 0:
             self.fallback_left -= 1
             if self.fallback_left == 0:
                 logger.info('FP32 fallback over at iteration %d; back to %s',
                             loop.iteration, loop.scheduled_phase())
                 loop.set_phase(loop.scheduled_phase())
-                self.snapshot = Snapshot(loop)
+                self.snapshot = loop.capture()
             return
-        if self.snapshot is None or \
-                loop.iteration - self.snapshot.iteration >= self.snapshot_interval:
-            self.snapshot = Snapshot(loop)
+        interval = self.snapshot_interval
+        if loop.iteration // interval > (loop.iteration - batches) // interval:
+            self.snapshot = loop.capture()
 
     def recover(self, loop, reason):
         """Roll `loop` back to the snapshot and start an FP32 fallback, or give up."""
@@ -97,7 +105,7 @@ class NanGuard:
                 "--lr, raise --warmup-epochs, or use --fp32-warmup-epochs.".format(
                     loop.epoch, loop.iteration, reason, self.recoveries))
         self.recoveries += 1
-        loop.restore(self.snapshot)
+        loop.restore(self.snapshot, rollback=True)
         if loop.no_switch_reason:
             logger.warning('rolled back to iteration %d; staying in %s (%s) (recovery %d '
                            'of %d)', self.snapshot.iteration, loop.phase,

@@ -1,0 +1,66 @@
+"""The run's metrics record, as detectron2's EventStorage: written once, read by writers.
+
+The loop writes each step's scalars (:meth:`MetricsRecord.put_step`) and each epoch's
+(:meth:`MetricsRecord.put_epoch`) exactly once. Progress bar, log, CSV files, plots and
+TensorBoard only read the record, so no writer depends on another's order.
+"""
+import math
+
+__all__ = ['LOSS_NAMES', 'STEP_FIELDS', 'EPOCH_FIELDS', 'MetricsRecord']
+
+LOSS_NAMES = ('obj_loss', 'center_loss', 'scale_loss', 'cls_loss')
+
+STEP_FIELDS = ('iteration', 'epoch', 'phase', *LOSS_NAMES, 'lr', 'loss_scale', 'skipped',
+               'grad_norm', 'images_per_sec')
+EPOCH_FIELDS = ('epoch', 'phase', 'lr', 'loss_scale', 'skipped_steps', *LOSS_NAMES, 'map',
+                'grad_norm', 'images_per_sec', 'epoch_time', 'recoveries')
+
+
+class MetricsRecord:
+    """Latest step, the running epoch, and finished epochs' rows.
+
+    Attributes
+    ----------
+    step : dict
+        The last step's scalars (`STEP_FIELDS`).
+    epoch : dict
+        The last finished epoch's scalars (`EPOCH_FIELDS` plus per-class AP as
+        ``'AP/<class>'``).
+    """
+
+    def __init__(self):
+        self.step = {}
+        self.epoch = {}
+        self._sums = {}
+        self._counts = {}
+        self.images = 0
+        self.steps = 0
+        self.skipped = 0
+
+    def start_epoch(self):
+        self._sums = {k: 0.0 for k in (*LOSS_NAMES, 'grad_norm')}
+        self._counts = dict.fromkeys(self._sums, 0)
+        self.images = self.steps = self.skipped = 0
+
+    def put_step(self, scalars, images):
+        """One optimizer step (applied or skipped) over `images` images."""
+        self.step = dict(scalars)
+        self.images += images
+        self.steps += 1
+        self.skipped += 0 if scalars['skipped'] == 0 else 1
+        for key in self._sums:
+            value = scalars.get(key)
+            if value is not None and math.isfinite(value):
+                self._sums[key] += value
+                self._counts[key] += 1
+
+    def running_mean(self, key):
+        return self._sums[key] / self._counts[key] if self._counts.get(key) else math.nan
+
+    def put_epoch(self, scalars):
+        """The finished epoch: step means plus `scalars` (time, mAP, ...)."""
+        row = {k: self.running_mean(k) for k in self._sums}
+        row.update(skipped_steps=self.skipped, steps=self.steps, images=self.images)
+        row.update(scalars)
+        self.epoch = row
+        return row

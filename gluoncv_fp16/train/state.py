@@ -1,0 +1,185 @@
+"""The run state: one object holding everything a run needs to continue exactly.
+
+The same `RunState` has two forms:
+
+* in memory, the NaN guard's snapshot: device-side copies of the arrays (enqueued, no
+  host read, no pickling) plus plain numbers;
+* on disk, a checkpoint (:mod:`.checkpoint` writes the file).
+
+Resume and rollback restore through the same function, :func:`restore`; they differ only
+in scope: a rollback keeps the run's counters (epoch, iteration, recoveries) and RNG.
+
+What it holds:
+
+``weights``   FP32 value of every parameter -- the FP32 master where the phase is FP16,
+              BatchNorm statistics included -- by structural name (``features.0.weight``,
+              the names of ``save_parameters``, so the checkpoint's weights load into
+              stock GluonCV);
+``optimizer`` inner optimizer state (momentum) and update counters, by parameter name
+              (:mod:`..precision.optimizer_state`); the masters are ``weights``;
+``ema``       the EMA weights, when the run keeps them;
+``hooks``     each stateful hook's arrays (its plain values are in ``meta``);
+``meta``      plain numbers: epoch, iteration, position in the epoch, precision phase,
+              loss scaler, NaN guard, hook values, RNG.
+"""
+import random
+
+import mxnet as mx
+import numpy as np
+
+from ..precision.optimizer_state import OptimizerState, capture_optimizer
+
+__all__ = ['RunState', 'capture', 'restore', 'rng_state', 'restore_rng', 'PHASES',
+           'STATE_VERSION']
+
+PHASES = ('fp32', 'fp16', 'amp')
+STATE_VERSION = 2  # 1: trainer state pickled by gluon.Trainer.save_states (refused)
+
+
+class RunState:
+    """See the module docstring. Arrays may live on any device."""
+
+    def __init__(self, weights, optimizer, meta, ema=None, hooks=None):
+        self.weights = weights
+        self.optimizer = optimizer
+        self.meta = meta
+        self.ema = ema or {}
+        self.hooks = hooks or {}
+
+    @property
+    def iteration(self):
+        return self.meta['iteration']
+
+    @property
+    def phase(self):
+        return self.meta['phase']
+
+    def arrays(self):
+        """Every array but the weights, under flat names ('opt:', 'ema:', 'hook:')."""
+        flat = {'opt:' + k: v for k, v in self.optimizer.arrays.items()}
+        flat.update({'ema:' + k: v for k, v in self.ema.items()})
+        for hook, arrays in self.hooks.items():
+            flat.update({'hook:{}:{}'.format(hook, k): v for k, v in arrays.items()})
+        return flat
+
+    @classmethod
+    def from_parts(cls, weights, arrays, meta):
+        """The inverse of (weights, :meth:`arrays`, meta) as stored on disk."""
+        opt, ema, hooks = {}, {}, {}
+        for key, value in arrays.items():
+            kind, _, rest = key.partition(':')
+            if kind == 'opt':
+                opt[rest] = value
+            elif kind == 'ema':
+                ema[rest] = value
+            elif kind == 'hook':
+                hook, _, name = rest.partition(':')
+                hooks.setdefault(hook, {})[name] = value
+            else:
+                raise ValueError("unknown state array {!r}".format(key))
+        optimizer = OptimizerState(opt, meta['optimizer']['layout'],
+                                   meta['optimizer']['counters'])
+        return cls(weights, optimizer, meta, ema=ema, hooks=hooks)
+
+
+def _split_hook_state(state):
+    """A hook's state_dict -> (plain values, arrays)."""
+    arrays = {k: v for k, v in state.items() if isinstance(v, mx.nd.NDArray)}
+    return {k: v for k, v in state.items() if k not in arrays}, arrays
+
+
+def capture(loop, copy=True):
+    """The loop's state. With `copy` the arrays are device-side copies (a snapshot);
+    without, views of the live arrays (only to be written out at once)."""
+    dup = (lambda a: a.copy()) if copy else (lambda a: a)
+    weights = {name: dup(value) for name, value in loop.fp32_weights().items()}
+    optimizer = capture_optimizer(loop.trainer, loop.param_ids, copy=copy)
+    hook_values, hook_arrays = {}, {}
+    for hook in loop.hooks:
+        if hook.name:
+            values, arrays = _split_hook_state(hook.state_dict())
+            hook_values[hook.name] = values
+            if arrays:
+                hook_arrays[hook.name] = {k: dup(v) for k, v in arrays.items()}
+    meta = {'state_version': STATE_VERSION, 'epoch': loop.epoch, 'iteration': loop.iteration,
+            'epoch_position': loop.epoch_position, 'phase': loop.phase,
+            'scaler': loop.scaler.state_dict(), 'guard': loop.guard.state_dict(),
+            'hooks': hook_values, 'optimizer': optimizer.meta(), 'rng': rng_state()}
+    ema = {name: dup(v) for name, v in loop.ema.weights.items()} if loop.ema else {}
+    meta['ema'] = loop.ema.state_dict() if loop.ema else None
+    return RunState(weights, optimizer, meta, ema=ema, hooks=hook_arrays)
+
+
+def check_compatible(state, loop, origin):
+    """Raise ValueError naming what in `state` this version or this run cannot restore."""
+    meta = state.meta
+    version = meta.get('state_version')
+    if version != STATE_VERSION:
+        raise ValueError("{} has run-state version {}, this version of gluoncv_fp16 reads "
+                         "version {}".format(origin, version, STATE_VERSION))
+    if meta.get('phase') not in PHASES:
+        raise ValueError("{} was saved in precision phase {!r}, which this version does not "
+                         "know (known: {})".format(origin, meta.get('phase'), list(PHASES)))
+    own = set(loop.param_names)
+    missing, extra = sorted(own - set(state.weights)), sorted(set(state.weights) - own)
+    if missing or extra:
+        raise ValueError("{} does not match this network ({} parameters missing, {} "
+                         "unexpected; e.g. {})".format(origin, len(missing), len(extra),
+                                                       (missing or extra)[:3]))
+    if bool(meta.get('ema')) != bool(loop.ema):
+        raise ValueError("{} was saved {} EMA weights; resume with the same --ema setting"
+                         .format(origin, 'with' if meta.get('ema') else 'without'))
+    known_hooks = {h.name for h in loop.hooks if h.name}
+    unknown = sorted(set(meta.get('hooks', {})) - known_hooks)
+    if unknown:
+        raise ValueError("{} holds state of {} that this run does not have".format(
+            origin, unknown))
+
+
+def restore(loop, state, rollback=False):
+    """Put `state` into `loop`: weights, precision phase, optimizer, scaler, EMA, hooks.
+
+    A resume (`rollback` False) also restores the counters, the NaN guard and the RNG. The
+    trainer is kept when the dtype does not change: a new one would initialise its
+    kvstore keys again, which a dist kvstore refuses.
+    """
+    meta = state.meta
+    loop.install_phase(meta['phase'], state.weights, state.optimizer)
+    if meta['scaler'].get('mode') == loop.scaler.mode:
+        loop.scaler.load_state_dict(meta['scaler'])
+    if loop.ema:
+        loop.ema.load(state.ema, meta['ema'])
+    hook_values = meta.get('hooks', {})
+    for hook in loop.hooks:
+        if hook.name and hook.name in hook_values:
+            hook.load_state_dict(dict(hook_values[hook.name], **state.hooks.get(hook.name, {})))
+    if rollback:
+        return
+    loop.epoch = int(meta['epoch'])
+    loop.iteration = int(meta['iteration'])
+    loop.epoch_position = int(meta.get('epoch_position', 0))
+    loop.guard.load_state_dict(meta['guard'])
+    restore_rng(meta.get('rng'))
+
+
+def rng_state():
+    """Python and NumPy global RNG states as JSON-able lists."""
+    state = np.random.get_state()
+    return {'numpy': [state[0], state[1].tolist(), int(state[2]), int(state[3]),
+                      float(state[4])], 'python': _lists(random.getstate())}
+
+
+def restore_rng(state):
+    if not state:
+        return
+    kind, keys, pos, has_gauss, cached = state['numpy']
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    random.setstate(_tuples(state['python']))
+
+
+def _lists(value):
+    return [_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

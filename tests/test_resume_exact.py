@@ -1,0 +1,137 @@
+"""Kill -9 mid-run, then --resume auto: bit-identical to an uninterrupted run, with EMA,
+gradient accumulation and clipping in the run state; TensorBoard files are readable."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from gluoncv_fp16.train.checkpoint import load_run_state
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PREFIX = 'yolo3_mobilenet0.25_synthetic'
+FEATURES = ['--fp16', '--ema', '--accumulate', '2', '--clip-grad', '10']
+
+
+def command(data_root, out, *extra):
+    return [sys.executable, os.path.join(ROOT, 'train_yolo3.py'), '--network', 'mobilenet0.25',
+            '--data-shape', '64', '--batch-size', '2', '--dataset', 'synthetic',
+            '--dataset-root', data_root, '-j', '0', '--gpus', '', '--no-random-shape',
+            '--save-prefix', str(out) + os.sep, '--no-plots', '--epochs', '3', '--seed', '5',
+            '--lr', '0.002', '--log-interval', '1000', *extra]
+
+
+def run(argv, timeout=600):
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def state_arrays(path):
+    state = load_run_state(path)
+    arrays = {'w:' + k: v.asnumpy() for k, v in state.weights.items()}
+    arrays.update({k: v.asnumpy() for k, v in state.arrays().items()})
+    return arrays, state.meta
+
+
+def assert_identical(a_path, b_path, ema=True):
+    (a, a_meta), (b, b_meta) = state_arrays(a_path), state_arrays(b_path)
+    assert set(a) == set(b)
+    assert any(k.startswith('ema:') for k in a) == ema and any(k.startswith('opt:') for k in a)
+    differing = [k for k in a if not np.array_equal(a[k], b[k])]
+    assert not differing, '{} of {} arrays differ, e.g. {}'.format(
+        len(differing), len(a), differing[:5])
+    for key in ('iteration', 'epoch', 'phase', 'scaler', 'optimizer', 'ema', 'guard'):
+        assert a_meta[key] == b_meta[key], key
+
+
+def test_kill_9_then_resume_auto_is_bit_identical_with_ema_accumulation_clipping(
+        tmp_path, synthetic_root):
+    straight = tmp_path / 'straight'
+    run(command(synthetic_root, straight, *FEATURES))
+
+    killed = tmp_path / 'killed'
+    proc = subprocess.Popen(command(synthetic_root, killed, *FEATURES), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = killed / (PREFIX + '_last.ckpt')
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 1
+    assert proc.poll() is None, 'the run ended before it could be killed'
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert load_run_state(str(last)).meta['epoch'] == 0
+    out = run(command(synthetic_root, killed, *FEATURES, '--resume', 'auto'))
+    assert 'resumed' in out.stdout
+    assert_identical(str(straight / (PREFIX + '_last.ckpt')), str(last))
+
+
+def test_tensorboard_event_files_are_read_by_tensorboard(tmp_path, synthetic_root):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    run(command(synthetic_root, tmp_path, '--epochs', '1', '--max-iters', '4', '--tensorboard',
+                '--clip-grad', '100'))
+    logdir = tmp_path / (PREFIX + '_tensorboard')
+    events = EventAccumulator(str(logdir))
+    events.Reload()
+    tags = set(events.Tags()['scalars'])
+    for tag in ('train/obj_loss', 'train/lr', 'train/loss_scale', 'train/skipped',
+                'train/grad_norm', 'train/images_per_sec', 'val/map'):
+        assert tag in tags, (tag, sorted(tags))
+    assert any(t.startswith('val/AP/') for t in tags)
+    assert [e.step for e in events.Scalars('train/lr')] == [1, 2, 3, 4]
+
+
+def kill_after_first_checkpoint(argv, out):
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    last = out / (PREFIX + '_last.ckpt')
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, 'the run ended before it could be killed'
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    return str(last)
+
+
+def test_rollback_after_kill_and_resume_matches_the_uninterrupted_run(tmp_path, synthetic_root):
+    """At loss scale 1 every FP16 step of this network overflows; after 50 skipped steps
+    the guard rolls back. The resumed run must roll back to the same state (issue 15: it
+    used to snapshot where the process started)."""
+    flags = ['--fp16', '--loss-scale', '1', '--epochs', '6', '--nan-fallback-iters', '5',
+             '--max-recoveries', '2']
+    straight = tmp_path / 'straight'
+    first = run(command(synthetic_root, straight, *flags))
+    killed = tmp_path / 'killed'
+    last = kill_after_first_checkpoint(command(synthetic_root, killed, *flags), killed)
+    assert load_run_state(last).meta['iteration'] == 12
+    second = run(command(synthetic_root, killed, *flags, '--resume', 'auto'))
+    rolled = [[line.split('rolled back to ')[1].split(';')[0]
+               for line in out.stdout.splitlines() if 'rolled back to' in line]
+              for out in (first, second)]
+    assert rolled[0] and rolled[0] == rolled[1], rolled
+    assert_identical(str(straight / (PREFIX + '_last.ckpt')),
+                     str(killed / (PREFIX + '_last.ckpt')), ema=False)
+
+
+def test_fp16_best_params_are_the_fp32_masters_and_load_into_stock_gluoncv(tmp_path,
+                                                                          synthetic_root):
+    import gluoncv
+    run(command(synthetic_root, tmp_path, '--fp16', '--epochs', '1', '--max-iters', '3',
+                '--save-interval', '1'))
+    state = load_run_state(str(tmp_path / (PREFIX + '_best.ckpt')))
+    net = gluoncv.model_zoo.get_model('yolo3_mobilenet0.25_custom', pretrained_base=False,
+                                      classes=state.meta['model']['classes'])
+    for name in (PREFIX + '_best.params', PREFIX + '_0000_{:.4f}.params'.format(
+            float(open(tmp_path / (PREFIX + '_best_map.log')).read().split()[-1]))):
+        net.load_parameters(str(tmp_path / name))  # stock GluonCV: float32 required
+        loaded = {n: p.data().asnumpy() for n, p in net._collect_params_with_prefix().items()}
+        masters = {n: v.asnumpy() for n, v in state.weights.items()}
+        assert set(loaded) == set(masters)
+        assert all(np.array_equal(loaded[n], masters[n]) for n in masters), name
+    halves = [n for n, v in masters.items()
+              if not np.array_equal(v.astype(np.float16).astype(np.float32), v)]
+    assert halves, 'the masters must hold more than FP16 precision'
