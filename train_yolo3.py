@@ -82,6 +82,9 @@ def parse_args(argv=None):
     n.add_argument('--max-recoveries', type=int, default=3,
                    help='NaN rollbacks allowed before the run stops')
     n.add_argument('--no-plots', action='store_true', help='do not draw PNG plots at the end')
+    n.add_argument('--cache', choices=('ram', 'disk'), default=None,
+                   help='keep decoded images (in memory, or in a file next to the dataset) '
+                        'so that epochs after the first decode nothing')
     return p.parse_args(argv)
 
 
@@ -114,7 +117,7 @@ def make_config(args):
         fp32_warmup_epochs=args.fp32_warmup_epochs, loss_scale=args.loss_scale,
         kvstore=args.kvstore, horovod=args.horovod, max_iters=args.max_iters,
         strict_data=args.strict_data, nan_fallback_iters=args.nan_fallback_iters,
-        max_recoveries=args.max_recoveries, plots=not args.no_plots,
+        max_recoveries=args.max_recoveries, plots=not args.no_plots, cache=args.cache or '',
         extra={'pretrained_base': args.pretrained_base}).validate()
 
 
