@@ -34,7 +34,7 @@ from .sampling import EpochPlan, sample_rng
 from .transforms import YOLO3FastTrainTransform, YOLO3FastValTransform
 
 __all__ = ['make_train_loader', 'make_val_loader', 'TrainLoader', 'ValLoader',
-           'pad_stack', 'mixup_sample']
+           'pad_stack', 'mixup_sample', 'train_fields', 'batch_specs', 'fill_batch']
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +83,9 @@ def _init_worker(dataset, transforms, spool, ring, image_dtype):
                          image_dtype=image_dtype)
 
 
-def _field_specs(fields):
-    """(shape, dtype) of each batch array: 'stack' fields (B, ...), 'pad' ones (B, N, K)."""
+def batch_specs(fields):
+    """(shape, dtype) of each batch array of `fields` ((kind, dtype, per-sample arrays)):
+    'stack' fields are (B, ...), 'pad' fields (B, max rows, K)."""
     specs = []
     for kind, dtype, samples in fields:
         if kind == 'stack':
@@ -95,7 +96,7 @@ def _field_specs(fields):
     return specs
 
 
-def _fill(fields, arrays):
+def fill_batch(fields, arrays):
     """Batchify `fields` into `arrays` (preallocated, e.g. in a ring slot); padding -1."""
     for (kind, _, samples), out in zip(fields, arrays):
         if kind == 'pad':
@@ -106,16 +107,16 @@ def _fill(fields, arrays):
 
 
 def _assemble(fields):
-    return _fill(fields, [np.empty(shape, dtype) for shape, dtype in _field_specs(fields)])
+    return fill_batch(fields, [np.empty(shape, dtype) for shape, dtype in batch_specs(fields)])
 
 
 def _in_worker(task, args, slot):
     """Run `task`; write its batch into ring `slot` (or a file when none/too small)."""
     fields, records = task(_WORKER_STATE, *args)
-    layout, size = batch_layout(_field_specs(fields))
+    layout, size = batch_layout(batch_specs(fields))
     ring = _WORKER_STATE['ring']
     if slot is not None and size <= ring.capacity:
-        _fill(fields, ring.views(slot, layout))
+        fill_batch(fields, ring.views(slot, layout))
         return ('slot', slot, layout), records
     return ('file',) + _to_file(_assemble(fields), _WORKER_STATE['spool']), records
 
@@ -160,10 +161,15 @@ def _train_task(state, items, shape, mixup, seed):
         rng = sample_rng(seed, epoch, index)
         img, label = mixup_sample(dataset, index, rng, mixup)
         outs.append(transform.apply(img, label, rng=rng))
-    fields = [('stack', state.get('image_dtype', np.float32), [o[0] for o in outs]),
+    return train_fields(outs, state.get('image_dtype', np.float32)), \
+        dataset.bad_samples.take_new()
+
+
+def train_fields(outs, image_dtype=np.float32):
+    """Batchify fields of training samples (``transform.apply`` outputs), batch order."""
+    fields = [('stack', image_dtype, [o[0] for o in outs]),
               ('pad', np.float32, [o[6] for o in outs])]
-    fields += [('stack', np.float32, [o[k] for o in outs]) for k in range(1, 6)]
-    return fields, dataset.bad_samples.take_new()
+    return fields + [('stack', np.float32, [o[k] for o in outs]) for k in range(1, 6)]
 
 
 def _val_task(state, items, shape, mixup, seed):  # pylint: disable=unused-argument
