@@ -115,7 +115,7 @@ class _Stages:
         self.fast_aug = YOLO3FastTrainTransform(args.size, args.size)
         self.fast = YOLO3FastTrainTransform(args.size, args.size, net)
         self.gcv_batchify = Tuple(*([Stack() for _ in range(6)] + [Pad(axis=0, pad_val=-1)]))
-        self.ring = BatchRing(1, batch_layout(_max_specs(self.fast, args.batch_size))[1])
+        self.ring = BatchRing(1, batch_layout(_max_specs(self.fast, args.stage_images))[1])
 
     def gluoncv(self, indices):
         """{stage: seconds} for GluonCV's pipeline on `indices`."""

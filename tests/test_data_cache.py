@@ -53,9 +53,13 @@ def test_cached_batches_equal_and_the_second_epoch_decodes_nothing(net, root, mo
     loader = make_train_loader(train, net, 4, 64, num_workers=2, **KW)
     try:
         assert_same(reference[0], epoch_batches(loader, 0))
-        assert train_cache.decodes == train_cache.cached == len(train)  # all, once
+        assert train_cache.cached == len(train)
+        # two workers may decode one image at the same moment (mixup draws any other);
+        # it is stored once
+        decodes = train_cache.decodes
+        assert len(train) <= decodes <= len(train) + 4
         assert_same(reference[1], epoch_batches(loader, 1))
-        assert train_cache.decodes == len(train)  # the second epoch decoded nothing
+        assert train_cache.decodes == decodes  # the second epoch decoded nothing
     finally:
         loader.close()
     val_loader = make_val_loader(val, 3, 64, num_workers=1)

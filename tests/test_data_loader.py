@@ -217,3 +217,45 @@ def test_float16_image_is_the_float32_image_cast(net, datasets):
     assert_same_batches([[ref[0].astype(np.float16)] + ref[1:] for ref in reference], halves)
     with pytest.raises(ValueError, match='image_dtype'):
         make_train_loader(datasets[0], net, 4, 64, image_dtype='uint8')
+
+
+class _Exploding:
+    """A dataset whose sample 3 raises, as a strict dataset does on a bad file."""
+
+    def __init__(self, base):
+        self.base, self.bad_samples = base, base.bad_samples
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, index):
+        if index == 3:
+            raise ValueError('sample 3 is broken')
+        return self.base[index]
+
+
+def test_worker_errors_reach_the_caller_and_a_killed_worker_is_named(net, datasets):
+    import signal
+    from gluoncv_fp16.data.worker_pool import WorkerDied
+    loader = make_train_loader(_Exploding(datasets[0]), net, 4, 64, num_workers=2,
+                               shuffle=False)
+    try:
+        with pytest.raises(ValueError, match='sample 3 is broken'):
+            list(loader)
+        assert loader._ring.free_slots == len(loader._ring)  # pylint: disable=protected-access
+        batches = iter(loader)  # the workers keep serving after a failed task
+        with pytest.raises(ValueError, match='sample 3 is broken'):
+            next(batches)
+    finally:
+        loader.close()
+    loader = make_train_loader(datasets[0], net, 2, 64, num_workers=1)
+    try:
+        batches = iter(loader)
+        next(batches)
+        os.kill(loader._pool._procs[0].pid, signal.SIGKILL)  # pylint: disable=protected-access
+        with pytest.raises(WorkerDied, match='worker 0 ended'):
+            for _ in range(4):
+                next(batches)
+        assert loader._pool is None  # pylint: disable=protected-access
+    finally:
+        loader.close()

@@ -31,6 +31,7 @@ import numpy as np
 
 from .batch_ring import BatchRing, batch_layout
 from .sampling import EpochPlan, sample_rng
+from .worker_pool import WorkerDied, WorkerPool
 from .transforms import YOLO3FastTrainTransform, YOLO3FastValTransform
 
 __all__ = ['make_train_loader', 'make_val_loader', 'TrainLoader', 'ValLoader',
@@ -188,7 +189,7 @@ def _as_ndarray(array):
 
 
 class _Loader:
-    """Shared machinery: a persistent worker pool, bounded prefetch, ordered results.
+    """Shared machinery: persistent worker processes, bounded prefetch, ordered results.
 
     Subclasses give ``_max_batch_specs()``: the (shape, dtype) of their largest batch,
     which sizes the ring slots.
@@ -225,10 +226,10 @@ class _Loader:
             cv2.setNumThreads(1)
             try:
                 self._spool = _spool_dir()
-                self._pool = multiprocessing.get_context(method).Pool(
-                    self.num_workers, initializer=_init_worker,
-                    initargs=(self.dataset, self._transforms, self._spool, self._ring,
-                              self.image_dtype))
+                self._pool = WorkerPool(
+                    multiprocessing.get_context(method), self.num_workers, _init_worker,
+                    (self.dataset, self._transforms, self._spool, self._ring,
+                     self.image_dtype))
             finally:
                 cv2.setNumThreads(threads)
 
@@ -250,22 +251,37 @@ class _Loader:
                     if args is None:
                         break
                     slot = self._ring.acquire() if self._ring is not None else None
-                    pending.append((self._pool.apply_async(_in_worker,
-                                                           (self._task, args, slot)), slot))
+                    pending.append((self._pool.submit(_in_worker, self._task, args, slot),
+                                    slot))
                 if not pending:
                     return
-                result, slot = pending.popleft()
+                worker, slot = pending.popleft()
                 try:
-                    written, records = result.get()
+                    written, records = self._pool.receive(worker)
+                except WorkerDied:
+                    self.close()
+                    raise
                 except BaseException:
                     self._release(slot, None)
                     raise
                 yield self._finish(self._receive(written, slot), records)
-        finally:  # an epoch left early, or a failure: free what the workers still write
+        finally:  # an epoch left early, or a failure: read and free what is still coming
             if generation == self._generation:
-                for result, slot in pending:
-                    result.wait()
-                    self._release(slot, result.get()[0] if result.successful() else None)
+                self._drain(pending)
+
+    def _drain(self, pending):
+        """Receive the results of `pending` tasks (keeping each worker's pipe in step)
+        and free their slots and files."""
+        while pending:
+            worker, slot = pending.popleft()
+            try:
+                written = self._pool.receive(worker)[0]
+            except WorkerDied:
+                self.close()
+                return
+            except Exception:  # pylint: disable=broad-except
+                written = None  # the task failed; whoever reads its batch sees that
+            self._release(slot, written)
 
     def _receive(self, written, slot):
         self.transport[written[0]] += 1
@@ -289,7 +305,6 @@ class _Loader:
         """Stop the worker processes (a new iteration starts them again)."""
         if self._pool is not None:
             self._pool.terminate()
-            self._pool.join()
             self._pool = None
             self._generation += 1
         if self._ring is not None:  # no worker is left to write into these
