@@ -43,8 +43,8 @@ from gluoncv_fp16.data import ensure_synthetic, imageio
 from gluoncv_fp16.data.batch_ring import BatchRing, batch_layout
 from gluoncv_fp16.data.datasets import build_datasets
 from gluoncv_fp16.data.image_cache import enable_cache
-from gluoncv_fp16.data.loader import (batch_specs, fill_batch, make_train_loader,
-                                      train_fields)
+from gluoncv_fp16.data.batchify import batch_specs, fill_batch, train_fields
+from gluoncv_fp16.data.loader import make_train_loader
 from gluoncv_fp16.data.sampling import sample_rng
 from gluoncv_fp16.data.targets import yolo3_targets
 from gluoncv_fp16.data.transforms import YOLO3FastTrainTransform
@@ -242,17 +242,18 @@ class _MainProcess:
         next(self.batches)  # start-up (worker pool) is not per-image cost
 
     def measure(self, count):
-        """(receive ms/img, receive + copy ms/img) over `count` batches."""
+        """(receive ms/img, receive + copy ms/img, MB/img) over `count` batches."""
         receive = copy = 0.0
-        images = 0
+        images = nbytes = 0
         for _ in range(count):
             dt, batch = _clock(lambda: next(self.batches))
             receive += dt
             dt, _ = _clock(lambda: self._copy(batch))
             copy += dt
             images += batch[0].shape[0]
+            nbytes += sum(a.size * np.dtype(a.dtype).itemsize for a in batch)
             del batch
-        return receive * 1e3 / images, (receive + copy) * 1e3 / images
+        return receive * 1e3 / images, (receive + copy) * 1e3 / images, nbytes / images / 1e6
 
     def _copy(self, batch):
         """Copy each array into a destination kept per (position, shape, dtype), as device
@@ -285,7 +286,8 @@ def make_loaders(args, net, dataset, workers):
 
 
 def bench_main(args, net, dataset):
-    """{(name, workers): (receive, receive + copy) median ms/img}, interleaved rounds."""
+    """{(name, workers): (receive, receive + copy ms/img, MB/img)}, medians of interleaved
+    rounds."""
     results = {}
     for workers in (int(w) for w in args.workers.split(',')):
         running = {name: _MainProcess(loader)
@@ -341,12 +343,13 @@ def print_main(results, args):
     print('main process per image (ms CPU, all its threads; {} px, batch {}, fixed size, '
           'median of {} rounds x {} batches)'.format(args.size, args.batch_size, args.rounds,
                                                      args.main_batches))
-    print('  {:<30} {:>7} {:>9} {:>15} {:>11}'.format('loader', 'workers', 'receive',
-                                                      'receive+copy', 'vs gluoncv'))
-    for (name, workers), (receive, both) in sorted(results.items(), key=lambda kv: kv[0][1]):
-        gcv = results[('gluoncv', workers)][1]
-        print('  {:<30} {:>7} {:9.3f} {:15.3f} {:10.2f}x'.format(name, workers, receive, both,
-                                                               both / gcv))
+    print('  {:<30} {:>7} {:>8} {:>9} {:>11} {:>13} {:>11}'.format(
+        'loader', 'workers', 'MB/img', 'receive', 'vs gluoncv', 'receive+copy', 'vs gluoncv'))
+    for (name, workers), (receive, both, mb) in sorted(results.items(),
+                                                       key=lambda kv: kv[0][1]):
+        gcv = results[('gluoncv', workers)]
+        print('  {:<30} {:>7} {:8.2f} {:9.3f} {:10.2f}x {:13.3f} {:10.2f}x'.format(
+            name, workers, mb, receive, receive / gcv[0], both, both / gcv[1]))
 
 
 def print_sizing(costs, results, target):

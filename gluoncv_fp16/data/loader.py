@@ -23,19 +23,20 @@ import logging
 import multiprocessing
 import os
 import shutil
-import tempfile
 
 import cv2
 import mxnet as mx
 import numpy as np
 
 from .batch_ring import BatchRing, batch_layout
+from .batchify import (assemble, batch_specs, fill_batch, from_file, pad_stack, spool_dir,
+                       to_file, train_fields)
 from .sampling import EpochPlan, sample_rng
-from .worker_pool import WorkerDied, WorkerPool
 from .transforms import YOLO3FastTrainTransform, YOLO3FastValTransform
+from .worker_pool import WorkerDied, WorkerPool
 
 __all__ = ['make_train_loader', 'make_val_loader', 'TrainLoader', 'ValLoader',
-           'pad_stack', 'mixup_sample', 'train_fields', 'batch_specs', 'fill_batch']
+           'pad_stack', 'mixup_sample']  # pad_stack: re-exported from .batchify
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +45,6 @@ _WORKER_STATE = {}  # in worker processes: dataset and transforms, set once at s
 _SPARE_SLOTS = 3  # ring slots beyond those in flight: the batch in use and the ones just left
 _GT_ROWS = 256  # padded box rows a ring slot has room for (larger batches take a file)
 _VAL_LABEL_COLUMNS = 8
-
-
-def pad_stack(arrays, pad_val=-1):
-    """Stack (N_i, K) arrays into (B, max(max N_i, 1), K), padding rows with `pad_val`."""
-    rows = max(max(len(a) for a in arrays), 1)
-    out = np.full((len(arrays), rows, arrays[0].shape[1]), pad_val, np.float32)
-    for i, a in enumerate(arrays):
-        out[i, :len(a)] = a
-    return out
 
 
 def mixup_sample(dataset, index, rng, enabled):
@@ -84,33 +76,6 @@ def _init_worker(dataset, transforms, spool, ring, image_dtype):
                          image_dtype=image_dtype)
 
 
-def batch_specs(fields):
-    """(shape, dtype) of each batch array of `fields` ((kind, dtype, per-sample arrays)):
-    'stack' fields are (B, ...), 'pad' fields (B, max rows, K)."""
-    specs = []
-    for kind, dtype, samples in fields:
-        if kind == 'stack':
-            specs.append(((len(samples),) + samples[0].shape, dtype))
-        else:
-            rows = max(max(len(a) for a in samples), 1)
-            specs.append(((len(samples), rows, samples[0].shape[1]), dtype))
-    return specs
-
-
-def fill_batch(fields, arrays):
-    """Batchify `fields` into `arrays` (preallocated, e.g. in a ring slot); padding -1."""
-    for (kind, _, samples), out in zip(fields, arrays):
-        if kind == 'pad':
-            out.fill(-1)
-        for i, sample in enumerate(samples):
-            out[i, :len(sample)] = sample
-    return arrays
-
-
-def _assemble(fields):
-    return fill_batch(fields, [np.empty(shape, dtype) for shape, dtype in batch_specs(fields)])
-
-
 def _in_worker(task, args, slot):
     """Run `task`; write its batch into ring `slot` (or a file when none/too small)."""
     fields, records = task(_WORKER_STATE, *args)
@@ -119,39 +84,7 @@ def _in_worker(task, args, slot):
     if slot is not None and size <= ring.capacity:
         fill_batch(fields, ring.views(slot, layout))
         return ('slot', slot, layout), records
-    return ('file',) + _to_file(_assemble(fields), _WORKER_STATE['spool']), records
-
-
-def _spool_dir():
-    """A private folder in memory-backed /dev/shm (else the temp dir) for batch files."""
-    base = '/dev/shm' if os.path.isdir('/dev/shm') else None
-    return tempfile.mkdtemp(prefix='gluoncv_fp16_batches_', dir=base)
-
-
-def _to_file(arrays, folder):
-    """Write a batch to one file in `folder`; returns what the parent needs to read it.
-
-    The fallback when no ring slot is free or big enough. A 608-px batch with targets is
-    ~50 MB: through the result pipe (pickle, write, read, unpickle) that is slower than
-    computing it; a tmpfs file costs one copy in and is mapped (not copied) by the parent.
-    """
-    fd, path = tempfile.mkstemp(dir=folder)
-    layout = []
-    with os.fdopen(fd, 'wb') as f:
-        for a in arrays:
-            layout.append((a.shape, a.dtype.str, f.tell()))
-            a.tofile(f)
-    return path, layout
-
-
-def _from_file(path, layout):
-    """Map the batch file (no copy; the mapping outlives the file's name) and remove it."""
-    try:
-        return tuple(np.memmap(path, np.dtype(dtype), 'c', offset, tuple(shape))
-                     if int(np.prod(shape)) else np.zeros(shape, np.dtype(dtype))
-                     for shape, dtype, offset in layout)
-    finally:
-        os.remove(path)
+    return ('file',) + to_file(assemble(fields), _WORKER_STATE['spool']), records
 
 
 def _train_task(state, items, shape, mixup, seed):
@@ -164,13 +97,6 @@ def _train_task(state, items, shape, mixup, seed):
         outs.append(transform.apply(img, label, rng=rng))
     return train_fields(outs, state.get('image_dtype', np.float32)), \
         dataset.bad_samples.take_new()
-
-
-def train_fields(outs, image_dtype=np.float32):
-    """Batchify fields of training samples (``transform.apply`` outputs), batch order."""
-    fields = [('stack', image_dtype, [o[0] for o in outs]),
-              ('pad', np.float32, [o[6] for o in outs])]
-    return fields + [('stack', np.float32, [o[k] for o in outs]) for k in range(1, 6)]
 
 
 def _val_task(state, items, shape, mixup, seed):  # pylint: disable=unused-argument
@@ -225,7 +151,7 @@ class _Loader:
             threads = cv2.getNumThreads()
             cv2.setNumThreads(1)
             try:
-                self._spool = _spool_dir()
+                self._spool = spool_dir()
                 self._pool = WorkerPool(
                     multiprocessing.get_context(method), self.num_workers, _init_worker,
                     (self.dataset, self._transforms, self._spool, self._ring,
@@ -241,7 +167,7 @@ class _Loader:
                      'image_dtype': self.image_dtype}
             for args in tasks:
                 fields, records = self._task(state, *args)
-                yield self._finish(_assemble(fields), records)
+                yield self._finish(assemble(fields), records)
             return
         tasks, pending, generation = iter(tasks), collections.deque(), self._generation
         try:
@@ -288,7 +214,7 @@ class _Loader:
         if written[0] == 'slot':
             return self._ring.wrap(written[1], written[2])
         self._release(slot, None)
-        return _from_file(written[1], written[2])
+        return from_file(written[1], written[2])
 
     def _release(self, slot, written):
         """Free a slot or file whose batch will never be wrapped."""
