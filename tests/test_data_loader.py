@@ -259,3 +259,35 @@ def test_worker_errors_reach_the_caller_and_a_killed_worker_is_named(net, datase
         assert loader._pool is None  # pylint: disable=protected-access
     finally:
         loader.close()
+
+
+def test_a_loader_dropped_without_close_leaves_nothing_behind(net, datasets):
+    import gc
+    before = shm_folders()
+    makers = [lambda: make_train_loader(datasets[0], net, 2, 64, num_workers=1),
+              lambda: make_val_loader(datasets[1], 2, 64, num_workers=1)]
+    for make in makers:
+        loader = make()
+        next(iter(loader))
+        assert shm_folders() != before  # its private folder for file batches
+        procs = list(loader._pool._procs)  # pylint: disable=protected-access
+        del loader
+        gc.collect()
+        assert shm_folders() == before
+        assert not any(p.is_alive() for p in procs)
+
+
+def test_without_ring_memory_batches_take_files(net, datasets, monkeypatch, caplog):
+    import gluoncv_fp16.data.loader as loader_module
+
+    def no_memory(*args):
+        raise OSError(12, 'Cannot allocate memory')
+    reference = consume(make_train_loader(datasets[0], net, 4, 64, seed=6))
+    monkeypatch.setattr(loader_module, 'BatchRing', no_memory)
+    loader = make_train_loader(datasets[0], net, 4, 64, num_workers=1, seed=6)
+    try:
+        assert_same_batches(reference, consume(loader))
+        assert loader.transport['file'] == len(reference)
+    finally:
+        loader.close()
+    assert 'no shared batch ring' in caplog.text

@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import weakref
 
 import cv2
 import mxnet as mx
@@ -44,7 +45,6 @@ MIXUP_BETA = (1.5, 1.5)  # GluonCV train_yolo3.py: np.random.beta(1.5, 1.5)
 _WORKER_STATE = {}  # in worker processes: dataset and transforms, set once at start
 _SPARE_SLOTS = 3  # ring slots beyond those in flight: the batch in use and the ones just left
 _GT_ROWS = 256  # padded box rows a ring slot has room for (larger batches take a file)
-_VAL_LABEL_COLUMNS = 8
 
 
 def mixup_sample(dataset, index, rng, enabled):
@@ -118,8 +118,11 @@ class _Loader:
     """Shared machinery: persistent worker processes, bounded prefetch, ordered results.
 
     Subclasses give ``_max_batch_specs()``: the (shape, dtype) of their largest batch,
-    which sizes the ring slots.
+    which sizes the ring slots. The ring holds ``2 x num_workers + 3`` such batches
+    for the loader's lifetime.
     """
+
+    use_ring = True
 
     def __init__(self, dataset, transforms, task, num_workers, image_dtype=np.float32):
         if num_workers < 0:
@@ -143,21 +146,32 @@ class _Loader:
         if self._pool is None and self.num_workers > 0:
             methods = multiprocessing.get_all_start_methods()
             method = 'fork' if 'fork' in methods else 'spawn'
-            if self._ring is None and method == 'fork':  # slots are inherited, never named
-                self._ring = BatchRing(2 * self.num_workers + _SPARE_SLOTS,
-                                       batch_layout(self._max_batch_specs())[1])
+            if self._ring is None and method == 'fork' and self.use_ring:
+                self._ring = self._make_ring()
             # A child forked while OpenCV's thread pool exists deadlocks in its first
             # parallel cv2 call: fork with the pool shut down, then restore it here.
             threads = cv2.getNumThreads()
             cv2.setNumThreads(1)
             try:
                 self._spool = spool_dir()
+                self._remove_spool = weakref.finalize(self, shutil.rmtree, self._spool, True)
                 self._pool = WorkerPool(
                     multiprocessing.get_context(method), self.num_workers, _init_worker,
                     (self.dataset, self._transforms, self._spool, self._ring,
                      self.image_dtype))
             finally:
                 cv2.setNumThreads(threads)
+
+    def _make_ring(self):
+        """Ring slots (inherited by the forked workers, never named), or None when the
+        memory cannot be had: then every batch takes the file path."""
+        try:
+            return BatchRing(2 * self.num_workers + _SPARE_SLOTS,
+                             batch_layout(self._max_batch_specs())[1])
+        except (OSError, MemoryError, ValueError) as err:
+            logger.warning('no shared batch ring (%s); batches go through /dev/shm files',
+                           err)
+            return None
 
     def _run(self, tasks):
         """Yield batches (NDArrays) for `tasks` ((items, shape, mixup, seed) tuples)."""
@@ -236,7 +250,7 @@ class _Loader:
         if self._ring is not None:  # no worker is left to write into these
             self._ring.release_in_flight()
         if self._spool is not None:  # batches written but never read
-            shutil.rmtree(self._spool, ignore_errors=True)
+            self._remove_spool()  # (also runs at interpreter exit if close never does)
             self._spool = None
 
     def __del__(self):
@@ -294,18 +308,19 @@ class TrainLoader(_Loader):
 
 
 class ValLoader(_Loader):
-    """Validation batches in dataset order, the last one possibly smaller."""
+    """Validation batches in dataset order, the last one possibly smaller.
+
+    Validation runs once per epoch, so its batches take /dev/shm files rather than
+    holding a ring of shared memory for the whole run.
+    """
+
+    use_ring = False
 
     def __init__(self, dataset, batch_size, data_shape, num_workers, mean, std):
         transforms = {int(data_shape): YOLO3FastValTransform(data_shape, data_shape, mean, std)}
         super().__init__(dataset, transforms, _val_task, num_workers)
         self.plan = EpochPlan(len(dataset), batch_size, shuffle=False, last_batch='keep')
         self.data_shape = int(data_shape)
-
-    def _max_batch_specs(self):
-        size = self.plan.batch_size, self.data_shape
-        return [((size[0], 3, size[1], size[1]), np.float32),
-                ((size[0], _GT_ROWS, _VAL_LABEL_COLUMNS), np.float32)]
 
     def __len__(self):
         return self.plan.num_batches(0)
