@@ -77,3 +77,21 @@ def test_without_simplejpeg_opencv_decodes_the_same(monkeypatch):
     fast = decode_image(buf, 'a.jpg', BadSampleLog())
     monkeypatch.setattr(imageio, 'simplejpeg', None)
     np.testing.assert_array_equal(decode_image(buf, 'a.jpg', BadSampleLog()), fast)
+
+
+def test_loader_batches_are_the_same_with_either_decoder(synthetic_root, monkeypatch):
+    from gluoncv_fp16.data.datasets import build_datasets
+    from gluoncv_fp16.data.loader import make_train_loader
+    from gluoncv_fp16.model_zoo import get_model
+    net = get_model('yolo3_mobilenet0.25_voc', pretrained_base=False)
+    net.initialize()
+    train = build_datasets('custom', root=synthetic_root)[0]
+
+    def batches():
+        loader = make_train_loader(train, net, 4, 64, seed=8)
+        return [[a.asnumpy() for a in batch] for batch in loader]
+    fast = batches()
+    monkeypatch.setattr(imageio, 'simplejpeg', None)
+    for x, y in zip(fast, batches()):
+        for u, v in zip(x, y):
+            np.testing.assert_array_equal(u, v)
