@@ -125,7 +125,8 @@ class ImageCache:
             self._table[0, 1] = offset + nbytes
             self._table[idx + 1] = (offset, img.shape[0], img.shape[1], _WRITING)
         self._pixels[offset:offset + nbytes] = img.reshape(-1)
-        self._table[idx + 1, 3] = _READY  # after the pixels: readers see whole images only
+        with self._locked():  # a barrier: the pixels are visible before the state says so
+            self._table[idx + 1, 3] = _READY
         return True
 
     def mark_bad(self, idx):
