@@ -131,6 +131,7 @@ class _Loader:
         self.num_workers = int(num_workers)
         self.image_dtype = np.dtype(image_dtype)
         self._pool, self._spool, self._ring = None, None, None
+        self._remove_spool = None  # finaliser removing the spool folder, set with it
         self._generation = 0  # a new worker pool each time the loader is (re)started
         self.transport = collections.Counter()  # batches received per path: 'slot', 'file'
 
@@ -220,7 +221,7 @@ class _Loader:
                 self.close()
                 return
             except Exception:  # pylint: disable=broad-except
-                written = None  # the task failed; whoever reads its batch sees that
+                written = None  # the task failed: only its slot is left to free
             self._release(slot, written)
 
     def _receive(self, written, slot):
