@@ -95,6 +95,9 @@ def parse_args(argv=None):
     n.add_argument('--tensorboard', action='store_true',
                    help="TensorBoard event files under the save prefix (pip install "
                         "'.[tensorboard]')")
+    n.add_argument('--cache', choices=('ram', 'disk'), default=None,
+                   help='keep decoded images (in memory, or in a file next to the dataset) '
+                        'so that epochs after the first decode nothing')
     return p.parse_args(argv)
 
 
@@ -130,7 +133,7 @@ def make_config(args):
         max_recoveries=args.max_recoveries, plots=not args.no_plots,
         pretrained_base=args.pretrained_base, accumulate=args.accumulate,
         clip_grad=args.clip_grad, ema=args.ema, ema_decay=args.ema_decay,
-        tensorboard=args.tensorboard).validate()
+        tensorboard=args.tensorboard, cache=args.cache or '').validate()
 
 
 def setup_logging(log_path):

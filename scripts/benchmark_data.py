@@ -1,25 +1,31 @@
-"""Side-by-side speed of GluonCV's YOLOv3 train transform and gluoncv_fp16's fast one.
+"""What a data pipeline costs per image, gluoncv_fp16's next to GluonCV's, in one run.
 
-Prints images/s per process of both transforms on the same VOC-sized image and boxes
-(one run, interleaved rounds, so machine noise hits both), their ratio, and the
-throughput of gluoncv_fp16's training loader with 0, 1 and 2 workers and random shapes.
+Prints, from interleaved rounds of the same run (so machine noise hits both pipelines):
 
-    python scripts/benchmark_data.py                      # defaults below
-    python scripts/benchmark_data.py --size 416 --rounds 3 --loader-batches 30
-    python scripts/benchmark_data.py --all-threads   # MXNet/OpenCV thread pools on
+1. Worker cost per image by stage -- decode, augment, targets, batchify, transfer --
+   on the same JPEG files, in one process. GluonCV's stages are its own pieces:
+   ``mx.image.imread``, ``YOLO3DefaultTrainTransform`` without and with the net's
+   target generator, ``Tuple(Stack, Pad)`` and the worker's ``ForkingPickler`` dump.
+2. Main-process cost per image consuming each loader (batch 8, fixed size, 1 and 2
+   workers): CPU seconds of the whole main process (all its threads) to receive a
+   batch, and to receive it and copy every array once into reused arrays -- what a
+   host-to-device copy from pageable memory costs the host.
+3. ``--cache ram``: images decoded in the first and the second epoch.
+4. With ``--target-ips N``: the worker cores and the single-process ceiling needed.
+
+    python scripts/benchmark_data.py --target-ips 2000
+    python scripts/benchmark_data.py --rounds 3 --main-batches 10 --workers 1,2
 """
 import argparse
+import io
 import logging
 import os
-import random
+import pickle
 import sys
 import tempfile
 import time
 
-# One compute thread per process unless told otherwise: "images/s per process" then
-# means one core's work for both transforms, and a busy machine's other jobs distort
-# the ratio less. Must be set before MXNet and OpenCV start their thread pools.
-if '--all-threads' not in sys.argv:
+if '--all-threads' not in sys.argv:  # one compute thread: "per image" is one core's work
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     os.environ.setdefault('MXNET_CPU_WORKER_NTHREADS', '1')
 
@@ -27,108 +33,337 @@ if '--all-threads' not in sys.argv:
 import cv2
 import numpy as np
 import mxnet as mx
+from mxnet import autograd
+from gluoncv.data.batchify import Pad, Stack, Tuple
 from gluoncv.data.transforms.presets.yolo import YOLO3DefaultTrainTransform
+from gluoncv.model_zoo.yolo.yolo_target import YOLOV3PrefetchTargetGenerator
+from multiprocessing.reduction import ForkingPickler
 
+from gluoncv_fp16.data import ensure_synthetic, imageio
+from gluoncv_fp16.data.batch_ring import BatchRing, batch_layout
+from gluoncv_fp16.data.datasets import build_datasets
+from gluoncv_fp16.data.image_cache import enable_cache
+from gluoncv_fp16.data.batchify import batch_specs, fill_batch, train_fields
+from gluoncv_fp16.data.loader import make_train_loader
+from gluoncv_fp16.data.sampling import sample_rng
+from gluoncv_fp16.data.targets import yolo3_targets
 from gluoncv_fp16.data.transforms import YOLO3FastTrainTransform
 from gluoncv_fp16.model_zoo import get_model
+
+STAGES = ('decode', 'augment', 'targets', 'batchify', 'transfer')
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--network', default='yolo3_darknet53_voc')
-    parser.add_argument('--size', type=int, default=416, help='transform output size')
-    parser.add_argument('--image-size', default='500x375', help='source WxH (VOC-like)')
-    parser.add_argument('--gluoncv-images', type=int, default=30,
-                        help='images per round for GluonCV (it is slow)')
-    parser.add_argument('--fast-images', type=int, default=300,
-                        help='images per round for the fast transform')
-    parser.add_argument('--rounds', type=int, default=5)
-    parser.add_argument('--loader-batches', type=int, default=20,
-                        help='batches timed per loader setting (0 skips the loader)')
+    parser.add_argument('--size', type=int, default=416, help='network input size')
+    parser.add_argument('--image-size', default='500x375', help='source JPEG WxH (VOC-like)')
     parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--workers', default='0,1,2')
+    parser.add_argument('--rounds', type=int, default=3, help='interleaved rounds (median)')
+    parser.add_argument('--stage-images', type=int, default=16,
+                        help='images per round and pipeline for the stage costs')
+    parser.add_argument('--main-batches', type=int, default=8,
+                        help='batches per round and loader for the main-process cost')
+    parser.add_argument('--workers', default='1,2', help='worker counts for the loaders')
+    parser.add_argument('--target-ips', type=float, default=0,
+                        help='img/s to size a machine for (0: skip the sizing)')
     parser.add_argument('--all-threads', action='store_true',
                         help='let MXNet and OpenCV use all cores (default: one thread)')
     return parser.parse_args(argv)
 
 
-def sample(image_size, seed=0):
-    """A random VOC-sized RGB image and three boxes (small, medium, large)."""
-    width, height = (int(v) for v in image_size.lower().split('x'))
-    rng = np.random.RandomState(seed)
-    img = rng.randint(0, 256, size=(height, width, 3)).astype(np.uint8)
-    label = np.array([[0.02 * width, 0.05 * height, 0.40 * width, 0.80 * height, 3],
-                      [0.30 * width, 0.13 * height, 0.96 * width, 0.99 * height, 7],
-                      [0.60 * width, 0.53 * height, 0.70 * width, 0.69 * height, 14]],
-                     dtype=np.float32)
-    return img, label
+def bench_set(args):
+    """The synthetic JPEG set used by every measurement (made once in the temp folder)."""
+    width, height = (int(v) for v in args.image_size.lower().split('x'))
+    root = os.path.join(tempfile.gettempdir(), 'gluoncv_fp16_bench_{}'.format(args.image_size))
+    ensure_synthetic(root, num_train=48, num_val=4, width=width, height=height)
+    return root
 
 
-def images_per_second(fn, count):
-    start = time.perf_counter()
-    for _ in range(count):
-        fn()
-    return count / (time.perf_counter() - start)
+class _GluonCVSet(mx.gluon.data.Dataset):
+    """The same files and labels, read the way GluonCV's VOCDetection reads them."""
+
+    def __init__(self, dataset):
+        self._paths = [dataset.image_path(i) for i in range(len(dataset))]
+        self._labels = [dataset.label(i)[:, :5] for i in range(len(dataset))]
+
+    def __len__(self):
+        return len(self._paths)
+
+    def __getitem__(self, idx):
+        return mx.image.imread(self._paths[idx], 1), self._labels[idx]
 
 
-def bench_transforms(args, net):
-    img, label = sample(args.image_size)
-    nd_img = mx.nd.array(img, dtype='uint8')
-    gcv = YOLO3DefaultTrainTransform(args.size, args.size, net)
-    fast = YOLO3FastTrainTransform(args.size, args.size, net, seed=0)
-    np.random.seed(0)
-    random.seed(0)
-    rates = {'gluoncv': [], 'fast': []}
-    for _ in range(5):  # warm-up: first calls pay for allocations and lazy imports
-        gcv(nd_img, label)[0].wait_to_read()
-        fast(nd_img, label)
-    for _ in range(args.rounds):
-        rates['gluoncv'].append(images_per_second(
-            lambda: [a.wait_to_read() for a in gcv(nd_img, label)], args.gluoncv_images))
-        # the drop-in call, NDArray in and out, exactly as GluonCV is used
-        rates['fast'].append(images_per_second(lambda: fast(nd_img, label),
-                                               args.fast_images))
-    gcv_rate, fast_rate = np.median(rates['gluoncv']), np.median(rates['fast'])
-    print('transform at {0}x{0} on a {1} image, 3 boxes, one process, {3} (median of {2} '
-          'rounds)'.format(args.size, args.image_size, args.rounds,
-                           'all threads' if args.all_threads else 'one thread'))
-    print('  gluoncv YOLO3DefaultTrainTransform : {:8.1f} img/s'.format(gcv_rate))
-    print('  gluoncv_fp16 YOLO3FastTrainTransform: {:8.1f} img/s'.format(fast_rate))
-    print('  speed-up                           : {:8.1f}x'.format(fast_rate / gcv_rate))
+def _clock(fn):
+    start = time.process_time()
+    out = fn()
+    return time.process_time() - start, out
 
 
+# ----- 1. worker stages ------------------------------------------------------------------
+class _Stages:
+    """Each pipeline's stages as functions over one batch of sample indices."""
+
+    def __init__(self, args, net, dataset):
+        self.dataset, self.size, self.net = dataset, args.size, net
+        self.gcv_set = _GluonCVSet(dataset)
+        self.gcv_aug = YOLO3DefaultTrainTransform(args.size, args.size)
+        self.gcv_targets = YOLOV3PrefetchTargetGenerator(num_class=len(net.classes))
+        self.fake_x = mx.nd.zeros((1, 3, args.size, args.size))
+        with autograd.train_mode():  # GluonCV's transform learns the geometry this way
+            _, self.anchors, self.offsets, self.feat_maps, _, _, _, _ = net(self.fake_x)
+        self.fast_aug = YOLO3FastTrainTransform(args.size, args.size)
+        self.fast = YOLO3FastTrainTransform(args.size, args.size, net)
+        self.gcv_batchify = Tuple(*([Stack() for _ in range(6)] + [Pad(axis=0, pad_val=-1)]))
+        self.ring = BatchRing(1, batch_layout(_max_specs(self.fast, args.stage_images))[1])
+
+    def gluoncv(self, indices):
+        """{stage: seconds} for GluonCV's pipeline on `indices`."""
+        took = dict.fromkeys(STAGES, 0.0)
+        samples = []
+        for i in indices:
+            dt, (img, label) = _clock(lambda i=i: _waited(self.gcv_set[i]))
+            took['decode'] += dt
+            dt, (img, box) = _clock(lambda: self._gcv_augment(img, label))
+            took['augment'] += dt
+            dt, targets = _clock(lambda: self._gcv_target(box))
+            took['targets'] += dt
+            samples.append((img,) + targets)
+        dt, batch = _clock(lambda: [a.wait_to_read() or a for a in self.gcv_batchify(samples)])
+        took['batchify'] += dt
+        took['transfer'] += _clock(lambda: _forking_dump(batch))[0]
+        return took
+
+    def _gcv_augment(self, img, label):
+        img, box = self.gcv_aug(img, label)
+        img.wait_to_read()
+        return img, box
+
+    def _gcv_target(self, box):
+        gt_boxes = mx.nd.array(box[np.newaxis, :, :4])
+        gt_ids = mx.nd.array(box[np.newaxis, :, 4:5])
+        out = self.gcv_targets(self.fake_x, self.feat_maps, self.anchors, self.offsets,
+                               gt_boxes, gt_ids, None)
+        out = [o[0] for o in out] + [gt_boxes[0]]
+        for o in out:
+            o.wait_to_read()
+        return tuple(out)
+
+    def fast_pipeline(self, indices, decode=None):
+        """{stage: seconds} for gluoncv_fp16's pipeline (`decode`: replaces read_image)."""
+        took = dict.fromkeys(STAGES, 0.0)
+        read = decode or (lambda i: imageio.read_image(self.dataset.image_path(i),
+                                                       self.dataset.bad_samples))
+        outs = []
+        for i in indices:
+            dt, img = _clock(lambda i=i: read(i))
+            took['decode'] += dt
+            rng = sample_rng(0, 0, i)
+            dt, decisions = _clock(lambda: self.fast.draw(img.shape, self.dataset.label(i),
+                                                          rng))
+            dt2, (image, boxes) = _clock(lambda: self.fast_aug.apply(
+                img, self.dataset.label(i), decisions=decisions))
+            took['augment'] += dt + dt2
+            dt, targets = _clock(lambda: yolo3_targets(
+                self.fast.geometry, boxes[:, :4].astype(np.float32), boxes[:, 4],
+                self.fast.num_class))
+            took['targets'] += dt
+            outs.append((image,) + targets + (boxes[:, :4].astype(np.float32),))
+        fields = train_fields(outs)
+        layout = batch_layout(batch_specs(fields))[0]
+        took['batchify'] += _clock(lambda: fill_batch(fields, self.ring.views(0, layout)))[0]
+        took['transfer'] += _clock(lambda: pickle.dumps((('slot', 0, layout), [])))[0]
+        return took
+
+
+def _waited(sample):
+    sample[0].wait_to_read()
+    return sample
+
+
+def _max_specs(transform, batch):
+    rows = transform.geometry.num_rows
+    return ([((batch, 3, transform.height, transform.width), np.float32),
+             ((batch, 256, 4), np.float32)] +
+            [((batch, rows, k), np.float32) for k in (1, 2, 2, 2, transform.num_class)])
+
+
+def _forking_dump(batch):
+    """What a GluonCV DataLoader worker does with a finished batch."""
+    buf = io.BytesIO()
+    ForkingPickler(buf, pickle.HIGHEST_PROTOCOL).dump(batch)
+    return buf.getvalue()
+
+
+def bench_stages(args, stages):
+    """Median per-image milliseconds of each stage: {pipeline: {stage: ms}}."""
+    cv2_read = _opencv_reader(stages.dataset)
+    pipelines = {'gluoncv': stages.gluoncv, 'gluoncv_fp16': stages.fast_pipeline,
+                 'decode_before': lambda idx: stages.fast_pipeline(idx, decode=cv2_read)}
+    rounds = {name: [] for name in pipelines}
+    n = len(stages.dataset)
+    for r in range(args.rounds + 1):  # round 0 warms up (allocations, lazy imports)
+        indices = [(r * args.stage_images + k) % n for k in range(args.stage_images)]
+        for name, run in pipelines.items():
+            took = run(indices)
+            if r:
+                rounds[name].append({k: v * 1e3 / len(indices) for k, v in took.items()})
+    return {name: {s: float(np.median([t[s] for t in runs])) for s in STAGES}
+            for name, runs in rounds.items()}
+
+
+def _opencv_reader(dataset):
+    """Today's decode before simplejpeg: the OpenCV path of imageio, for the ratio."""
+    def read(i):
+        saved, imageio.simplejpeg = imageio.simplejpeg, None
+        try:
+            return imageio.read_image(dataset.image_path(i), dataset.bad_samples)
+        finally:
+            imageio.simplejpeg = saved
+    return read
+
+
+# ----- 2. main process ---------------------------------------------------------------------
 def _endless(loader):
-    """Batches of epoch 0, 1, 2, ... (the small benchmark set holds few batches)."""
     epoch = 0
     while True:
-        loader.set_epoch(epoch)
+        if hasattr(loader, 'set_epoch'):
+            loader.set_epoch(epoch)
         for batch in loader:
             yield batch
         epoch += 1
 
 
-def bench_loader(args, net):
-    from gluoncv_fp16.data import ensure_synthetic
-    from gluoncv_fp16.data.datasets import build_datasets
-    from gluoncv_fp16.data.loader import make_train_loader
-    width, height = (int(v) for v in args.image_size.lower().split('x'))
-    root = os.path.join(tempfile.gettempdir(), 'gluoncv_fp16_bench_{}'.format(args.image_size))
-    ensure_synthetic(root, num_train=48, num_val=4, width=width, height=height)
-    train, _, _ = build_datasets('custom', root=root)
-    print('train loader: batch {}, a new random shape (320..608) every batch, synthetic {} '
-          'JPEG images decoded from disk, mixup off'.format(args.batch_size, args.image_size))
+class _MainProcess:
+    """One loader kept running across rounds; measures its main-process CPU per image."""
+
+    def __init__(self, loader):
+        self.loader, self.batches, self.copies = loader, _endless(loader), {}
+        next(self.batches)  # start-up (worker pool) is not per-image cost
+
+    def measure(self, count):
+        """(receive ms/img, receive + copy ms/img, MB/img) over `count` batches."""
+        receive = copy = 0.0
+        images = nbytes = 0
+        for _ in range(count):
+            dt, batch = _clock(lambda: next(self.batches))
+            receive += dt
+            dt, _ = _clock(lambda: self._copy(batch))
+            copy += dt
+            images += batch[0].shape[0]
+            nbytes += sum(a.size * np.dtype(a.dtype).itemsize for a in batch)
+            del batch
+        return receive * 1e3 / images, (receive + copy) * 1e3 / images, nbytes / images / 1e6
+
+    def _copy(self, batch):
+        """Copy each array into a destination kept per (position, shape, dtype), as device
+        buffers are reused; only the first batch of a shape allocates."""
+        for k, a in enumerate(batch):
+            key = (k, a.shape, a.dtype)
+            if key not in self.copies:
+                self.copies[key] = mx.nd.zeros(a.shape, mx.cpu(), dtype=a.dtype)
+            a.copyto(self.copies[key])
+        mx.nd.waitall()
+
+    def close(self):
+        self.batches.close()
+        if hasattr(self.loader, 'close'):
+            self.loader.close()
+
+
+def make_loaders(args, net, dataset, workers):
+    """{name: loader} at a fixed size, batch `args.batch_size`, `workers` processes."""
+    gcv = mx.gluon.data.DataLoader(
+        _GluonCVSet(dataset).transform(YOLO3DefaultTrainTransform(args.size, args.size, net)),
+        args.batch_size, shuffle=True, last_batch='rollover', num_workers=workers,
+        batchify_fn=Tuple(*([Stack() for _ in range(6)] + [Pad(axis=0, pad_val=-1)])))
+    ours = {'gluoncv_fp16': 'float32', 'gluoncv_fp16 (float16 image)': 'float16'}
+    loaders = {'gluoncv': gcv}
+    for name, dtype in ours.items():
+        loaders[name] = make_train_loader(dataset, net, args.batch_size, args.size,
+                                          num_workers=workers, image_dtype=dtype)
+    return loaders
+
+
+def bench_main(args, net, dataset):
+    """{(name, workers): (receive, receive + copy ms/img, MB/img)}, medians of interleaved
+    rounds."""
+    results = {}
     for workers in (int(w) for w in args.workers.split(',')):
-        loader = make_train_loader(train, net, args.batch_size, args.size,
-                                   num_workers=workers, random_shape=True, shape_interval=1)
-        batches = _endless(loader)
-        next(batches)  # start-up (worker pool) is not throughput
-        start = time.perf_counter()
-        count = 0
-        for _ in range(args.loader_batches):
-            count += next(batches)[0].shape[0]
-        rate = count / (time.perf_counter() - start)
+        running = {name: _MainProcess(loader)
+                   for name, loader in make_loaders(args, net, dataset, workers).items()}
+        try:
+            rounds = {name: [] for name in running}
+            for _ in range(args.rounds):
+                for name, run in running.items():
+                    rounds[name].append(run.measure(args.main_batches))
+            for name, values in rounds.items():
+                results[(name, workers)] = tuple(np.median(np.array(values), axis=0))
+        finally:
+            for run in running.values():
+                run.close()
+    return results
+
+
+# ----- 3. cache ------------------------------------------------------------------------------
+def bench_cache(args, net, root):
+    """Images decoded in epochs 0 and 1 with --cache ram and one worker."""
+    train, _, _ = build_datasets('custom', root=root)
+    cache = enable_cache({'train': train}, 'ram')[0]
+    loader = make_train_loader(train, net, args.batch_size, args.size, num_workers=1,
+                               shuffle=True, last_batch='discard')
+    decoded = []
+    try:
+        for epoch in range(2):
+            before = cache.decodes
+            loader.set_epoch(epoch)
+            for _ in loader:
+                pass
+            decoded.append(cache.decodes - before)
+    finally:
         loader.close()
-        print('  num_workers={}: {:8.1f} img/s'.format(workers, rate))
+    return decoded, len(train)
+
+
+# ----- report ------------------------------------------------------------------------------
+def print_stages(costs, args):
+    print('worker cost per image by stage (ms CPU, one process, {} JPEGs -> {} px, median of '
+          '{} interleaved rounds)'.format(args.image_size, args.size, args.rounds))
+    print('  {:<10} {:>9} {:>13} {:>7}'.format('stage', 'gluoncv', 'gluoncv_fp16', 'ratio'))
+    for stage in STAGES + ('total',):
+        gcv, fast = (sum(costs[p].values()) if stage == 'total' else costs[p][stage]
+                     for p in ('gluoncv', 'gluoncv_fp16'))
+        print('  {:<10} {:9.3f} {:13.3f} {:6.2f}x'.format(stage, gcv, fast, gcv / fast))
+    before, now = costs['decode_before']['decode'], costs['gluoncv_fp16']['decode']
+    print('  JPEG decode: OpenCV path (before) {:.3f} ms, simplejpeg {:.3f} ms: {:.2f}x '
+          'faster'.format(before, now, before / now))
+
+
+def print_main(results, args):
+    print('main process per image (ms CPU, all its threads; {} px, batch {}, fixed size, '
+          'median of {} rounds x {} batches)'.format(args.size, args.batch_size, args.rounds,
+                                                     args.main_batches))
+    print('  {:<30} {:>7} {:>8} {:>9} {:>11} {:>13} {:>11}'.format(
+        'loader', 'workers', 'MB/img', 'receive', 'vs gluoncv', 'receive+copy', 'vs gluoncv'))
+    for (name, workers), (receive, both, mb) in sorted(results.items(),
+                                                       key=lambda kv: kv[0][1]):
+        gcv = results[('gluoncv', workers)]
+        print('  {:<30} {:>7} {:8.2f} {:9.3f} {:10.2f}x {:13.3f} {:10.2f}x'.format(
+            name, workers, mb, receive, receive / gcv[0], both, both / gcv[1]))
+
+
+def print_sizing(costs, results, target):
+    print('to feed {:.0f} img/s:'.format(target))
+    for name in ('gluoncv', 'gluoncv_fp16'):
+        worker_ms = sum(costs[name].values())
+        main_ms = max(v[1] for (n, _), v in results.items() if n == name)
+        ceiling = 1e3 / main_ms
+        verdict = 'one process suffices' if ceiling >= target else \
+            'needs {} processes (e.g. one per GPU with --horovod)'.format(
+                int(np.ceil(target / ceiling)))
+        print('  {:<13} {:6.1f} worker cores ({:.2f} ms/img); one main process tops out at '
+              '{:6.0f} img/s ({:.3f} ms/img): {}'.format(name, target * worker_ms / 1e3,
+                                                          worker_ms, ceiling, main_ms, verdict))
 
 
 def main(argv=None):
@@ -138,9 +373,17 @@ def main(argv=None):
         cv2.setNumThreads(1)
     net = get_model(args.network, pretrained_base=False)
     net.initialize()
-    bench_transforms(args, net)
-    if args.loader_batches > 0:
-        bench_loader(args, net)
+    root = bench_set(args)
+    dataset = build_datasets('custom', root=root)[0]
+    costs = bench_stages(args, _Stages(args, net, dataset))
+    print_stages(costs, args)
+    results = bench_main(args, net, dataset)
+    print_main(results, args)
+    decoded, count = bench_cache(args, net, root)
+    print('--cache ram, 1 worker, {} images: decoded {} in epoch 0, {} in epoch 1'.format(
+        count, *decoded))
+    if args.target_ips > 0:
+        print_sizing(costs, results, args.target_ips)
 
 
 if __name__ == '__main__':

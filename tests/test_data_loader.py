@@ -1,4 +1,6 @@
 """Training/validation loaders: reproducible batches, sharding, rollover, mixup."""
+import os
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -137,3 +139,155 @@ def test_val_loader_keeps_order_and_pads(datasets):
     first = YOLO3FastValTransform(64, 64).apply(*val[0])[1]
     np.testing.assert_allclose(labels[0, :len(first)], first)
     assert (labels[0, len(first):] == -1).all()
+
+
+def consume(loader, epoch=0):
+    """Batches as NumPy copies, each NDArray dropped before the next (as a trainer does)."""
+    loader.set_epoch(epoch)
+    return [[a.asnumpy() for a in batch] for batch in loader]
+
+
+def shm_folders():
+    return {n for n in os.listdir('/dev/shm') if n.startswith('gluoncv_fp16_batches_')} \
+        if os.path.isdir('/dev/shm') else set()
+
+
+def test_ring_slots_give_the_same_batches_and_come_back(net, datasets):
+    kwargs = dict(random_shape=True, shape_interval=1, shapes=[64, 96], mixup=True, seed=2)
+    reference = consume(make_train_loader(datasets[0], net, 2, 64, **kwargs), epoch=1)
+    before = shm_folders()
+    loader = make_train_loader(datasets[0], net, 2, 64, num_workers=2, **kwargs)
+    try:
+        assert_same_batches(reference, consume(loader, epoch=1))
+        ring = loader._ring  # pylint: disable=protected-access
+        assert len(reference) > len(ring)  # 12 batches, 7 slots
+        assert loader.transport['slot'] == len(reference) and not loader.transport['file']
+        assert ring.free_slots == len(ring)  # every slot released once its arrays died
+        # held batches stay intact while later ones are written (the ring runs dry and
+        # the rest go through files), and slots come back when the batches are dropped
+        loader.set_epoch(1)
+        held = list(loader)
+        assert_same_batches(reference, as_numpy(held))
+        assert loader.transport['file'] > 0 and ring.free_slots < len(ring)
+        del held
+        assert ring.free_slots == len(ring)
+    finally:
+        loader.close()
+    assert shm_folders() == before  # nothing left in /dev/shm
+
+
+def test_epoch_left_early_frees_its_slots_and_files(net, datasets):
+    loader = make_train_loader(datasets[0], net, 2, 64, num_workers=2, seed=1)
+    try:
+        loader.set_epoch(0)
+        batches = iter(loader)
+        first = next(batches)[0].asnumpy()
+        batches.close()  # a trainer stopping mid-epoch (max_iters)
+        ring = loader._ring  # pylint: disable=protected-access
+        assert ring.free_slots == len(ring)
+        assert not os.listdir(loader._spool)  # pylint: disable=protected-access
+        np.testing.assert_array_equal(first, consume(loader)[0][0])
+    finally:
+        loader.close()
+
+
+def test_batch_larger_than_a_slot_takes_a_file(net, datasets, monkeypatch):
+    import gluoncv_fp16.data.loader as loader_module
+    reference = consume(make_train_loader(datasets[0], net, 4, 64, seed=4))
+    monkeypatch.setattr(loader_module, '_GT_ROWS', 0)  # slots without room for any box
+    loader = make_train_loader(datasets[0], net, 4, 64, num_workers=1, seed=4)
+    try:
+        assert_same_batches(reference, consume(loader))
+        assert loader.transport['file'] == len(reference) and not loader.transport['slot']
+    finally:
+        loader.close()
+
+
+def test_float16_image_is_the_float32_image_cast(net, datasets):
+    kwargs = dict(random_shape=True, shape_interval=1, shapes=[64, 96], seed=3)
+    reference = consume(make_train_loader(datasets[0], net, 4, 64, **kwargs))
+    loader = make_train_loader(datasets[0], net, 4, 64, num_workers=1,
+                               image_dtype='float16', **kwargs)
+    try:
+        halves = consume(loader)
+    finally:
+        loader.close()
+    assert all(b[0].dtype == np.float16 for b in halves)
+    assert all(t.dtype == np.float32 for b in halves for t in b[1:])
+    assert_same_batches([[ref[0].astype(np.float16)] + ref[1:] for ref in reference], halves)
+    with pytest.raises(ValueError, match='image_dtype'):
+        make_train_loader(datasets[0], net, 4, 64, image_dtype='uint8')
+
+
+class _Exploding:
+    """A dataset whose sample 3 raises, as a strict dataset does on a bad file."""
+
+    def __init__(self, base):
+        self.base, self.bad_samples = base, base.bad_samples
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, index):
+        if index == 3:
+            raise ValueError('sample 3 is broken')
+        return self.base[index]
+
+
+def test_worker_errors_reach_the_caller_and_a_killed_worker_is_named(net, datasets):
+    import signal
+    from gluoncv_fp16.data.worker_pool import WorkerDied
+    loader = make_train_loader(_Exploding(datasets[0]), net, 4, 64, num_workers=2,
+                               shuffle=False)
+    try:
+        with pytest.raises(ValueError, match='sample 3 is broken'):
+            list(loader)
+        assert loader._ring.free_slots == len(loader._ring)  # pylint: disable=protected-access
+        batches = iter(loader)  # the workers keep serving after a failed task
+        with pytest.raises(ValueError, match='sample 3 is broken'):
+            next(batches)
+    finally:
+        loader.close()
+    loader = make_train_loader(datasets[0], net, 2, 64, num_workers=1)
+    try:
+        batches = iter(loader)
+        next(batches)
+        os.kill(loader._pool._procs[0].pid, signal.SIGKILL)  # pylint: disable=protected-access
+        with pytest.raises(WorkerDied, match='worker 0 ended'):
+            for _ in range(4):
+                next(batches)
+        assert loader._pool is None  # pylint: disable=protected-access
+    finally:
+        loader.close()
+
+
+def test_a_loader_dropped_without_close_leaves_nothing_behind(net, datasets):
+    import gc
+    before = shm_folders()
+    makers = [lambda: make_train_loader(datasets[0], net, 2, 64, num_workers=1),
+              lambda: make_val_loader(datasets[1], 2, 64, num_workers=1)]
+    for make in makers:
+        loader = make()
+        next(iter(loader))
+        assert shm_folders() != before  # its private folder for file batches
+        procs = list(loader._pool._procs)  # pylint: disable=protected-access
+        del loader
+        gc.collect()
+        assert shm_folders() == before
+        assert not any(p.is_alive() for p in procs)
+
+
+def test_without_ring_memory_batches_take_files(net, datasets, monkeypatch, caplog):
+    import gluoncv_fp16.data.loader as loader_module
+
+    def no_memory(*args):
+        raise OSError(12, 'Cannot allocate memory')
+    reference = consume(make_train_loader(datasets[0], net, 4, 64, seed=6))
+    monkeypatch.setattr(loader_module, 'BatchRing', no_memory)
+    loader = make_train_loader(datasets[0], net, 4, 64, num_workers=1, seed=6)
+    try:
+        assert_same_batches(reference, consume(loader))
+        assert loader.transport['file'] == len(reference)
+    finally:
+        loader.close()
+    assert 'no shared batch ring' in caplog.text

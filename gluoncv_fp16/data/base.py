@@ -7,6 +7,7 @@ sample instead (deterministically), a validation set returns a mid-gray image of
 recorded size with the original labels (keeping the order evaluation metrics rely on).
 """
 import logging
+import os
 
 import mxnet as mx
 import numpy as np
@@ -62,6 +63,7 @@ class DetectionDataset(mx.gluon.data.Dataset):
         self.bad_samples = BadSampleLog(strict=strict)
         self.train = bool(train)
         self._names, self._labels, self._sizes = [], [], []
+        self.image_cache = None  # an ImageCache (see image_cache.enable_cache), or None
 
     @property
     def classes(self):
@@ -98,7 +100,7 @@ class DetectionDataset(mx.gluon.data.Dataset):
         return np.full((int(height), int(width), 3), 128, np.uint8), self.label(idx)
 
     def _load(self, idx):
-        img = self._read(idx)
+        img = self._cached_read(idx)
         if img is None:
             return None
         height, width = img.shape[:2]
@@ -109,6 +111,47 @@ class DetectionDataset(mx.gluon.data.Dataset):
             return None
         return img, label
 
+    def _cached_read(self, idx):
+        """`_read` through the image cache when there is one (decoded once per run)."""
+        cache = self.image_cache
+        if cache is None:
+            return self._read(idx)
+        img = cache.get(idx)
+        if img is not None and self._on_cache_hit(idx, img):
+            return img
+        if cache.is_bad(idx):
+            return None
+        img = self._read(idx)
+        if img is None:
+            cache.mark_bad(idx)
+        else:
+            cache.put(idx, img)
+        return img
+
+    def _on_cache_hit(self, idx, img):  # pylint: disable=unused-argument
+        """Whatever `_read` sets besides the image (RecordIO: the label); False: re-read."""
+        return True
+
     def _read(self, idx):
         """(H, W, 3) uint8 RGB image of sample `idx`, or None if unusable (recorded)."""
         raise NotImplementedError
+
+    # ----- what the image cache needs ------------------------------------------------
+    def image_sizes(self):
+        """(width, height) of each sample as annotated; None where unknown."""
+        return list(self._sizes) if len(self._sizes) == len(self) else [None] * len(self)
+
+    def decoded_size(self, idx):
+        """(width, height) of sample `idx` by decoding it (None if unusable)."""
+        img = self._read(idx)
+        return None if img is None else (img.shape[1], img.shape[0])
+
+    def source_files(self):
+        """The files the images come from (their paths, sizes and times key a disk cache)."""
+        return list(getattr(self, '_images', []))
+
+    def cache_folder(self):
+        """Where a disk cache of this dataset is written: the dataset's folder."""
+        files = self.source_files()
+        return os.path.dirname(os.path.dirname(os.path.abspath(files[0]))) if files \
+            else os.getcwd()

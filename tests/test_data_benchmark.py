@@ -1,0 +1,27 @@
+"""scripts/benchmark_data.py runs end to end and prints every table (tiny settings).
+
+It runs as a subprocess: the script sets OMP_NUM_THREADS when imported, which must not
+leak into the other tests' environment.
+"""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_benchmark_data_prints_stages_main_process_cache_and_sizing():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
+    res = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'scripts', 'benchmark_data.py'), '--network',
+         'yolo3_mobilenet0.25_voc', '--size', '64', '--image-size', '96x72', '--batch-size',
+         '2', '--rounds', '1', '--stage-images', '2', '--main-batches', '1', '--workers', '1',
+         '--target-ips', '500'], capture_output=True, text=True, env=env, timeout=600)
+    out = res.stdout
+    assert res.returncode == 0, res.stderr[-3000:]
+    for stage in ('decode', 'augment', 'targets', 'batchify', 'transfer', 'total'):
+        assert '\n  {} '.format(stage) in out
+    assert 'simplejpeg' in out and 'faster' in out
+    assert 'gluoncv_fp16 (float16 image)' in out and 'receive+copy' in out
+    assert 'in epoch 0, 0 in epoch 1' in out  # --cache ram: the second epoch decodes nothing
+    assert 'to feed 500 img/s' in out and 'worker cores' in out
