@@ -136,6 +136,21 @@ def make_config(args):
         tensorboard=args.tensorboard, cache=args.cache or '').validate()
 
 
+def check_writable(prefix):
+    """Refuse a --save-prefix whose folder cannot be created or written, before any work."""
+    from gluoncv_fp16.train.config import ConfigError
+    folder = os.path.dirname(os.path.abspath(prefix + 'x'))
+    probe = os.path.join(folder, '.gluoncv_fp16-write-test-{}'.format(os.getpid()))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(probe, 'w'):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise ConfigError('--save-prefix {!r}: cannot write to {} ({}); choose a folder you '
+                          'can write to'.format(prefix, folder, err.strerror or err)) from None
+
+
 def setup_logging(log_path):
     """Console + log file; returns the handlers so `main` can remove them again."""
     folder = os.path.dirname(os.path.abspath(log_path))
@@ -178,6 +193,7 @@ def main(argv=None):
     handlers = []
     try:
         cfg = make_config(args)
+        check_writable(cfg.save_prefix)
         handlers = setup_logging(cfg.run_prefix + '_train.log')
         logging.getLogger(__name__).info('arguments: %s', vars(args))
         run_training(cfg, on_workers=route_worker_log(handlers, cfg.run_prefix))

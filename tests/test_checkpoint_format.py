@@ -159,3 +159,20 @@ def _save_states_bytes(trainer, tmp_path):
     trainer.save_states(path)  # gluoncv_fp16 0.1's writer: MXNet's own pickle
     with open(path, 'rb') as f:
         return f.read()
+
+
+def test_temp_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    from gluoncv_fp16.train.checkpoint import atomic_write, remove_stale_temp_files
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / '.tmp-{}-abc.ckpt'.format(dead)
+    live = tmp_path / '.tmp-{}-def.ckpt'.format(os.getpid())
+    stale.write_bytes(b'x' * 10)
+    live.write_bytes(b'y')
+    assert remove_stale_temp_files(str(tmp_path)) == [str(stale)]
+    assert live.exists() and not stale.exists()
+    with pytest.raises(RuntimeError):
+        with atomic_write(str(tmp_path / 'w.params')) as f:
+            f.write(b'partial')
+            raise RuntimeError('killed mid-write')
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]

@@ -38,6 +38,10 @@ def read_rows(out):
     (['--lr-decay-epoch', 'ten'], '--lr-decay-epoch'),
     (['--gpus', 'zero'], '--gpus'),
     (['--accumulate', '0'], '--accumulate must be >= 1'),
+    (['-j', '-1'], '--num-workers must be >= 0'),
+    (['--ctx', 'cpu:0,cpu:0', '--batch-size', '4'], 'names a device twice'),
+    (['--classes', 'box,box,cross'], 'box.*more than once'),
+    (['--loss-scale', 'abc'], 'only applies with --fp16 or --amp'),
     (['--clip-grad', '-1'], '--clip-grad must be >= 0'),
     (['--ema-decay', '0.99'], '--ema-decay needs --ema'),
     (['--ema', '--ema-decay', '1.5'], '--ema-decay must be between 0 and 1'),
@@ -50,6 +54,21 @@ def test_contradictions_fail_with_one_line(tmp_path, extra, message):
     args = train_yolo3.parse_args(small_args(str(tmp_path), tmp_path, *extra))
     with pytest.raises(ConfigError, match=message):
         train_yolo3.make_config(args)
+
+
+@pytest.mark.parametrize('prefix', ['/proc/nope/', '/dev/null/x/'])
+def test_unwritable_save_prefix_is_one_line_and_writes_nothing(tmp_path, capsys, synthetic_root,
+                                                              prefix):
+    argv = small_args(synthetic_root, tmp_path)
+    argv[argv.index('--save-prefix') + 1] = prefix
+    code, out = run_cli(argv, capsys)
+    assert code == 2 and 'cannot write to' in out.err and 'Traceback' not in out.err
+    assert len(out.err.strip().splitlines()) == 1
+
+
+def test_rejected_run_writes_no_files(tmp_path, capsys, synthetic_root):
+    code, _ = run_cli(small_args(synthetic_root, tmp_path / 'out', '--accumulate', '0'), capsys)
+    assert code == 2 and not (tmp_path / 'out').exists()
 
 
 def run_cli(argv, capsys):
@@ -155,6 +174,26 @@ def test_amp_code_path_runs_on_cpu_with_a_cpu_executable_op_list(tmp_path, synth
                          timeout=300, cwd=ROOT)
     assert 'PHASE amp SCALE' in out.stdout, out.stderr[-3000:]
     assert read_rows(tmp_path)[0]['phase'] == 'amp'
+
+
+def test_resume_auto_falls_back_from_damage_and_knows_a_finished_run(tmp_path, capsys,
+                                                                      synthetic_root):
+    base = small_args(synthetic_root, tmp_path, '--epochs', '1', '--max-iters', '2')
+    assert run_cli(base, capsys)[0] == 0
+    code, out = run_cli(base + ['--resume', 'auto'], capsys)
+    assert code == 0 and 'the run is complete' in out.out
+    last = tmp_path / 'yolo3_mobilenet0.25_synthetic_last.ckpt'
+    last.write_bytes(last.read_bytes()[:1000])
+    more = small_args(synthetic_root, tmp_path, '--epochs', '2', '--max-iters', '3',
+                      '--resume', 'auto')
+    code, out = run_cli(more, capsys)
+    assert code == 0, out.err[-2000:]
+    assert 'skipping' in out.out and 'damaged or truncated' in out.out
+    assert 'resumed {}'.format(tmp_path / 'yolo3_mobilenet0.25_synthetic_best.ckpt') in out.out
+    last.unlink()
+    (tmp_path / 'yolo3_mobilenet0.25_synthetic_best.ckpt').rename(tmp_path / 'keep.ckpt')
+    code, out = run_cli(more, capsys)
+    assert code == 0 and 'starting fresh' in out.out
 
 
 def test_resume_from_gluoncv_params_uses_start_epoch(tmp_path, capsys, synthetic_root):

@@ -29,11 +29,12 @@ from .hooks import (CheckpointHook, MixupScheduleHook, PlotHook, ProgressHook,
                     TensorBoardHook, csv_hooks)
 from .loop import TrainLoop
 from .nan_guard import NanGuard, TrainingDiverged
-from .resume import resume_from
+from .checkpoint import remove_stale_temp_files
+from .resume import newest_readable_checkpoint, resume_from
 from .state import RunState
 from .schedule import make_lr_scheduler
 
-__all__ = ['build_training', 'run_training', 'find_resume_checkpoint']
+__all__ = ['build_training', 'run_training']
 
 logger = logging.getLogger(__name__)
 
@@ -120,19 +121,18 @@ def _make_scaler(cfg, policy):
     return LossScaler('none')
 
 
-def find_resume_checkpoint(cfg):
-    """`--resume auto`: this run's ``_last.ckpt`` if it exists, else None."""
-    path = cfg.run_prefix + '_last.ckpt'
-    return path if os.path.isfile(path) else None
-
-
 def _resume(loop, cfg, model_desc):
     """Restore the loop from `cfg.resume`; returns the first epoch to train."""
-    path = find_resume_checkpoint(cfg) if cfg.resume == 'auto' else cfg.resume
-    if not path:
-        logger.info('--resume auto: no %s_last.ckpt yet, starting fresh', cfg.run_prefix)
-        return cfg.start_epoch
-    next_epoch = resume_from(loop, path, model_desc)
+    state = None
+    if cfg.resume == 'auto':
+        path, state = newest_readable_checkpoint(cfg.run_prefix)
+        if not path:
+            logger.info('--resume auto: no readable %s_last.ckpt or _best.ckpt yet, starting '
+                        'fresh', cfg.run_prefix)
+            return cfg.start_epoch
+    else:
+        path = cfg.resume
+    next_epoch = resume_from(loop, path, model_desc, state=state)
     return cfg.start_epoch if next_epoch is None else next_epoch
 
 
@@ -278,6 +278,13 @@ def _train(cfg, on_workers):
         on_workers(loop.workers)
     folder = os.path.dirname(os.path.abspath(cfg.run_prefix))
     os.makedirs(folder, exist_ok=True)
+    for path in remove_stale_temp_files(folder):
+        logger.info('removed %s, left by a run that was killed while saving', path)
+    if start_epoch >= cfg.epochs:
+        logger.info('the run is complete: its checkpoint has epoch %d of --epochs %d done; '
+                    'nothing to train (raise --epochs to continue)', start_epoch - 1,
+                    cfg.epochs)
+        return loop
     logger.info('training %s (%s) on %s, epochs %d..%d', cfg.model_name, cfg.precision,
                 ','.join(cfg.contexts), start_epoch, cfg.epochs - 1)
     return train_or_save_last_good(loop, cfg, start_epoch)

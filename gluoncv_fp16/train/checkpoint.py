@@ -32,7 +32,8 @@ import numpy as np
 __all__ = ['Checkpoint', 'CheckpointError', 'save_run_state', 'save_checkpoint',
            'load_run_state',
            'read_checkpoint', 'read_params', 'save_weights', 'load_params_into',
-           'load_model', 'initialise_with', 'structural_params', 'atomic_write']
+           'load_model', 'initialise_with', 'structural_params', 'atomic_write',
+           'remove_stale_temp_files']
 
 _PARAMS, _ARRAYS, _META, _PICKLED = 'params.params', 'state.params', 'state.json', \
     'trainer.states'
@@ -65,7 +66,8 @@ def atomic_write(path, mode='wb'):
     """A file object for `path`: written to a temp file, fsynced, renamed over `path`."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix=os.path.splitext(path)[1], dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix='{}{}-'.format(_TMP, os.getpid()),
+                               suffix=os.path.splitext(path)[1], dir=folder)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -77,6 +79,39 @@ def atomic_write(path, mode='wb'):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+_TMP = '.tmp-'
+
+
+def remove_stale_temp_files(folder):
+    """Remove temp files that :func:`atomic_write` left behind in processes that died
+    (their names carry the writer's pid). Returns the removed paths."""
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for name in os.listdir(folder):
+        if not name.startswith(_TMP):
+            continue
+        pid = name[len(_TMP):].split('-', 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            path = os.path.join(folder, name)
+            try:
+                os.remove(path)
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fsync_folder(folder):

@@ -144,6 +144,18 @@ class TrainConfig:
             (self.val_interval > 0 and self.save_interval > 0 and self.log_interval > 0,
              "--val-interval, --save-interval and --log-interval must be positive"),
             (self.max_iters >= 0, "--max-iters must be >= 0"),
+            (self.num_workers >= 0,
+             "-j/--num-workers must be >= 0 (0 loads data in the main process), got {}".format(
+                 self.num_workers)),
+            (len(set(self.contexts)) == len(self.contexts),
+             "--ctx {} names a device twice; list each device once".format(
+                 ','.join(self.contexts))),
+            (self.classes is None or len(set(self.classes)) == len(self.classes),
+             "--classes names {} more than once; each class needs one name".format(
+                 sorted({c for c in (self.classes or ()) if self.classes.count(c) > 1}))),
+            (self.precision in ('fp16', 'amp') or self.loss_scale == 'dynamic',
+             "--loss-scale {} only applies with --fp16 or --amp (FP32 training does not scale "
+             "the loss)".format(self.loss_scale)),
             (self.accumulate >= 1,
              "--accumulate must be >= 1 (batches per optimizer update), got {}".format(
                  self.accumulate)),

@@ -1,15 +1,42 @@
 """Continue a run from a checkpoint: the run state, or weights only from a .params file."""
 import logging
+import os
 
 from .checkpoint import CheckpointError, load_params_into, load_run_state, read_params
 from .state import check_compatible
 
-__all__ = ['resume_from']
+__all__ = ['resume_from', 'newest_readable_checkpoint']
 
 logger = logging.getLogger(__name__)
 
 
-def resume_from(loop, path, model_desc):
+def newest_readable_checkpoint(prefix):
+    """`--resume auto`: the newest checkpoint of the run at `prefix` that reads.
+
+    Candidates are ``_last.ckpt`` and ``_best.ckpt``, newest run state first. A damaged
+    one is skipped with one log line saying why. Returns ``(path, state)`` or
+    ``(None, None)``.
+    """
+    readable, skipped = [], []
+    for path in (prefix + '_last.ckpt', prefix + '_best.ckpt'):
+        if not os.path.isfile(path):
+            continue
+        try:
+            state = load_run_state(path)
+        except CheckpointError as err:
+            skipped.append((path, str(err)))
+            continue
+        if state is not None:
+            readable.append(((state.meta['epoch'], state.meta['iteration']), path, state))
+    for path, reason in skipped:
+        logger.warning('--resume auto: skipping %s: %s', path, reason)
+    if not readable:
+        return None, None
+    _, path, state = max(readable, key=lambda item: item[0])
+    return path, state
+
+
+def resume_from(loop, path, model_desc, state=None):
     """Load `path` into `loop`. Returns the next epoch, or None for a weights-only file.
 
     A GluonCV-style ``.params`` file restores weights only (the caller's --start-epoch
@@ -17,7 +44,7 @@ def resume_from(loop, path, model_desc):
     (``{'name': ..., 'classes': [...]}``).
     """
     origin = "'{}'".format(path)
-    state = load_run_state(path)
+    state = state or load_run_state(path)
     if state is None:
         load_params_into(loop.net, read_params(path), origin=origin)
         logger.info('loaded weights only from %s', path)
