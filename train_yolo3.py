@@ -82,6 +82,10 @@ def parse_args(argv=None):
     n.add_argument('--max-recoveries', type=int, default=3,
                    help='NaN rollbacks allowed before the run stops')
     n.add_argument('--no-plots', action='store_true', help='do not draw PNG plots at the end')
+    n.add_argument('--self-check', default='stop', choices=('stop', 'fallback'),
+                   help='--fp16/--amp: one step is compared with FP32 on the devices at '
+                        'start-up; on disagreement stop (exit 2) or train in FP32')
+    n.add_argument('--no-self-check', action='store_true', help='skip that start-up check')
     return p.parse_args(argv)
 
 
@@ -115,6 +119,7 @@ def make_config(args):
         kvstore=args.kvstore, horovod=args.horovod, max_iters=args.max_iters,
         strict_data=args.strict_data, nan_fallback_iters=args.nan_fallback_iters,
         max_recoveries=args.max_recoveries, plots=not args.no_plots,
+        self_check='off' if args.no_self_check else args.self_check,
         extra={'pretrained_base': args.pretrained_base}).validate()
 
 

@@ -29,6 +29,7 @@ from .loop import TrainLoop
 from .nan_guard import NanGuard, TrainingDiverged
 from .evaluation import make_metric
 from .resume import resume_from, rng_state
+from .self_check import self_check
 from .schedule import make_lr_scheduler
 
 __all__ = ['build_training', 'run_training', 'find_resume_checkpoint']
@@ -151,6 +152,9 @@ def build_training(cfg):
         augment=cfg.extra.get('augment', True), shuffle=cfg.extra.get('shuffle', True))
     val_loader = make_val_loader(val_set, cfg.batch_size, cfg.data_shape,
                                  num_workers=cfg.num_workers)
+    # before AMP is switched on (for good): a disagreeing AMP must be able to fall back
+    cfg, policy = self_check(cfg, policy, contexts, train_set, async_net,
+                             _model_kwargs(cfg, classes, {}))
     activate_amp(policy, **cfg.extra.get('amp_init', {}))
     net = _init_training_net(get_model(cfg.model_name, **_model_kwargs(cfg, classes, norm)),
                              contexts, cfg)
