@@ -46,7 +46,7 @@ __all__ = ['Agreement', 'check_agreement', 'compare_step', 'loss_tolerance', 'co
 UNIT_ROUNDOFF = 2.0 ** -11
 GRADIENT_TOLERANCE = 3e-2          # docs/distributed.md
 _FP16_MAX = 65504.0
-_DYNAMIC_BACKOFFS = 4              # halvings tried when a dynamic scale overflows
+_DYNAMIC_BACKOFFS = 2              # halvings tried when a dynamic scale overflows
 _WEIGHT_SEED = 20160               # the check's own weights: same on every run
 
 
@@ -192,6 +192,14 @@ def _judge(ref_losses, losses, sums, depth):
     return loss_error, tol, cosine, ratio, '; '.join(problems)
 
 
+def _overflow_problem(mode, finite_losses, scale, loss_scale):
+    if not finite_losses:
+        return '{} losses are not finite (the forward pass overflows)'.format(mode)
+    return '{} gradients are not finite at loss scale {:g}{}'.format(
+        mode, scale, ' (a fixed scale that overflows; try --loss-scale dynamic)'
+        if loss_scale != 'dynamic' else '')
+
+
 def compare_step(mode, model_name, model_kwargs, contexts, batch, loss_scale='dynamic',
                  amp_init=None):
     """Compare one step of `mode` ('fp16' | 'amp') with FP32, in this process.
@@ -203,7 +211,7 @@ def compare_step(mode, model_name, model_kwargs, contexts, batch, loss_scale='dy
         as the training loader yields it (float32).
     loss_scale : 'dynamic' or float
         A fixed scale is used as is (so one that overflows is reported); a dynamic one
-        starts where a dynamic scaler settles and halves up to 4 times on overflow.
+        starts where a dynamic scaler settles and halves up to twice on overflow.
     amp_init : dict, optional
         Keyword arguments of ``mxnet.contrib.amp.init`` (mode 'amp' only). AMP stays on
         in this process afterwards: call it for 'amp' only in a process of its own.
@@ -237,17 +245,16 @@ def compare_step(mode, model_name, model_kwargs, contexts, batch, loss_scale='dy
     for attempt in range(tries):
         losses, grads = _step(net, parts, policy, scale)
         sums = _gradient_sums(ref_grads, grads)
-        if np.all(np.isfinite(losses)) and all(math.isfinite(s) for s in sums):
+        finite_losses = bool(np.all(np.isfinite(losses)))
+        if finite_losses and all(math.isfinite(s) for s in sums):
             break
-        if attempt + 1 < tries:
-            scale /= 2.0
-    else:
-        return Agreement(loss_error=float('nan'), loss_tolerance=loss_tolerance(
-            conv_depth(net)), cosine=float('nan'), norm_ratio=float('nan'), loss_scale=scale,
-            seconds=time.perf_counter() - start, problem='{} gradients or losses are not '
-            'finite at loss scale {:g}{}'.format(mode, scale, '' if loss_scale == 'dynamic'
-                                                 else ' (a fixed scale that overflows; '
-                                                 "try --loss-scale dynamic)"), **figures)
+        if not finite_losses or attempt + 1 == tries:  # a smaller scale cannot help
+            return Agreement(
+                loss_error=float('nan'), loss_tolerance=loss_tolerance(conv_depth(net)),
+                cosine=float('nan'), norm_ratio=float('nan'), loss_scale=scale,
+                seconds=time.perf_counter() - start, problem=_overflow_problem(
+                    mode, finite_losses, scale, loss_scale), **figures)
+        scale /= 2.0
     loss_error, tol, cosine, ratio, problem = _judge(ref_losses, losses, sums,
                                                      conv_depth(net))
     mx.nd.waitall()
