@@ -173,11 +173,10 @@ def _first_scale(loss_scale, ref_grads):
     return 2.0 ** min(max(exponent, -14), 24), 1 + _DYNAMIC_BACKOFFS
 
 
-def _judge(ref_losses, losses, sums, depth):
-    """(loss error, tolerance, cosine, norm ratio, problem)."""
-    total = sum(ref_losses)
-    loss_error = max(abs(a - b) for a, b in zip(losses, ref_losses)) / abs(total)
-    tol = loss_tolerance(depth)
+def _judge(ref_losses, losses, sums, tol):
+    """(loss error, cosine, norm ratio, problem) against the loss tolerance `tol` and
+    GRADIENT_TOLERANCE."""
+    loss_error = max(abs(a - b) for a, b in zip(losses, ref_losses)) / abs(sum(ref_losses))
     ref_sq, got_sq, dot = sums
     cosine = dot / math.sqrt(ref_sq * got_sq) if ref_sq > 0 and got_sq > 0 else 0.0
     ratio = math.sqrt(got_sq / ref_sq) if ref_sq > 0 else float('nan')
@@ -189,7 +188,7 @@ def _judge(ref_losses, losses, sums, depth):
             abs(ratio - 1) <= GRADIENT_TOLERANCE):
         problems.append('gradients differ (cosine {:.6f}, norm ratio {:.4f})'.format(
             cosine, ratio))
-    return loss_error, tol, cosine, ratio, '; '.join(problems)
+    return loss_error, cosine, ratio, '; '.join(problems)
 
 
 def _overflow_problem(mode, finite_losses, scale, loss_scale):
@@ -198,6 +197,22 @@ def _overflow_problem(mode, finite_losses, scale, loss_scale):
     return '{} gradients are not finite at loss scale {:g}{}'.format(
         mode, scale, ' (a fixed scale that overflows; try --loss-scale dynamic)'
         if loss_scale != 'dynamic' else '')
+
+
+def _mode_step(net, parts, policy, ref_grads, loss_scale):
+    """The chosen mode's step: (losses, gradient sums, loss scale used, overflow problem)."""
+    scale, tries = _first_scale(loss_scale, ref_grads)
+    for attempt in range(tries):
+        losses, grads = _step(net, parts, policy, scale)
+        sums = _gradient_sums(ref_grads, grads)
+        finite_losses = bool(np.all(np.isfinite(losses)))
+        if finite_losses and all(math.isfinite(s) for s in sums):
+            return losses, sums, scale, ''
+        if not finite_losses or attempt + 1 == tries:  # a smaller scale cannot help
+            return losses, sums, scale, _overflow_problem(policy.name, finite_losses, scale,
+                                                          loss_scale)
+        scale /= 2.0
+    raise AssertionError('unreachable')
 
 
 def compare_step(mode, model_name, model_kwargs, contexts, batch, loss_scale='dynamic',
@@ -224,43 +239,34 @@ def compare_step(mode, model_name, model_kwargs, contexts, batch, loss_scale='dy
     start = time.perf_counter()
     data_shape = int(batch[0].shape[-1])
     net = build_check_net(model_name, model_kwargs, contexts, data_shape)
+    depth = conv_depth(net)
     parts = list(zip(*[gluon.utils.split_and_load(a, contexts, even_split=False)
                        for a in batch]))
-    fp32 = get_policy('fp32')
-    ref_losses, ref_grads = _step(net, parts, fp32, 1.0)
-    ref_sq = _gradient_sums(ref_grads, ref_grads)[0]
+    ref_losses, ref_grads = _step(net, parts, get_policy('fp32'), 1.0)
     figures = dict(mode=mode, devices=','.join(str(c) for c in contexts),
-                   images=int(batch[0].shape[0]), data_shape=data_shape)
-    if not (np.all(np.isfinite(ref_losses)) and math.isfinite(ref_sq)):
-        return Agreement(loss_error=float('nan'), loss_tolerance=float('nan'),
-                         cosine=float('nan'), norm_ratio=float('nan'), loss_scale=1.0,
-                         seconds=time.perf_counter() - start,
-                         problem='the FP32 reference step itself is not finite', **figures)
+                   images=int(batch[0].shape[0]), data_shape=data_shape,
+                   loss_tolerance=loss_tolerance(depth))
+    nan = dict(loss_error=float('nan'), cosine=float('nan'), norm_ratio=float('nan'))
+    if not (np.all(np.isfinite(ref_losses)) and
+            math.isfinite(_gradient_sums(ref_grads, ref_grads)[0])):
+        return Agreement(loss_scale=1.0, seconds=time.perf_counter() - start,
+                         problem='the FP32 reference step itself is not finite',
+                         **nan, **figures)
     policy = get_policy(mode)
     if policy.uses_amp:
         activate_amp(policy, **(amp_init or {}))
     policy.prepare_net(net)
     net.hybridize()  # trace again: FP16 weights, or AMP's patched operators
-    scale, tries = _first_scale(loss_scale, ref_grads)
-    for attempt in range(tries):
-        losses, grads = _step(net, parts, policy, scale)
-        sums = _gradient_sums(ref_grads, grads)
-        finite_losses = bool(np.all(np.isfinite(losses)))
-        if finite_losses and all(math.isfinite(s) for s in sums):
-            break
-        if not finite_losses or attempt + 1 == tries:  # a smaller scale cannot help
-            return Agreement(
-                loss_error=float('nan'), loss_tolerance=loss_tolerance(conv_depth(net)),
-                cosine=float('nan'), norm_ratio=float('nan'), loss_scale=scale,
-                seconds=time.perf_counter() - start, problem=_overflow_problem(
-                    mode, finite_losses, scale, loss_scale), **figures)
-        scale /= 2.0
-    loss_error, tol, cosine, ratio, problem = _judge(ref_losses, losses, sums,
-                                                     conv_depth(net))
+    losses, sums, scale, problem = _mode_step(net, parts, policy, ref_grads, loss_scale)
+    if problem:
+        return Agreement(loss_scale=scale, seconds=time.perf_counter() - start,
+                         problem=problem, **nan, **figures)
+    loss_error, cosine, ratio, problem = _judge(ref_losses, losses, sums,
+                                                figures['loss_tolerance'])
     mx.nd.waitall()
-    return Agreement(loss_error=loss_error, loss_tolerance=tol, cosine=cosine,
-                     norm_ratio=ratio, loss_scale=scale, problem=problem,
-                     seconds=time.perf_counter() - start, **figures)
+    return Agreement(loss_error=loss_error, cosine=cosine, norm_ratio=ratio,
+                     loss_scale=scale, problem=problem, seconds=time.perf_counter() - start,
+                     **figures)
 
 
 def check_agreement(mode, model_name, model_kwargs, contexts, batch, loss_scale='dynamic',
