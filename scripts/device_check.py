@@ -131,8 +131,8 @@ def agreement(mode, network, shape, contexts, workdir):
     from gluoncv_fp16.data.datasets import build_datasets
     from gluoncv_fp16.model_zoo import get_model
     from gluoncv_fp16.train.precision_check import check_agreement
-    from gluoncv_fp16.train.self_check import check_batch, images_per_device
-    images = images_per_device(shape) * len(contexts)
+    from gluoncv_fp16.train.self_check import check_batch, check_images
+    images = check_images(shape, len(contexts))
     root = os.path.join(workdir, 'VOCcheck')
     if not os.path.isdir(root):
         generate(root, num_train=images, num_val=1, width=shape, height=shape, seed=0)

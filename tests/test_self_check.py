@@ -19,7 +19,7 @@ from gluoncv_fp16.train.checkpoint import read_checkpoint  # noqa: E402
 from gluoncv_fp16.train.config import ConfigError  # noqa: E402
 from gluoncv_fp16.train.precision_check import (GRADIENT_TOLERANCE, compare_step,  # noqa: E402
                                                 loss_tolerance)
-from gluoncv_fp16.train.self_check import (check_batch, images_per_device,  # noqa: E402
+from gluoncv_fp16.train.self_check import (check_batch, check_images,  # noqa: E402
                                            self_check)
 
 NAME = 'yolo3_mobilenet0.25_custom'
@@ -31,7 +31,7 @@ def data(synthetic_root):
     train_set, _, classes = build_datasets('synthetic', root=synthetic_root)
     net = get_model(NAME, pretrained_base=False, classes=classes)
     net.initialize(mx.init.Zero())
-    return train_set, classes, net, check_batch(train_set, net, 64, images_per_device(64), 0)
+    return train_set, classes, net, check_batch(train_set, net, 64, check_images(64), 0)
 
 
 def compare(data, **kwargs):
@@ -73,8 +73,10 @@ def test_a_dynamic_scale_settles_below_overflow(data):
     assert result.ok and 2.0 ** -14 <= result.loss_scale < 1e6
 
 
-def test_images_per_device_keeps_pixels_up_and_memory_down():
-    assert [images_per_device(s) for s in (64, 128, 256, 416, 608)] == [16, 4, 2, 2, 2]
+def test_check_images_keeps_pixels_up_and_memory_down():
+    assert [check_images(s) for s in (64, 128, 256, 416, 608)] == [16, 4, 2, 2, 2]
+    assert [check_images(s, 2) for s in (64, 128, 416)] == [16, 4, 4]
+    assert [check_images(s, 3) for s in (64, 416)] == [18, 6]
 
 
 def cfg_for(root, out, *extra):

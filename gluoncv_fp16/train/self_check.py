@@ -24,21 +24,24 @@ from ..precision.policy import get_policy
 from .config import ConfigError
 from .precision_check import check_agreement
 
-__all__ = ['self_check', 'check_batch', 'SelfCheckFailed', 'images_per_device']
+__all__ = ['self_check', 'check_batch', 'SelfCheckFailed', 'check_images']
 
 logger = logging.getLogger(__name__)
 
-# Images per device: 2 at 256 px and up (the FP32 reference must fit next to a batch
-# size chosen for FP16 memory); below, as many as make the pixels of one 256 px image,
-# because a step on few small images is noisier than the FP16 tolerance allows
-# (measured, mobilenet0.25 at 64 px: relative gradient error 2.4e-2 with 2 images,
-# 0.9e-2 - 1.2e-2 with 8; 1.0e-2 with 2 images at 320 px).
-_MIN_IMAGES, _PIXEL_SIDE = 2, 256
+# Images: 2 per device at 256 px and up (the FP32 reference must fit next to a batch
+# size chosen for FP16 memory); below, as many as make the pixels of one 256 px image
+# over all devices together, because a step on few small images is noisier than the FP16
+# tolerance allows (measured, mobilenet0.25 at 64 px: relative gradient error 2.4e-2 with
+# 2 images, 0.9e-2 - 1.2e-2 with 8; 1.0e-2 with 2 images at 320 px).
+_MIN_PER_DEVICE, _PIXEL_SIDE = 2, 256
 
 
-def images_per_device(data_shape):
-    """How many images each device gets in the check: 16 at 64 px, 4 at 128, 2 at 256+."""
-    return max(_MIN_IMAGES, int(math.ceil((_PIXEL_SIDE / float(data_shape)) ** 2)))
+def check_images(data_shape, num_devices=1):
+    """Images in the check, a multiple of `num_devices`: 16 at 64 px, 4 at 128, 2 per
+    device at 256 px and up."""
+    wanted = max(_MIN_PER_DEVICE * num_devices,
+                 int(math.ceil((_PIXEL_SIDE / float(data_shape)) ** 2)))
+    return int(math.ceil(wanted / float(num_devices))) * num_devices
 
 
 class SelfCheckFailed(ConfigError):
@@ -99,7 +102,7 @@ def self_check(cfg, policy, contexts, train_set, async_net, model_kwargs):
     start = time.perf_counter()
     with _global_rng_kept():
         batch = check_batch(train_set, async_net, cfg.data_shape,
-                            images_per_device(cfg.data_shape) * len(contexts), cfg.seed)
+                            check_images(cfg.data_shape, len(contexts)), cfg.seed)
         result = check_agreement(policy.name, cfg.model_name, model_kwargs, contexts, batch,
                                  loss_scale=_loss_scale(cfg, policy),
                                  amp_init=cfg.extra.get('amp_init'))
