@@ -98,6 +98,10 @@ def parse_args(argv=None):
     n.add_argument('--cache', choices=('ram', 'disk'), default=None,
                    help='keep decoded images (in memory, or in a file next to the dataset) '
                         'so that epochs after the first decode nothing')
+    n.add_argument('--self-check', default='stop', choices=('stop', 'fallback'),
+                   help='--fp16/--amp: one step is compared with FP32 on the devices at '
+                        'start-up; on disagreement stop (exit 2) or train in FP32')
+    n.add_argument('--no-self-check', action='store_true', help='skip that start-up check')
     return p.parse_args(argv)
 
 
@@ -133,7 +137,8 @@ def make_config(args):
         max_recoveries=args.max_recoveries, plots=not args.no_plots,
         pretrained_base=args.pretrained_base, accumulate=args.accumulate,
         clip_grad=args.clip_grad, ema=args.ema, ema_decay=args.ema_decay,
-        tensorboard=args.tensorboard, cache=args.cache or '').validate()
+        tensorboard=args.tensorboard, cache=args.cache or '',
+        self_check='off' if args.no_self_check else args.self_check).validate()
 
 
 def check_writable(prefix):

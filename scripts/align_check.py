@@ -82,7 +82,8 @@ def _config(args, name, contexts, precision, steps, lr, init):
             '--save-prefix', out + os.sep, '--no-random-shape', '--no-plots', '--syncbn',
             '--epochs', '100000', '--max-iters', str(steps), '--val-interval', '100000',
             '--save-interval', '100000', '--lr', str(lr), '--seed', str(args.seed),
-            '--log-interval', '100000', '--loss-scale', args.loss_scale]
+            '--log-interval', '100000', '--loss-scale', args.loss_scale,
+            '--no-self-check']  # this script compares FP16 with FP32 itself, more strictly
     if args.dataset_root:
         argv += ['--dataset-root', args.dataset_root]
     if init:

@@ -32,6 +32,7 @@ from .nan_guard import NanGuard, TrainingDiverged
 from .checkpoint import remove_stale_temp_files
 from .resume import newest_readable_checkpoint, resume_from
 from .state import RunState
+from .self_check import self_check
 from .schedule import make_lr_scheduler
 
 __all__ = ['build_training', 'run_training']
@@ -160,6 +161,9 @@ def build_training(cfg):
         augment=cfg.augment, shuffle=cfg.shuffle)
     val_loader = make_val_loader(val_set, cfg.batch_size, cfg.data_shape,
                                  num_workers=cfg.num_workers)
+    # before AMP is switched on (for good): a disagreeing AMP must be able to fall back
+    cfg, policy = self_check(cfg, policy, contexts, train_set, async_net,
+                             _model_kwargs(cfg, classes, {}))
     activate_amp(policy, **({} if cfg.amp_fp16_ops is None
                             else {'target_precision_ops': list(cfg.amp_fp16_ops)}))
     net = _init_training_net(get_model(cfg.model_name, **_model_kwargs(cfg, classes, norm)),

@@ -15,6 +15,7 @@ DATASETS = ('voc', 'coco', 'custom', 'synthetic', 'rec')
 NETWORKS = ('darknet53', 'mobilenet1.0', 'mobilenet0.25')
 LR_MODES = ('step', 'poly', 'cosine')
 KVSTORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync')
+SELF_CHECKS = ('stop', 'fallback', 'off')
 
 
 class ConfigError(ValueError):
@@ -77,6 +78,7 @@ class TrainConfig:
     shuffle: bool = True
     amp_fp16_ops: Optional[Tuple[str, ...]] = None  # AMP's FP16 op list (None: MXNet's)
     cache: str = ''                    # '' | ram | disk: decoded images kept across epochs
+    self_check: str = 'stop'           # stop | fallback | off; fp16/amp start-up check
 
     @property
     def model_name(self):
@@ -170,6 +172,13 @@ class TrainConfig:
             (not (self.horovod and self.kvstore.startswith('dist')),
              "--horovod and --kvstore {} are two ways to distribute; pick one".format(
                  self.kvstore)),
+            (self.self_check in SELF_CHECKS,
+             "--self-check {!r}: choose one of {}".format(self.self_check, list(SELF_CHECKS))),
+            (self.self_check != 'fallback' or not (self.horovod or
+                                                   self.kvstore.startswith('dist')),
+             "--self-check fallback cannot be used with several workers (each could fall "
+             "back on its own, and workers must train in one precision); use --self-check "
+             "stop"),
         ]
         for ok, message in checks:
             if not ok:
