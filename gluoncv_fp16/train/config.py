@@ -9,9 +9,10 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from ..data.datasets import DATASETS
+
 __all__ = ['TrainConfig', 'ConfigError', 'parse_contexts']
 
-DATASETS = ('voc', 'coco', 'custom', 'synthetic', 'rec')
 NETWORKS = ('darknet53', 'mobilenet1.0', 'mobilenet0.25')
 LR_MODES = ('step', 'poly', 'cosine')
 KVSTORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync')
