@@ -88,6 +88,9 @@ def parse_args(argv=None):
                         'batch is --batch-size x N, and the LR schedule counts updates')
     n.add_argument('--clip-grad', type=float, default=0.0, metavar='MAXNORM',
                    help='clip the global L2 norm of the unscaled gradients (0: off)')
+    n.add_argument('--checkpoint-every', type=int, default=0, metavar='N',
+                   help='also save the resumable state every N iterations, mid-epoch '
+                        '(0: at epoch ends only); a resume continues exactly there')
     n.add_argument('--ema', action='store_true',
                    help='keep an EMA of the FP32 weights; validate, save _best and export it')
     n.add_argument('--ema-decay', type=float, default=0.9999,
@@ -138,6 +141,7 @@ def make_config(args):
         pretrained_base=args.pretrained_base, accumulate=args.accumulate,
         clip_grad=args.clip_grad, ema=args.ema, ema_decay=args.ema_decay,
         tensorboard=args.tensorboard, cache=args.cache or '',
+        checkpoint_every=args.checkpoint_every,
         self_check='off' if args.no_self_check else args.self_check).validate()
 
 
@@ -193,7 +197,9 @@ def main(argv=None):
     from gluoncv_fp16.train.build import run_training
     from gluoncv_fp16.train.checkpoint import CheckpointError
     from gluoncv_fp16.train.config import ConfigError
+    from gluoncv_fp16.train.loop import StopRequested
     from gluoncv_fp16.train.nan_guard import TrainingDiverged
+    from gluoncv_fp16.train.stopping import EXIT_CODES
     user_errors = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged)
     handlers = []
     try:
@@ -205,6 +211,9 @@ def main(argv=None):
     except user_errors as err:
         print('error: {}'.format(err), file=sys.stderr)
         return 2
+    except StopRequested as stop:
+        print('{}; continue with --resume auto'.format(stop), file=sys.stderr)
+        return EXIT_CODES[stop.signal_name]
     finally:
         for handler in handlers:
             logging.getLogger().removeHandler(handler)

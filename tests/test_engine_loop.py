@@ -27,12 +27,17 @@ class ListLoader:
 
     def set_epoch(self, epoch):
         self.epoch = epoch
+        self.start = 0
+
+    def set_start(self, batch):
+        self.start = batch
 
     def __len__(self):
         return len(self.batches)
 
     def __iter__(self):
-        for batch in self.batches:
+        start, self.start = getattr(self, 'start', 0), 0
+        for batch in self.batches[start:]:
             if self.served in self.nan_at:
                 batch = (batch[0] * np.nan,) + tuple(batch[1:])
             self.served += 1

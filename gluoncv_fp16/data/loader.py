@@ -270,6 +270,7 @@ class TrainLoader(_Loader):
         self.plan, self.data_shape = plan, int(data_shape)
         self.random_shape, self.shape_interval = bool(random_shape), int(shape_interval)
         self.shapes, self.epoch = tuple(shapes), 0
+        self._first_batch = 0
         self._mixup_available = bool(mixup)
         self.mixup = bool(mixup)
 
@@ -284,6 +285,13 @@ class TrainLoader(_Loader):
     def set_epoch(self, epoch):
         """Select the epoch whose batches the next iteration yields."""
         self.epoch = int(epoch)
+        self._first_batch = 0
+
+    def set_start(self, batch):
+        """Begin the next iteration at this batch of the epoch (a mid-epoch resume): the
+        epoch's plan depends only on (seed, epoch, index), so the earlier batches are
+        skipped without being loaded."""
+        self._first_batch = int(batch)
 
     def set_mixup(self, enabled):
         """Turn mixup on/off (e.g. off for the last epochs, as GluonCV's --no-mixup-epochs)."""
@@ -304,8 +312,9 @@ class TrainLoader(_Loader):
     def __iter__(self):
         batches = self.plan.batches(self.epoch)
         shapes = self.batch_shapes(self.epoch)
+        start, self._first_batch = self._first_batch, 0
         return self._run([(items, shape, self.mixup, self.plan.seed)
-                          for items, shape in zip(batches, shapes)])
+                          for items, shape in zip(batches, shapes)][start:])
 
 
 class ValLoader(_Loader):

@@ -27,11 +27,12 @@ from .ema import ModelEMA
 from .evaluation import Evaluator, make_metric
 from .hooks import (CheckpointHook, MixupScheduleHook, PlotHook, ProgressHook,
                     TensorBoardHook, csv_hooks)
-from .loop import TrainLoop
+from .loop import StopRequested, TrainLoop
 from .nan_guard import NanGuard, TrainingDiverged
 from .checkpoint import remove_stale_temp_files
 from .resume import newest_readable_checkpoint, resume_from
 from .state import RunState
+from .stopping import stop_on_signals
 from .self_check import self_check
 from .schedule import make_lr_scheduler
 
@@ -234,7 +235,8 @@ def _make_hooks(cfg, loader, model_desc, total_steps, chief):
     prefix = cfg.run_prefix
     meta = {'model': model_desc, 'config': _plain_config(cfg)}
     hooks = mixup + [ProgressHook(cfg.log_interval, total_steps),
-                     CheckpointHook(prefix, cfg.save_interval, lambda: meta)] + csv_hooks(prefix)
+                     CheckpointHook(prefix, cfg.save_interval, lambda: meta,
+                                    every=cfg.checkpoint_every)] + csv_hooks(prefix)
     if cfg.tensorboard:
         hooks.append(TensorBoardHook(prefix + '_tensorboard'))
     if cfg.plots:
@@ -260,6 +262,9 @@ def _plain_config(cfg):
 
 def run_training(cfg, on_workers=None):
     """Build and train; returns the loop (for inspection by callers and tests).
+
+    A SIGTERM or SIGINT ends it with `StopRequested` after a checkpoint at the current
+    iteration (single-process runs; :mod:`.stopping`).
 
     `on_workers(WorkerSetup)` is called once the rank is known (entry points use it to
     route a non-chief worker's log). In a dist-kvstore worker an exception ends the
@@ -291,7 +296,13 @@ def _train(cfg, on_workers):
         return loop
     logger.info('training %s (%s) on %s, epochs %d..%d', cfg.model_name, cfg.precision,
                 ','.join(cfg.contexts), start_epoch, cfg.epochs - 1)
-    return train_or_save_last_good(loop, cfg, start_epoch)
+    try:
+        with stop_on_signals(loop, enabled=loop.workers.num_workers == 1):
+            return train_or_save_last_good(loop, cfg, start_epoch)
+    finally:
+        close = getattr(loop.loader, 'close', None)
+        if close is not None:  # data workers and their shared memory go with the run
+            close()
 
 
 def train_or_save_last_good(loop, cfg, start_epoch):
@@ -302,6 +313,11 @@ def train_or_save_last_good(loop, cfg, start_epoch):
     """
     try:
         loop.train(start_epoch, cfg.epochs, max_iters=cfg.max_iters)
+    except StopRequested:
+        savers = [h for h in loop.hooks if isinstance(h, CheckpointHook)]
+        if savers:  # the chief: a resumable checkpoint at this very iteration
+            savers[0].save(loop, cfg.run_prefix + '_last.ckpt')
+        raise
     except TrainingDiverged as err:
         path = _save_last_good(loop, cfg.run_prefix + '_diverged.ckpt')
         workers = getattr(loop, 'workers', None)

@@ -73,6 +73,7 @@ def atomic_write(path, mode='wb'):
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are shared files
         os.replace(tmp, path)
         _fsync_folder(folder)
     except BaseException:
@@ -82,6 +83,12 @@ def atomic_write(path, mode='wb'):
 
 
 _TMP = '.tmp-'
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def remove_stale_temp_files(folder):
@@ -151,7 +158,7 @@ def save_weights(path, weights):
 
 def save_run_state(path, state, meta):
     """Atomically write `state` (a `RunState`) with extra `meta` (model, config)."""
-    payload = dict(state.meta, **meta)
+    payload = dict(state.disk_meta(), **meta)
     json_text = json.dumps(payload, indent=1, sort_keys=True)
     weights, arrays = _nd_bytes(_fp32(state.weights)), _nd_bytes(state.arrays() or {})
     with atomic_write(path) as raw, zipfile.ZipFile(raw, 'w', zipfile.ZIP_STORED) as zf:

@@ -78,6 +78,7 @@ class TrainConfig:
     augment: bool = True               # off: deterministic alignment runs (align_check)
     shuffle: bool = True
     amp_fp16_ops: Optional[Tuple[str, ...]] = None  # AMP's FP16 op list (None: MXNet's)
+    checkpoint_every: int = 0          # > 0: also save _last.ckpt every N iterations
     cache: str = ''                    # '' | ram | disk: decoded images kept across epochs
     self_check: str = 'stop'           # stop | fallback | off; fp16/amp start-up check
 
@@ -159,6 +160,9 @@ class TrainConfig:
             (self.precision in ('fp16', 'amp') or self.loss_scale == 'dynamic',
              "--loss-scale {} only applies with --fp16 or --amp (FP32 training does not scale "
              "the loss)".format(self.loss_scale)),
+            (self.checkpoint_every >= 0,
+             "--checkpoint-every must be >= 0 (0: at epoch ends only), got {}".format(
+                 self.checkpoint_every)),
             (self.accumulate >= 1,
              "--accumulate must be >= 1 (batches per optimizer update), got {}".format(
                  self.accumulate)),

@@ -8,7 +8,7 @@ import logging
 import math
 import os
 
-from .checkpoint import save_run_state, save_weights
+from .checkpoint import atomic_write, save_run_state, save_weights
 from .loop import HookBase
 from .metrics import EPOCH_FIELDS, LOSS_NAMES, STEP_FIELDS
 
@@ -77,19 +77,41 @@ class CheckpointHook(HookBase):
 
     * ``_last.ckpt`` every epoch: the full run state, for ``--resume auto``;
     * ``_best.ckpt`` and ``_best.params`` when mAP improves (``_best_map.log`` lists them);
-    * ``_{epoch:04d}_{map:.4f}.params`` when ``epoch % save_interval == 0`` (GluonCV's rule).
+    * ``_{epoch:04d}_{map:.4f}.params`` when ``epoch % save_interval == 0`` (GluonCV's rule);
+    * with `every` > 0, ``_last.ckpt`` also every `every` iterations, mid-epoch (resumes
+      exactly there).
 
     ``.params`` files hold FP32 weights under ``save_parameters`` names -- the EMA weights
     when the run keeps them, else the FP32 masters -- and load into stock GluonCV.
     """
     name = 'checkpoint'
 
-    def __init__(self, prefix, save_interval, meta_fn):
+    def __init__(self, prefix, save_interval, meta_fn, every=0):
         self.prefix = prefix
         self.save_interval = save_interval
         self.meta_fn = meta_fn
+        self.every = every
         self.best_map = -1.0
         self.best_epoch = -1
+
+    def before_train(self, loop):
+        """Drop ``_best_map.log`` lines past the checkpoint a run resumes from (a run killed
+        between writing that line and its checkpoint would list the epoch twice)."""
+        path = self.prefix + '_best_map.log'
+        if not os.path.isfile(path):
+            return
+        with open(path) as f:
+            lines = f.readlines()
+        keep = [l for l in lines if loop.iteration and l.split(':')[0].strip().isdigit()
+                and int(l.split(':')[0]) <= loop.epoch]
+        if keep != lines:
+            with atomic_write(path, 'w') as f:
+                f.writelines(keep)
+
+    def after_step(self, loop, step):
+        if self.every and loop.iteration // self.every > \
+                (loop.iteration - loop.accumulate) // self.every:
+            self.save(loop, self.prefix + '_last.ckpt')
 
     def save(self, loop, path, state=None):
         """Write the run state (`state`, or the loop's now) as a checkpoint at `path`."""
@@ -130,35 +152,44 @@ class CheckpointHook(HookBase):
 class CSVHook(HookBase):
     """Rows of `fields` from the record, one per step (``per='step'``) or per epoch.
 
-    Step rows are kept in memory and written at each epoch end, next to the checkpoint:
-    a resumed run drops the rows past its checkpoint and continues the file.
+    Rows are appended as they come; a resumed run first drops the rows past its
+    checkpoint, so a restart never duplicates one.
     """
 
     def __init__(self, path, fields, per='epoch'):
         self.path = path
         self.fields = tuple(fields)
         self.per = per
-        self._pending = []
+        self._file = None
 
     def before_train(self, loop):
         rows = read_metrics(self.path) if os.path.isfile(self.path) else []
         key, last = ('epoch', loop.epoch) if self.per == 'epoch' else \
             ('iteration', loop.iteration)
+        if self.per == 'epoch' and not loop.epoch_done:
+            last -= 1  # a mid-epoch checkpoint: its epoch has no row yet
         keep = [r for r in rows if float(r[key]) <= last] if loop.iteration else []
-        with open(self.path, 'w', newline='') as f:
+        with atomic_write(self.path, 'w') as f:
             writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction='ignore')
             writer.writeheader()
             writer.writerows(keep)
+        self._file = open(self.path, 'a', newline='', buffering=1)
+        self._writer = csv.DictWriter(self._file, fieldnames=self.fields,
+                                      extrasaction='ignore')
 
     def after_step(self, loop, step):
         if self.per == 'step':
-            self._pending.append(dict(step))
+            self._writer.writerow(step)
 
     def after_epoch(self, loop, epoch):
-        rows = self._pending if self.per == 'step' else [epoch]
-        with open(self.path, 'a', newline='') as f:
-            csv.DictWriter(f, fieldnames=self.fields, extrasaction='ignore').writerows(rows)
-        self._pending = []
+        if self.per == 'epoch':
+            self._writer.writerow(epoch)
+        self._file.flush()
+
+    def after_train(self, loop):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def read_metrics(path):

@@ -27,7 +27,7 @@ from ..precision.policy import get_policy
 from .metrics import LOSS_NAMES, MetricsRecord
 from .nan_guard import NanGuard
 
-__all__ = ['TrainLoop', 'HookBase', 'LOSS_NAMES']
+__all__ = ['TrainLoop', 'HookBase', 'LOSS_NAMES', 'StopRequested']
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,17 @@ class HookBase:
 
     def load_state_dict(self, state):
         pass
+
+
+class StopRequested(Exception):
+    """Training stopped at a step boundary because `stop_signal` was set (SIGTERM/SIGINT)."""
+
+    def __init__(self, signal_name, epoch, iteration):
+        super().__init__('stopped by {} at epoch {}, iteration {}'.format(
+            signal_name, epoch, iteration))
+        self.signal_name = signal_name
+        self.epoch = epoch
+        self.iteration = iteration
 
 
 class StepResult:
@@ -144,8 +155,11 @@ class TrainLoop:
         self.epoch = 0
         self.iteration = 0        # batches consumed since the start of the run
         self.epoch_position = 0   # batches consumed in the current epoch
+        self.epoch_done = False   # the current epoch finished (its checkpoint is an epoch end)
+        self.resume_position = 0  # batches of `epoch` to skip: a mid-epoch resume
         self.phase = None         # no trainer yet: the first phase builds one
         self.stop_requested = False
+        self.stop_signal = None   # set (e.g. by a signal handler) to stop after this step
         self.record = MetricsRecord()
         self.trainer = None
         self.param_names = collections.OrderedDict(net._collect_params_with_prefix())
@@ -402,8 +416,12 @@ class TrainLoop:
         if not self.guard.in_fallback:
             self.set_phase(self.scheduled_phase())
         self.loader.set_epoch(self.epoch)
-        self.epoch_position = 0
-        self.record.start_epoch()
+        self.epoch_done = False
+        self.epoch_position, self.resume_position = self.resume_position, 0
+        if self.epoch_position:  # a mid-epoch resume: the record's sums came with the state
+            self.loader.set_start(self.epoch_position)
+        else:
+            self.record.start_epoch()
         start = time.time()
         self._call('before_epoch')
         batches = iter(self.loader)
@@ -421,6 +439,8 @@ class TrainLoop:
             pending = ahead[0] if ahead else self._next_parts(batches)
             if result is not None:
                 self._record_step(result, window, start)
+            if self.stop_signal:
+                raise StopRequested(self.stop_signal, self.epoch, self.iteration)
             if max_iters and self.iteration >= max_iters:
                 self.stop_requested = True
                 break
@@ -447,6 +467,7 @@ class TrainLoop:
                        recoveries=self.guard.recoveries, map=float('nan'))
         scalars.update(scores or {})
         epoch = self.record.put_epoch(scalars)
+        self.epoch_done = True
         self._call('after_epoch', epoch)
         # Every epoch end is a checkpoint point, so every resume point is a snapshot point;
         # taken after the hooks so that it equals what the checkpoint holds.

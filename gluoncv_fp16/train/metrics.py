@@ -54,6 +54,17 @@ class MetricsRecord:
                 self._sums[key] += value
                 self._counts[key] += 1
 
+    def state_dict(self):
+        """The running epoch's sums (a mid-epoch checkpoint continues them)."""
+        return {'sums': dict(self._sums), 'counts': dict(self._counts), 'images': self.images,
+                'steps': self.steps, 'skipped': self.skipped}
+
+    def load_state_dict(self, state):
+        self._sums = {k: float(v) for k, v in state['sums'].items()}
+        self._counts = {k: int(v) for k, v in state['counts'].items()}
+        self.images, self.steps = int(state['images']), int(state['steps'])
+        self.skipped = int(state['skipped'])
+
     def running_mean(self, key):
         return self._sums[key] / self._counts[key] if self._counts.get(key) else math.nan
 

@@ -67,8 +67,10 @@ class NanGuard:
         return self.fallback_left > 0
 
     def start(self, loop):
-        """Snapshot the state training starts (or resumes) from."""
-        self.snapshot = loop.capture()
+        """Snapshot the state training starts (or resumes) from, unless the checkpoint
+        carried the snapshot the interrupted run held (it stopped between snapshots)."""
+        if self.snapshot is None:
+            self.snapshot = loop.capture()
 
     def at_checkpoint(self, loop):
         """A checkpoint point (epoch end): snapshot, so every resume point is one."""

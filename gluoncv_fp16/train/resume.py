@@ -61,6 +61,10 @@ def resume_from(loop, path, model_desc, state=None):
     except ValueError as err:
         raise CheckpointError(str(err)) from None
     loop.restore(state)
+    if not loop.epoch_done:
+        logger.info('resumed %s: epoch %d at batch %d, iteration %d, phase %s', path,
+                    loop.epoch, loop.epoch_position, loop.iteration, loop.phase)
+        return loop.epoch
     logger.info('resumed %s: epoch %d done, iteration %d, phase %s', path, loop.epoch,
                 loop.iteration, loop.phase)
     return loop.epoch + 1

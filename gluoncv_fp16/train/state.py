@@ -39,12 +39,15 @@ STATE_VERSION = 2  # 1: trainer state pickled by gluon.Trainer.save_states (refu
 class RunState:
     """See the module docstring. Arrays may live on any device."""
 
-    def __init__(self, weights, optimizer, meta, ema=None, hooks=None):
+    def __init__(self, weights, optimizer, meta, ema=None, hooks=None, guard_snapshot=None):
         self.weights = weights
         self.optimizer = optimizer
         self.meta = meta
         self.ema = ema or {}
         self.hooks = hooks or {}
+        # The NaN guard's rollback target, when it is not this state itself (a checkpoint
+        # written between snapshot points): a resumed run must hold the same target.
+        self.guard_snapshot = guard_snapshot
 
     @property
     def iteration(self):
@@ -55,20 +58,36 @@ class RunState:
         return self.meta['phase']
 
     def arrays(self):
-        """Every array but the weights, under flat names ('opt:', 'ema:', 'hook:')."""
+        """Every array but the weights, under flat names ('opt:', 'ema:', 'hook:'; a carried
+        guard snapshot's under 'snap:', its weights under 'snap:w:')."""
         flat = {'opt:' + k: v for k, v in self.optimizer.arrays.items()}
         flat.update({'ema:' + k: v for k, v in self.ema.items()})
         for hook, arrays in self.hooks.items():
             flat.update({'hook:{}:{}'.format(hook, k): v for k, v in arrays.items()})
+        if self.guard_snapshot is not None:
+            snap = self.guard_snapshot
+            flat.update({'snap:w:' + k: v for k, v in snap.weights.items()})
+            flat.update({'snap:' + k: v for k, v in snap.arrays().items()})
         return flat
+
+    def disk_meta(self):
+        """`meta` plus the carried snapshot's, as written to state.json."""
+        if self.guard_snapshot is None:
+            return dict(self.meta)
+        return dict(self.meta, guard_snapshot=self.guard_snapshot.meta)
 
     @classmethod
     def from_parts(cls, weights, arrays, meta):
         """The inverse of (weights, :meth:`arrays`, meta) as stored on disk."""
-        opt, ema, hooks = {}, {}, {}
+        opt, ema, hooks, snap_weights, snap = {}, {}, {}, {}, {}
         for key, value in arrays.items():
             kind, _, rest = key.partition(':')
-            if kind == 'opt':
+            if kind == 'snap':
+                if rest.startswith('w:'):
+                    snap_weights[rest[2:]] = value
+                else:
+                    snap[rest] = value
+            elif kind == 'opt':
                 opt[rest] = value
             elif kind == 'ema':
                 ema[rest] = value
@@ -79,7 +98,11 @@ class RunState:
                 raise ValueError("unknown state array {!r}".format(key))
         optimizer = OptimizerState(opt, meta['optimizer']['layout'],
                                    meta['optimizer']['counters'])
-        return cls(weights, optimizer, meta, ema=ema, hooks=hooks)
+        snapshot = None
+        if meta.get('guard_snapshot'):
+            snapshot = cls.from_parts(snap_weights, snap, meta['guard_snapshot'])
+        meta = {k: v for k, v in meta.items() if k != 'guard_snapshot'}
+        return cls(weights, optimizer, meta, ema=ema, hooks=hooks, guard_snapshot=snapshot)
 
 
 def _split_hook_state(state):
@@ -102,12 +125,18 @@ def capture(loop, copy=True):
             if arrays:
                 hook_arrays[hook.name] = {k: dup(v) for k, v in arrays.items()}
     meta = {'state_version': STATE_VERSION, 'epoch': loop.epoch, 'iteration': loop.iteration,
-            'epoch_position': loop.epoch_position, 'phase': loop.phase,
+            'epoch_position': loop.epoch_position, 'epoch_done': loop.epoch_done,
+            'record': loop.record.state_dict(), 'phase': loop.phase,
             'scaler': loop.scaler.state_dict(), 'guard': loop.guard.state_dict(),
             'hooks': hook_values, 'optimizer': optimizer.meta(), 'rng': rng_state()}
     ema = {name: dup(v) for name, v in loop.ema.weights.items()} if loop.ema else {}
     meta['ema'] = loop.ema.state_dict() if loop.ema else None
-    return RunState(weights, optimizer, meta, ema=ema, hooks=hook_arrays)
+    snapshot = loop.guard.snapshot
+    # Mid-epoch (a signal or --checkpoint-every) is not a snapshot point: carry the guard's.
+    carried = None if copy or loop.epoch_done or snapshot is None or \
+        snapshot.iteration == loop.iteration else snapshot
+    return RunState(weights, optimizer, meta, ema=ema, hooks=hook_arrays,
+                    guard_snapshot=carried)
 
 
 def check_compatible(state, loop, origin):
@@ -157,8 +186,13 @@ def restore(loop, state, rollback=False):
         return
     loop.epoch = int(meta['epoch'])
     loop.iteration = int(meta['iteration'])
+    loop.epoch_done = bool(meta.get('epoch_done', True))
     loop.epoch_position = int(meta.get('epoch_position', 0))
+    loop.resume_position = 0 if loop.epoch_done else loop.epoch_position
+    if not loop.epoch_done:
+        loop.record.load_state_dict(meta['record'])
     loop.guard.load_state_dict(meta['guard'])
+    loop.guard.snapshot = state.guard_snapshot
     restore_rng(meta.get('rng'))
 
 
