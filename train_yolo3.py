@@ -74,6 +74,9 @@ def parse_args(argv=None):
     n.add_argument('--classes', default=None, help='comma-separated class names (custom/rec)')
     n.add_argument('--pretrained-base', action=argparse.BooleanOptionalAction, default=None,
                    help='ImageNet backbone weights (default: on, off for --dataset synthetic)')
+    n.add_argument('--pretrained', default='',
+                   help="start from these weights: 'voc' / 'coco' (GluonCV's), a .params "
+                        "file or a checkpoint; shared classes keep their predictions")
     n.add_argument('--max-iters', type=int, default=0, help='stop after N iterations (smoke runs)')
     n.add_argument('--strict-data', action='store_true',
                    help='fail on the first bad sample instead of repairing or skipping it')
@@ -115,6 +118,7 @@ def make_config(args):
         kvstore=args.kvstore, horovod=args.horovod, max_iters=args.max_iters,
         strict_data=args.strict_data, nan_fallback_iters=args.nan_fallback_iters,
         max_recoveries=args.max_recoveries, plots=not args.no_plots,
+        pretrained=args.pretrained.strip(),
         extra={'pretrained_base': args.pretrained_base}).validate()
 
 
@@ -156,7 +160,9 @@ def main(argv=None):
     from gluoncv_fp16.train.checkpoint import CheckpointError
     from gluoncv_fp16.train.config import ConfigError
     from gluoncv_fp16.train.nan_guard import TrainingDiverged
-    user_errors = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged)
+    from gluoncv_fp16.model_zoo import PretrainedWeightsUnavailable
+    user_errors = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged,
+                   PretrainedWeightsUnavailable)
     handlers = []
     try:
         cfg = make_config(args)

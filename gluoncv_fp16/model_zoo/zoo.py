@@ -137,11 +137,10 @@ def pretrained_weights_file(name, root=_DEFAULT_ROOT):
         GluonCV publishes none for `name`, or they are neither cached nor downloadable.
     """
     key = name.lower()
-    needed = [_params_file(key, True)]
     try:
         return model_store.get_model_file(key, tag=True, root=root)
     except Exception as err:  # network errors come from requests, urllib, socket ...
-        raise _unavailable(key, needed, root, err) or err
+        raise _unavailable(key, [_params_file(key, True)], root, err) or err
 
 
 def _build_with_downloads(key, kwargs):

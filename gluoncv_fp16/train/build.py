@@ -27,6 +27,7 @@ from .hooks import (CheckpointHook, EvalHook, MetricsCSVHook, MixupScheduleHook,
                     ProgressHook)
 from .loop import TrainLoop
 from .nan_guard import NanGuard, TrainingDiverged
+from .pretrained import load_pretrained
 from .evaluation import make_metric
 from .resume import resume_from, rng_state
 from .schedule import make_lr_scheduler
@@ -66,7 +67,9 @@ def _pretrained_base(cfg):
     """GluonCV always starts from an ImageNet backbone; the synthetic set trains from
     scratch (offline machines, tiny images) unless --pretrained-base says otherwise."""
     explicit = cfg.extra.get('pretrained_base')
-    return (cfg.dataset != 'synthetic') if explicit is None else bool(explicit)
+    if explicit is None:  # --pretrained replaces the backbone's weights anyway
+        return cfg.dataset != 'synthetic' and not cfg.pretrained
+    return bool(explicit)
 
 
 def _make_async_net(cfg, classes):
@@ -154,6 +157,8 @@ def build_training(cfg):
     activate_amp(policy, **cfg.extra.get('amp_init', {}))
     net = _init_training_net(get_model(cfg.model_name, **_model_kwargs(cfg, classes, norm)),
                              contexts, cfg)
+    if cfg.pretrained:
+        load_pretrained(net, cfg.pretrained, classes, cfg.network)
     num_samples = cfg.num_samples if cfg.num_samples > 0 else len(train_set)
     iters = max(1, num_samples // (cfg.batch_size * workers.num_workers))
     lr_scheduler = make_lr_scheduler(cfg, iters_per_epoch=iters)

@@ -67,6 +67,7 @@ class TrainConfig:
     max_recoveries: int = 3
     snapshot_interval: int = 50
     plots: bool = True
+    pretrained: str = ''               # '' | 'voc' | 'coco' | a .params file or checkpoint
     extra: dict = field(default_factory=dict)
 
     @property
@@ -139,6 +140,9 @@ class TrainConfig:
             (self.val_interval > 0 and self.save_interval > 0 and self.log_interval > 0,
              "--val-interval, --save-interval and --log-interval must be positive"),
             (self.max_iters >= 0, "--max-iters must be >= 0"),
+            (self.pretrained in ('', 'voc', 'coco') or os.path.isfile(self.pretrained),
+             "--pretrained {!r}: no such file; give a .params file, a checkpoint, or 'voc' / "
+             "'coco' (GluonCV's published weights)".format(self.pretrained)),
             (not (self.horovod and self.kvstore.startswith('dist')),
              "--horovod and --kvstore {} are two ways to distribute; pick one".format(
                  self.kvstore)),
