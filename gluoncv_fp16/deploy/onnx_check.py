@@ -1,0 +1,157 @@
+"""The export's self-check: ONNX Runtime's detections vs MXNet's on the same images.
+
+Detections are compared as sets per image: an MXNet detection is matched by an ONNX
+Runtime detection of the same class whose score and box agree within the tolerances.
+The two runtimes sum in different orders, so scores and boxes differ in the last bits
+and two kinds of decisions may go either way: a detection whose score sits within the
+score tolerance of a cut-off (the valid threshold 0.01, or the lowest score kept when
+all ``post_nms`` rows are used), and two overlapping candidates of one class whose
+scores are within the tolerance (ranked in a different order, NMS keeps one or the
+other: the unmatched detections then pair up across the two outputs). Only those may go
+unmatched; they are counted and printed.
+
+Tolerances (:func:`default_tolerance`), absolute, justified by precision:
+
+* FP32: both runtimes compute in FP32; measured differences before NMS are ~1e-6 in
+  scores and ~3e-4 px in boxes (96 px input). Allowed: 1e-4 in scores, 1e-3 x side px
+  in boxes (0.42 px at 416).
+* FP16: each side rounds every layer's output to FP16 (u = 2^-11) but accumulates
+  differently; the FP16-vs-FP32 bound of docs/model_zoo.md, 2 sqrt(L) u ~ 8e-3 for L up
+  to 73 layers, bounds the difference of each to the FP32 result, so twice it bounds
+  their difference: 1.6e-2 in scores and 1.6e-2 x side px in boxes.
+"""
+import numpy as np
+from mxnet import autograd
+import mxnet as mx
+
+from .onnx_nms import VALID_THRESH
+from .onnx_runtime import load_onnx
+
+__all__ = ['check_export', 'compare_detections', 'default_tolerance', 'CheckResult',
+           'synthetic_images']
+
+
+def default_tolerance(dtype, data_shape):
+    """{'score': abs, 'box': abs px} (see module docstring)."""
+    if dtype == 'float16':
+        return {'score': 1.6e-2, 'box': 1.6e-2 * data_shape}
+    return {'score': 1e-4, 'box': 1e-3 * data_shape}
+
+
+class CheckResult:
+    """Outcome of the self-check, printable as one line per fact."""
+
+    def __init__(self, providers, images, tolerance):
+        self.providers, self.images, self.tolerance = providers, images, tolerance
+        self.mxnet = self.matched = self.borderline = self.unmatched = self.onnx = 0
+        self.same_rows = True
+        self.max_score_diff = self.max_box_diff = 0.0
+
+    @property
+    def ok(self):
+        return self.unmatched == 0
+
+    def __str__(self):
+        return ('ONNX Runtime ({}) vs MXNet on {} images: {} vs {} detections, {} matched '
+                '(same class, |score diff| <= {:g}, |box diff| <= {:g} px), {} unmatched at a '
+                'cut-off or score tie, {} unmatched otherwise; max |score diff| {:.2e}, max |box diff| '
+                '{:.2e} px; rows identical in order: {} -> {}'.format(
+                    ','.join(self.providers), self.images, self.onnx, self.mxnet,
+                    self.matched, self.tolerance['score'], self.tolerance['box'],
+                    self.borderline, self.unmatched, self.max_score_diff, self.max_box_diff,
+                    'yes' if self.same_rows else 'no', 'PASS' if self.ok else 'FAIL'))
+
+
+def _valid(ids, scores, boxes):
+    keep = ids[:, 0] >= 0
+    return ids[keep, 0], scores[keep, 0], boxes[keep]
+
+
+def _cutoff(scores, rows, tol):
+    """Scores within `tol` of a cut-off may legitimately be kept by one side only."""
+    low = VALID_THRESH
+    if len(scores) == rows:  # every row used: the post_nms limit also cut
+        low = max(low, float(scores.min()))
+    return low + tol
+
+
+def compare_detections(mx_out, ort_out, tolerance, result):
+    """Accumulate into `result` the comparison of one image's (ids, scores, boxes)."""
+    rows = mx_out[0].shape[0]
+    result.same_rows &= bool(np.array_equal(mx_out[0], ort_out[0]))
+    a, b = _valid(*mx_out), _valid(*ort_out)
+    result.mxnet += len(a[0])
+    result.onnx += len(b[0])
+    used = np.zeros(len(b[0]), dtype=bool)
+    lonely = []
+    for i, (cid, score, box) in enumerate(zip(*a)):
+        diffs = np.abs(b[2] - box).max(axis=1) if len(b[0]) else np.zeros(0)
+        fits = (~used) & (b[0] == cid) & (np.abs(b[1] - score) <= tolerance['score']) & \
+            (diffs <= tolerance['box'])
+        if fits.any():
+            j = int(np.flatnonzero(fits)[np.argmin(diffs[fits])])
+            used[j] = True
+            result.matched += 1
+            result.max_score_diff = max(result.max_score_diff, float(abs(b[1][j] - score)))
+            result.max_box_diff = max(result.max_box_diff, float(diffs[j]))
+        else:
+            lonely.append(i)
+    cut = min(_cutoff(a[1], rows, tolerance['score']), _cutoff(b[1], rows,
+                                                                tolerance['score']))
+    ties = _order_ties([(a[0][i], a[1][i]) for i in lonely],
+                       [(b[0][j], b[1][j]) for j in np.flatnonzero(~used)], tolerance['score'])
+    for side in ties:
+        for (_, score), tie in side:
+            if tie or score <= cut:
+                result.borderline += 1
+            else:
+                result.unmatched += 1
+
+
+def _order_ties(left, right, tol):
+    """Mark unmatched detections that pair with one of the other side: same class, scores
+    within `tol`. Two overlapping candidates of near-equal score are ranked differently
+    by the two runtimes, and NMS then keeps one or the other."""
+    taken = [False] * len(right)
+    marked_left = []
+    for cid, score in left:
+        match = next((j for j, (c, s) in enumerate(right)
+                      if not taken[j] and c == cid and abs(s - score) <= tol), None)
+        if match is not None:
+            taken[match] = True
+        marked_left.append(((cid, score), match is not None))
+    return marked_left, [(item, flag) for item, flag in zip(right, taken)]
+
+
+def synthetic_images(data_shape, mean, std, count=4, seed=0):
+    """(count, 3, S, S) float32: rendered synthetic scenes, normalised as in training."""
+    from ..data.synthetic import render_sample  # pylint: disable=import-outside-toplevel
+    rng = np.random.default_rng(seed)
+    batch = []
+    for _ in range(count):
+        bgr, _ = render_sample(rng, width=data_shape, height=data_shape)
+        rgb = bgr[:, :, ::-1].astype(np.float32) / 255.0
+        batch.append(((rgb - np.array(mean, np.float32)) / np.array(std, np.float32))
+                     .transpose(2, 0, 1))
+    return np.stack(batch).astype(np.float32)
+
+
+def check_export(path, net, dtype, data_shape, mean, std, images=None, tolerance=None,
+                 providers=None):
+    """Run `path` with ONNX Runtime and `net` (MXNet, predict mode) on the same images.
+
+    Returns
+    -------
+    CheckResult
+    """
+    tolerance = tolerance or default_tolerance(dtype, data_shape)
+    images = synthetic_images(data_shape, mean, std) if images is None else images
+    detector = load_onnx(path, providers=providers or ['CPUExecutionProvider'])
+    x = np.asarray(images, dtype=dtype)
+    ort_out = detector(x)
+    with autograd.predict_mode():
+        mx_out = [a.asnumpy() for a in net(mx.nd.array(x, dtype=dtype))]
+    result = CheckResult(detector.providers, len(x), tolerance)
+    for i in range(len(x)):
+        compare_detections([o[i] for o in mx_out], [o[i] for o in ort_out], tolerance, result)
+    return result
