@@ -18,6 +18,10 @@ INSTALL_REQUIRES = [
     'tqdm',
 ]
 
+# onnx for mx.onnx, and onnxruntime 1.17.3's own dependencies (see extras below)
+ONNX_REQUIRES = ['onnx==1.15.0', 'coloredlogs', 'flatbuffers', 'packaging', 'protobuf',
+                 'sympy']
+
 setup(
     name='gluoncv_fp16',
     version='0.1.0',
@@ -30,6 +34,11 @@ setup(
     extras_require={
         'cpu': ['mxnet==1.9.1'],
         'cu112': ['mxnet-cu112==1.9.1'],
-        'test': ['pytest'],
+        # onnxruntime itself: `pip install --no-deps onnxruntime==1.17.3`. Every cp311
+        # onnxruntime wheel declares numpy>=1.24.2, which conflicts with numpy<1.24 above
+        # (gluoncv 0.10.5's COCO metric uses np.float); 1.17.3 runs with numpy 1.23.5
+        # (tests/test_onnx_export.py). onnx 1.16+ breaks mx.onnx ('mapping' removed).
+        'onnx': ONNX_REQUIRES,
+        'test': ['pytest'] + ONNX_REQUIRES,
     },
 )

@@ -18,6 +18,7 @@ import sys
 
 from gluoncv_fp16.train.checkpoint import CheckpointError
 from gluoncv_fp16.deploy.export import TARGETS, ExportError, export_detector
+from gluoncv_fp16.deploy.onnx_runtime import OnnxRuntimeError
 from gluoncv_fp16.model_zoo import CheckpointMismatchError
 
 
@@ -80,7 +81,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         return _export(args)
-    except (ExportError, CheckpointError, CheckpointMismatchError) as err:
+    except (ExportError, CheckpointError, CheckpointMismatchError, OnnxRuntimeError) as err:
         print('export.py: error: {}'.format(err), file=sys.stderr)
         return 2
 

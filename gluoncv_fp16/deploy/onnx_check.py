@@ -5,10 +5,10 @@ Runtime detection of the same class whose score and box agree within the toleran
 The two runtimes sum in different orders, so scores and boxes differ in the last bits
 and two kinds of decisions may go either way: a detection whose score sits within the
 score tolerance of a cut-off (the valid threshold 0.01, or the lowest score kept when
-all ``post_nms`` rows are used), and two overlapping candidates of one class whose
-scores are within the tolerance (ranked in a different order, NMS keeps one or the
-other: the unmatched detections then pair up across the two outputs). Only those may go
-unmatched; they are counted and printed.
+all ``post_nms`` rows are used), and NMS order swaps: two overlapping candidates of
+one class whose scores are within the tolerance are ranked differently and NMS keeps
+one or the other (see :func:`_order_swaps`). Only those may go unmatched; they are
+counted and printed.
 
 Tolerances (:func:`default_tolerance`), absolute, justified by precision:
 
@@ -54,7 +54,7 @@ class CheckResult:
     def __str__(self):
         return ('ONNX Runtime ({}) vs MXNet on {} images: {} vs {} detections, {} matched '
                 '(same class, |score diff| <= {:g}, |box diff| <= {:g} px), {} unmatched at a '
-                'cut-off or score tie, {} unmatched otherwise; max |score diff| {:.2e}, max |box diff| '
+                'cut-off or NMS order swap, {} unmatched otherwise; max |score diff| {:.2e}, max |box diff| '
                 '{:.2e} px; rows identical in order: {} -> {}'.format(
                     ','.join(self.providers), self.images, self.onnx, self.mxnet,
                     self.matched, self.tolerance['score'], self.tolerance['box'],
@@ -75,15 +75,19 @@ def _cutoff(scores, rows, tol):
     return low + tol
 
 
-def compare_detections(mx_out, ort_out, tolerance, result):
-    """Accumulate into `result` the comparison of one image's (ids, scores, boxes)."""
+def compare_detections(mx_out, ort_out, tolerance, result, candidates=None):
+    """Accumulate into `result` the comparison of one image's (ids, scores, boxes).
+
+    `candidates`: MXNet's pre-NMS (ids (N,), scores (N,), boxes (N, 4)) of the image,
+    needed to recognise NMS order swaps (see :func:`_order_swaps`).
+    """
     rows = mx_out[0].shape[0]
     result.same_rows &= bool(np.array_equal(mx_out[0], ort_out[0]))
     a, b = _valid(*mx_out), _valid(*ort_out)
     result.mxnet += len(a[0])
     result.onnx += len(b[0])
     used = np.zeros(len(b[0]), dtype=bool)
-    lonely = []
+    lonely = np.zeros(len(a[0]), dtype=bool)
     for i, (cid, score, box) in enumerate(zip(*a)):
         diffs = np.abs(b[2] - box).max(axis=1) if len(b[0]) else np.zeros(0)
         fits = (~used) & (b[0] == cid) & (np.abs(b[1] - score) <= tolerance['score']) & \
@@ -95,32 +99,47 @@ def compare_detections(mx_out, ort_out, tolerance, result):
             result.max_score_diff = max(result.max_score_diff, float(abs(b[1][j] - score)))
             result.max_box_diff = max(result.max_box_diff, float(diffs[j]))
         else:
-            lonely.append(i)
+            lonely[i] = True
     cut = min(_cutoff(a[1], rows, tolerance['score']), _cutoff(b[1], rows,
                                                                 tolerance['score']))
-    ties = _order_ties([(a[0][i], a[1][i]) for i in lonely],
-                       [(b[0][j], b[1][j]) for j in np.flatnonzero(~used)], tolerance['score'])
-    for side in ties:
-        for (_, score), tie in side:
-            if tie or score <= cut:
-                result.borderline += 1
-            else:
-                result.unmatched += 1
+    swapped = _order_swaps([x[lonely] for x in a], [x[~used] for x in b], candidates,
+                           tolerance)
+    for score, swap in zip(list(a[1][lonely]) + list(b[1][~used]), swapped):
+        if swap or score <= cut:
+            result.borderline += 1
+        else:
+            result.unmatched += 1
 
 
-def _order_ties(left, right, tol):
-    """Mark unmatched detections that pair with one of the other side: same class, scores
-    within `tol`. Two overlapping candidates of near-equal score are ranked differently
-    by the two runtimes, and NMS then keeps one or the other."""
-    taken = [False] * len(right)
-    marked_left = []
-    for cid, score in left:
-        match = next((j for j, (c, s) in enumerate(right)
-                      if not taken[j] and c == cid and abs(s - score) <= tol), None)
-        if match is not None:
-            taken[match] = True
-        marked_left.append(((cid, score), match is not None))
-    return marked_left, [(item, flag) for item, flag in zip(right, taken)]
+def _iou(box, boxes):
+    lt = np.maximum(box[:2], boxes[:, :2])
+    rb = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+    area = np.prod(box[2:] - box[:2])
+    return inter / (area + np.prod(boxes[:, 2:] - boxes[:, :2], axis=1) - inter)
+
+
+def _order_swaps(left, right, candidates, tolerance, nms_thresh=0.45, iou_margin=0.05):
+    """Which unmatched detections (MXNet's `left`, then ONNX Runtime's `right`) are one
+    half of an NMS order swap: an MXNet-only detection A and an ONNX-only detection B of
+    the same class, scores within the tolerance, overlapping enough to suppress each
+    other (IoU > nms_thresh - iou_margin), and B one of MXNet's own pre-NMS candidates
+    (within the tolerances) -- MXNet saw B and suppressed it under A, ONNX Runtime
+    ranked the two the other way round."""
+    flags = np.zeros(len(left[0]) + len(right[0]), dtype=bool)
+    if candidates is None or not len(left[0]) or not len(right[0]):
+        return flags
+    c_ids, c_scores, c_boxes = candidates
+    for j, (cid, score, box) in enumerate(zip(*right)):
+        seen = (c_ids == cid) & (np.abs(c_scores - score) <= tolerance['score']) & \
+            (np.abs(c_boxes - box).max(axis=1) <= tolerance['box'])
+        pair = (~flags[:len(left[0])]) & (left[0] == cid) & \
+            (np.abs(left[1] - score) <= tolerance['score']) & \
+            (_iou(box, left[2]) > nms_thresh - iou_margin)
+        if seen.any() and pair.any():
+            flags[int(np.flatnonzero(pair)[0])] = True
+            flags[len(left[0]) + j] = True
+    return flags
 
 
 def synthetic_images(data_shape, mean, std, count=4, seed=0):
@@ -136,6 +155,8 @@ def synthetic_images(data_shape, mean, std, count=4, seed=0):
     return np.stack(batch).astype(np.float32)
 
 
+
+
 def check_export(path, net, dtype, data_shape, mean, std, images=None, tolerance=None,
                  providers=None):
     """Run `path` with ONNX Runtime and `net` (MXNet, predict mode) on the same images.
@@ -149,9 +170,21 @@ def check_export(path, net, dtype, data_shape, mean, std, images=None, tolerance
     detector = load_onnx(path, providers=providers or ['CPUExecutionProvider'])
     x = np.asarray(images, dtype=dtype)
     ort_out = detector(x)
-    with autograd.predict_mode():
-        mx_out = [a.asnumpy() for a in net(mx.nd.array(x, dtype=dtype))]
+    mx_out = _predict(net, x)
+    limits = dict(nms_thresh=net.nms_thresh, nms_topk=net.nms_topk, post_nms=net.post_nms)
+    net.set_nms(nms_thresh=0, nms_topk=net.nms_topk, post_nms=net.post_nms)
+    try:
+        candidates = _predict(net, x)
+    finally:
+        net.set_nms(**limits)
     result = CheckResult(detector.providers, len(x), tolerance)
     for i in range(len(x)):
-        compare_detections([o[i] for o in mx_out], [o[i] for o in ort_out], tolerance, result)
+        compare_detections([o[i] for o in mx_out], [o[i] for o in ort_out], tolerance, result,
+                           candidates=(candidates[0][i, :, 0], candidates[1][i, :, 0],
+                                       candidates[2][i]))
     return result
+
+
+def _predict(net, x):
+    with autograd.predict_mode():
+        return [a.asnumpy() for a in net(mx.nd.array(x, dtype=x.dtype))]
