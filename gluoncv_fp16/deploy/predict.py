@@ -113,6 +113,10 @@ class Detector:
         with autograd.predict_mode():
             return [a.asnumpy() for a in self.block(x.as_in_context(self.ctx))]
 
+    def predict(self, batch):
+        """(ids, scores, boxes) FP32 numpy for a (B, 3, S, S) normalised float32 batch."""
+        return self._run(mx.nd.array(batch, dtype=self.dtype))
+
     def detect(self, image_bgr, thresh=0.5):
         """Detections with score >= `thresh` on one (H, W, 3) BGR image."""
         height, width = image_bgr.shape[:2]

@@ -41,11 +41,14 @@ class ModelSource:
         Whether `data_shape` came from the file.
     mean, std : tuple of float
         RGB normalisation ``(x / 255 - mean) / std``.
+    config : dict
+        The run's recorded settings (``meta['config']``), empty for plain files.
     path : str
     """
 
     def __init__(self, name, classes, params, config, path):
         self.name, self.classes, self.params, self.path = name, classes, params, path
+        self.config = dict(config)
         self.recorded_shape = bool(config.get('data_shape'))
         self.data_shape = int(config.get('data_shape') or DEFAULT_DATA_SHAPE)
         self.mean = tuple(config.get('mean') or IMAGENET_MEAN)
