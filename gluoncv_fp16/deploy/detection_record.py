@@ -2,8 +2,8 @@
 
 The record keeps every detection and ground-truth box in the network input's pixels
 (where the training-time mAP is measured), and each image's scale to its original
-pixels, which the JSON uses. The precision-recall curve of a class follows the VOC rule GluonCV's ``VOC07MApMetric``
-uses (greedy matching by score at IoU >= 0.5 with "+1" pixel areas, difficult boxes
+pixels, which the JSON uses. The precision-recall curve of a class follows the VOC rule
+GluonCV's ``VOC07MApMetric`` uses (greedy matching by score at IoU >= 0.5 with "+1" pixel areas, difficult boxes
 neither true nor false positives), so its 11-point average equals that metric's AP.
 """
 import json

@@ -64,14 +64,15 @@ class CheckResult:
         return self.unmatched == 0
 
     def __str__(self):
+        tol = self.tolerance
         return ('ONNX Runtime ({}) vs MXNet on {} images: {} vs {} detections, {} matched '
-                                '(same class, |score diff| <= {:g}, |box diff| <= {:g} x max({}, |coord|)), {} '
-                'unmatched at a cut-off or NMS order swap, {} unmatched otherwise; max |score '
-                'diff| {:.2e}, max |box diff| {:.2e} px; rows identical in order: {} -> {}'
-                .format(','.join(self.providers), self.images, self.onnx, self.mxnet,
-                        self.matched, self.tolerance['score'], self.tolerance['box'],
-                        self.tolerance['side'],
-                    self.borderline, self.unmatched, self.max_score_diff, self.max_box_diff,
+                '(same class, |score diff| <= {:g}, |box diff| <= {:g} x max({}, |coord|)), '
+                '{} unmatched at a cut-off or NMS order swap, {} unmatched otherwise; '
+                'max |score diff| {:.2e}, max |box diff| {:.2e} px; rows identical in '
+                'order: {} -> {}'.format(
+                    ','.join(self.providers), self.images, self.onnx, self.mxnet,
+                    self.matched, tol['score'], tol['box'], tol['side'], self.borderline,
+                    self.unmatched, self.max_score_diff, self.max_box_diff,
                     'yes' if self.same_rows else 'no', 'PASS' if self.ok else 'FAIL'))
 
 

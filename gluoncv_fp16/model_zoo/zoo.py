@@ -12,7 +12,8 @@ from gluoncv.utils import check_sha1
 
 from .yolo3 import make_fp16_safe
 
-__all__ = ['get_model', 'get_model_list', 'build_untrained', 'dataset_classes', 'PretrainedWeightsUnavailable',
+__all__ = ['get_model', 'get_model_list', 'build_untrained', 'dataset_classes',
+           'pretrained_weights_file', 'PretrainedWeightsUnavailable',
            'YOLO3_MODELS']
 
 _BASES = ('darknet53', 'mobilenet1.0', 'mobilenet0.25')
