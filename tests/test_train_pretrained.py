@@ -166,3 +166,16 @@ def test_cli_bad_pretrained_is_one_line(tmp_path, capsys, synthetic_root, value,
     assert code == 2 and message in out.err and len(out.err.strip().splitlines()) == 1
     assert 'Traceback' not in out.err
     assert not os.path.exists(str(tmp_path / 'yolo3_mobilenet0.25_synthetic_last.ckpt'))
+
+
+def test_cli_pretrained_voc_reads_gluoncvs_cache(voc_file, tmp_path, capsys, synthetic_root,
+                                                 monkeypatch):
+    """`--pretrained voc` with GluonCV's cache lookup pointed at the local *_voc model."""
+    import gluoncv.model_zoo.model_store as model_store
+    monkeypatch.setattr(model_store, 'get_model_file',
+                        lambda name, tag=None, root=None: voc_file[0])
+    code, out = run_cli(small_args(synthetic_root, tmp_path, '--epochs', '1', '--max-iters',
+                                   '1', '--pretrained', 'voc'), capsys)
+    assert code == 0, out.err[-3000:]
+    assert "--pretrained GluonCV's yolo3_mobilenet0.25_voc: reused the predictions of 0 " \
+        "classes (none); 3 start fresh (circle, square, triangle)" in out.out
