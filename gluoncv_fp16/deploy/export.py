@@ -10,7 +10,8 @@
     The weights in the graph's dtypes (FP16 convolutions, FP32 BatchNorm, anchors and
     offsets for an FP16 export), named as ``gluon.SymbolBlock.imports`` expects.
 ``PREFIX-meta.json``
-    Model name, class names, dtype, target and data shape, so a demo can label boxes.
+    Model name, class names, dtype, target, data shape and mean/std, so a demo can
+    preprocess images as in training and label boxes.
     Optional for loading: ``SymbolBlock.imports(PREFIX-symbol.json, ['data'],
     PREFIX-0000.params)`` needs only the first two files.
 
