@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 
+import mxnet as mx
 import numpy as np
 import pytest
 
@@ -33,6 +34,7 @@ def eval_main(argv):
 def checkpoint(synthetic_root, tmp_path_factory):
     """A checkpoint recording a synthetic-data run at 96 px (as training writes them)."""
     path = str(tmp_path_factory.mktemp('ckpt') / 'shapes.ckpt')
+    mx.random.seed(0)  # module fixtures run before the per-test seeding of conftest
     net = random_detector(NAME, list(SHAPE_CLASSES))
     return save_checkpoint(path, net, meta={
         'model': {'name': NAME, 'classes': list(SHAPE_CLASSES)},
@@ -44,7 +46,6 @@ def test_map_equals_the_training_time_metric(checkpoint, synthetic_root):
     from gluoncv_fp16.data.loader import make_val_loader
     from gluoncv_fp16.train.evaluation import evaluate as train_evaluate
     from gluoncv_fp16.train.evaluation import make_metric
-    import mxnet as mx
     detectors, info = load_models(checkpoint)
     assert info.data_shape == SIDE and info.classes == list(SHAPE_CLASSES)
     _, val_set, _ = build_datasets('synthetic', root=synthetic_root)
@@ -80,10 +81,16 @@ def test_eval_script_reports_fp32_and_fp16_of_one_checkpoint(checkpoint, tmp_pat
     assert {d['category_id'] for d in detections} <= {0, 1, 2}
 
 
-def test_onnx_export_evaluates_like_the_checkpoint(checkpoint, tmp_path, capsys):
+@pytest.fixture(scope='module')
+def onnx_file(checkpoint, tmp_path_factory):
     pytest.importorskip('onnxruntime')
     from gluoncv_fp16.deploy.onnx_export import export_onnx
-    path = export_onnx(checkpoint, str(tmp_path / 'm'), check_images=False).path
+    return export_onnx(checkpoint, str(tmp_path_factory.mktemp('onnx') / 'm'),
+                       check_images=False).path
+
+
+def test_onnx_export_evaluates_like_the_checkpoint(checkpoint, onnx_file, tmp_path):
+    path = onnx_file
     assert eval_main([path, '--out', str(tmp_path / 'a'), '--no-progress',
                       '--dataset', 'synthetic', '--dataset-root', _root(checkpoint)]) == 0
     assert eval_main([checkpoint, '--out', str(tmp_path / 'b'), '--no-progress']) == 0
@@ -134,9 +141,6 @@ def test_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path, capsys, argv, me
     assert err.startswith('eval.py: error:') and message in err and '\n' not in err
 
 
-def test_an_export_cannot_be_evaluated_in_another_dtype(checkpoint, tmp_path, capsys):
-    pytest.importorskip('onnxruntime')
-    from gluoncv_fp16.deploy.onnx_export import export_onnx
-    path = export_onnx(checkpoint, str(tmp_path / 'm'), check_images=False).path
-    assert eval_main([path, '--dtype', 'float16', '--out', str(tmp_path / 'o')]) == 2
+def test_an_export_cannot_be_evaluated_in_another_dtype(onnx_file, tmp_path, capsys):
+    assert eval_main([onnx_file, '--dtype', 'float16', '--out', str(tmp_path / 'o')]) == 2
     assert 'runs in float32 only' in capsys.readouterr().err

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 def checkpoint(tmp_path_factory):
     """A checkpoint that records its training data shape (96 px)."""
     path = str(tmp_path_factory.mktemp('ckpt') / 'model.ckpt')
+    mx.random.seed(0)  # module fixtures run before the per-test seeding of conftest
     return save_checkpoint(path, random_detector(), meta={
         'model': {'name': NAME, 'classes': CLASSES}, 'config': {'data_shape': SIDE}})
 
