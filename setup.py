@@ -21,6 +21,10 @@ INSTALL_REQUIRES = [
     'simplejpeg==1.9.0',
 ]
 
+# onnx for mx.onnx, and onnxruntime 1.17.3's own dependencies (see extras below)
+ONNX_REQUIRES = ['onnx==1.15.0', 'coloredlogs', 'flatbuffers', 'packaging', 'protobuf',
+                 'sympy']
+
 setup(
     name='gluoncv_fp16',
     version='0.1.0',
@@ -34,7 +38,12 @@ setup(
         'cpu': ['mxnet==1.9.1'],
         'cu112': ['mxnet-cu112==1.9.1'],
         'tensorboard': ['tensorboardX>=2.6,<2.7'],
+        # onnxruntime itself: `pip install --no-deps onnxruntime==1.17.3`. Every cp311
+        # onnxruntime wheel declares numpy>=1.24.2, which conflicts with numpy<1.24 above
+        # (gluoncv 0.10.5's COCO metric uses np.float); 1.17.3 runs with numpy 1.23.5
+        # (tests/test_onnx_export.py). onnx 1.16+ breaks mx.onnx ('mapping' removed).
+        'onnx': ONNX_REQUIRES,
         # tensorboard: its event reader checks that our event files are readable
-        'test': ['pytest', 'tensorboardX>=2.6,<2.7', 'tensorboard'],
+        'test': ['pytest', 'tensorboardX>=2.6,<2.7', 'tensorboard'] + ONNX_REQUIRES,
     },
 )

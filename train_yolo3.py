@@ -75,6 +75,9 @@ def parse_args(argv=None):
     n.add_argument('--classes', default=None, help='comma-separated class names (custom/rec)')
     n.add_argument('--pretrained-base', action=argparse.BooleanOptionalAction, default=None,
                    help='ImageNet backbone weights (default: on, off for --dataset synthetic)')
+    n.add_argument('--pretrained', default='',
+                   help="start from these weights: 'voc' / 'coco' (GluonCV's), a .params "
+                        "file or a checkpoint; shared classes keep their predictions")
     n.add_argument('--max-iters', type=int, default=0, help='stop after N iterations (smoke runs)')
     n.add_argument('--strict-data', action='store_true',
                    help='fail on the first bad sample instead of repairing or skipping it')
@@ -142,7 +145,8 @@ def make_config(args):
         clip_grad=args.clip_grad, ema=args.ema, ema_decay=args.ema_decay,
         tensorboard=args.tensorboard, cache=args.cache or '',
         checkpoint_every=args.checkpoint_every,
-        self_check='off' if args.no_self_check else args.self_check).validate()
+        self_check='off' if args.no_self_check else args.self_check,
+        pretrained=args.pretrained.strip()).validate()
 
 
 def check_writable(prefix):
@@ -200,7 +204,9 @@ def main(argv=None):
     from gluoncv_fp16.train.loop import StopRequested
     from gluoncv_fp16.train.nan_guard import TrainingDiverged
     from gluoncv_fp16.train.stopping import EXIT_CODES
-    user_errors = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged)
+    from gluoncv_fp16.model_zoo import PretrainedWeightsUnavailable
+    user_errors = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged,
+                   PretrainedWeightsUnavailable)
     handlers = []
     try:
         cfg = make_config(args)

@@ -3,6 +3,11 @@
 
     python scripts/demo.py photo1.jpg photo2.jpg --params runs/best.ckpt --out demo/
     python scripts/demo.py photo1.jpg --exported deploy/yolo3 --thresh 0.3
+    python scripts/demo.py photo1.jpg --onnx deploy/yolo3.onnx
+
+Data shape, classes and normalisation come from the model unless --data-shape is given.
+Without --thresh, boxes scoring at least half the best score over all the images are
+drawn.
 """
 import argparse
 import logging
@@ -12,9 +17,8 @@ import sys
 import cv2
 
 from gluoncv_fp16.train.checkpoint import CheckpointError
-from gluoncv_fp16.deploy.predict import (PredictError, draw_detections, load_detector,
-                                         read_image)
-from gluoncv_fp16.model_zoo import CheckpointMismatchError
+from gluoncv_fp16.deploy.predict import (Detections, PredictError, auto_threshold, draw_detections,
+                                         load_detector, read_image)
 
 logger = logging.getLogger('demo')
 
@@ -40,12 +44,16 @@ def parse_args(argv=None):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--params', help='a gluoncv_fp16 checkpoint (a plain .params: '
                         'export it with scripts/export.py --network, use --exported)')
-    source.add_argument('--exported', help='an export prefix (from scripts/export.py)')
-    parser.add_argument('--thresh', type=_fraction, default=0.5,
-                        help='minimum score of a drawn box (default 0.5)')
+    source.add_argument('--exported', help='an MXNet export prefix (from scripts/export.py)')
+    source.add_argument('--onnx', help='an ONNX export (scripts/export.py --format onnx), '
+                        'run with ONNX Runtime')
+    parser.add_argument('--thresh', type=_fraction, default=None,
+                        help='minimum score of a drawn box (default: half the best score '
+                        'over the images)')
     parser.add_argument('--out', default='demo_out', help='output folder (default demo_out)')
     parser.add_argument('--data-shape', type=_side, default=None,
-                        help="network input side (default: the export's, else 416)")
+                        help="network input side (default: the model's training size, "
+                        "else 416)")
     return parser.parse_args(argv)
 
 
@@ -67,13 +75,23 @@ def main(argv=None):
     try:
         images = [read_image(path) for path in args.images]  # fail before the model loads
         detector = load_detector(checkpoint=args.params, exported=args.exported,
-                                 data_shape=args.data_shape)
-    except (PredictError, CheckpointError, CheckpointMismatchError) as err:
+                                 onnx=args.onnx, data_shape=args.data_shape)
+    except (PredictError, CheckpointError) as err:
         print('demo.py: error: {}'.format(err), file=sys.stderr)
         return 2
+    found = [detector.detect(image, 0.0) for image in images]
+    thresh = args.thresh
+    if thresh is None:
+        thresh = auto_threshold([d.scores.max() for d in found if len(d)])
+        logger.info('threshold %.2f (half the best score; set --thresh)', thresh)
+    logger.info('%s, %d px, classes %s', type(detector.block).__name__, detector.data_shape,
+                ','.join(detector.classes))
     os.makedirs(args.out, exist_ok=True)
-    for path, image, out in zip(args.images, images, output_paths(args.images, args.out)):
-        detections = detector.detect(image, args.thresh)
+    for path, image, everything, out in zip(args.images, images, found,
+                                            output_paths(args.images, args.out)):
+        keep = everything.scores >= thresh
+        detections = Detections(everything.boxes[keep], everything.scores[keep],
+                                everything.class_ids[keep])
         cv2.imwrite(out, draw_detections(image, detections, detector.classes))
         logger.info('%s: %d detections -> %s', path, len(detections), out)
     return 0

@@ -3,7 +3,7 @@
 A user trains in FP16 and evaluates in FP32, or fine-tunes GluonCV's FP32 weights in
 FP16: `load_parameters` must cast in both directions by default (our subclass defaults
 to cast_dtype=True, MXNet's Block does not). A file from another network or class count
-must raise CheckpointMismatchError before anything is written into the network.
+must raise CheckpointError before anything is written into the network.
 """
 import math
 
@@ -13,7 +13,7 @@ import pytest
 from mxnet import autograd
 
 from gluoncv_fp16.train.checkpoint import structural_params
-from gluoncv_fp16.model_zoo import CheckpointMismatchError, get_model
+from gluoncv_fp16.model_zoo import CheckpointError, get_model
 
 NAME = 'yolo3_mobilenet0.25_voc'
 # Frozen identity BatchNorm + He init: the well-conditioned regime in which FP16 and FP32
@@ -110,7 +110,7 @@ def test_other_class_count_raises_and_loads_nothing(tmp_path):
     _, path = saved_net(tmp_path, 'float32', name='yolo3_mobilenet0.25_coco')
     net, _ = saved_net(tmp_path, 'float32')
     before = params_by_name(net)
-    with pytest.raises(CheckpointMismatchError) as info:
+    with pytest.raises(CheckpointError) as info:
         net.load_parameters(path)
     message = str(info.value)
     assert path in message and 'the file predicts 80 classes, this network 20' in message
@@ -124,7 +124,7 @@ def test_other_class_count_raises_and_loads_nothing(tmp_path):
 def test_other_network_raises_with_the_differing_names(tmp_path):
     _, path = saved_net(tmp_path, 'float32')
     darknet = get_model('yolo3_darknet53_voc', pretrained_base=False)  # never initialised
-    with pytest.raises(CheckpointMismatchError, match='missing from the file') as info:
+    with pytest.raises(CheckpointError, match='missing from the file') as info:
         darknet.load_parameters(path)
     assert path in str(info.value) and 'stages.0' in str(info.value)
     with pytest.raises(RuntimeError, match='has not been initialized'):
@@ -133,12 +133,12 @@ def test_other_network_raises_with_the_differing_names(tmp_path):
 
 def test_other_width_raises_on_the_first_differing_shape(tmp_path):
     _, path = saved_net(tmp_path, 'float32', name='yolo3_mobilenet1.0_voc')
-    with pytest.raises(CheckpointMismatchError, match=r"'stages\.0\.0\.weight' is \(32, 3"):
+    with pytest.raises(CheckpointError, match=r"'stages\.0\.0\.weight' is \(32, 3"):
         get_model(NAME, pretrained_base=False).load_parameters(path)
 
 
 def test_a_file_that_is_not_parameters_is_a_mismatch(tmp_path):
     junk = tmp_path / 'junk.params'
     junk.write_bytes(b'not an ndarray file')
-    with pytest.raises(CheckpointMismatchError, match='not an MXNet parameter file'):
+    with pytest.raises(CheckpointError, match='not an MXNet parameter file'):
         get_model(NAME, pretrained_base=False).load_parameters(str(junk))

@@ -170,3 +170,48 @@ def test_neither_or_both_sources_is_an_argument_error(checkpoint, image_files):
         assert exit_info.value.code == 2
     with pytest.raises(PredictError, match='exactly one'):
         load_detector()
+
+
+def test_labels_of_crowded_boxes_do_not_overlap():
+    from gluoncv_fp16.deploy.predict import label_boxes
+    rng = np.random.RandomState(0)
+    corners = rng.uniform(0, 60, (12, 2))
+    boxes = np.concatenate([corners, corners + 40], axis=1)  # heavily overlapping boxes
+    found = Detections(boxes, rng.uniform(0.1, 1, 12), rng.randint(0, 3, 12))
+    placed = label_boxes((160, 200, 3), found, list(SHAPE_CLASSES))
+    rects = [r for _, _, r in placed]
+    assert len(rects) == 12
+    for i, a in enumerate(rects):
+        assert 0 <= a[0] and a[2] <= 200 and 0 <= a[1] and a[3] <= 160
+        for b in rects[:i]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+    best = int(np.argmax(found.scores))
+    assert placed[0][0] == best and placed[0][2][3] <= found.boxes[best][1] + 1, \
+        'the best detection keeps the natural spot above its box'
+
+
+def test_auto_threshold_is_half_the_best_score():
+    from gluoncv_fp16.deploy.predict import auto_threshold
+    assert auto_threshold([0.34, 0.40]) == pytest.approx(0.20)
+    assert auto_threshold([0.99, 0.2]) == pytest.approx(0.495) and auto_threshold([]) == 0.0
+
+
+def test_checkpoint_data_shape_and_onnx_are_used_by_the_demo(image_files, tmp_path, capsys):
+    pytest.importorskip('onnxruntime')
+    from gluoncv_fp16.deploy.onnx_export import export_onnx
+    net = random_detector(NAME, list(SHAPE_CLASSES))
+    ckpt = save_checkpoint(str(tmp_path / 'c.ckpt'), net, meta={
+        'model': {'name': NAME, 'classes': list(SHAPE_CLASSES)}, 'config': {'data_shape': 64}})
+    assert load_detector(checkpoint=ckpt).data_shape == 64  # recorded, not 416
+    onnx_file = export_onnx(ckpt, str(tmp_path / 'm'), check_images=False).path
+    from_onnx, from_ckpt = load_detector(onnx=onnx_file), load_detector(checkpoint=ckpt)
+    image = read_image(image_files[2])
+    a, b = from_ckpt.detect(image, 0.05), from_onnx.detect(image, 0.05)
+    assert len(a) > 0 and from_onnx.classes == list(SHAPE_CLASSES)
+    np.testing.assert_array_equal(a.class_ids, b.class_ids)
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=0.1)
+    out = tmp_path / 'out'
+    assert demo_main(image_files + ['--onnx', onnx_file, '--out', str(out)]) == 0
+    assert len(os.listdir(out)) == len(image_files)
+    assert demo_main([image_files[0], '--onnx', str(tmp_path / 'none.onnx')]) == 2
+    assert 'No ONNX model' in capsys.readouterr().err

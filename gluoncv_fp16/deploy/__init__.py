@@ -1,1 +1,1 @@
-"""Deployment: export (MXNet symbol, ONNX) and prediction."""
+"""Deployment: export (MXNet symbol, ONNX), prediction, evaluation."""

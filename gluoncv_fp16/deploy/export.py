@@ -10,7 +10,8 @@
     The weights in the graph's dtypes (FP16 convolutions, FP32 BatchNorm, anchors and
     offsets for an FP16 export), named as ``gluon.SymbolBlock.imports`` expects.
 ``PREFIX-meta.json``
-    Model name, class names, dtype, target and data shape, so a demo can label boxes.
+    Model name, class names, dtype, target, data shape and mean/std, so a demo can
+    preprocess images as in training and label boxes.
     Optional for loading: ``SymbolBlock.imports(PREFIX-symbol.json, ['data'],
     PREFIX-0000.params)`` needs only the first two files.
 
@@ -32,8 +33,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..model_zoo import build_untrained
-from ..train.checkpoint import initialise_with, read_checkpoint
+from ..train.checkpoint import initialise_with
+from .source import SourceError, read_source
 
 __all__ = ['ExportError', 'ExportedFiles', 'export_detector', 'export_paths',
            'inference_symbol', 'widened_convolutions', 'TARGETS']
@@ -83,35 +84,6 @@ def widened_convolutions(symbol):
                and any(nodes[entry[0]]['op'] == 'Cast' for entry in node['inputs']))
 
 
-def _model_spec(ckpt, path, network, classes):
-    """(name, classes) from the checkpoint's description, or from the caller for .params."""
-    model = ckpt.meta.get('model')
-    if model:
-        if network and network.lower() != model['name']:
-            raise ExportError("'{}' was trained as '{}', not '{}'; drop --network".format(
-                path, model['name'], network))
-        if classes and list(classes) != list(model['classes']):
-            raise ExportError("'{}' was trained with classes {}, not {}; drop --classes"
-                              .format(path, model['classes'], list(classes)))
-        return model['name'], list(model['classes'])
-    if not network:
-        raise ExportError("'{}' is a plain .params file with no model description: pass "
-                          "the network name (e.g. --network yolo3_darknet53_voc) and, if "
-                          "the classes differ from the dataset's, --classes a,b,c".format(path))
-    return network.lower(), list(classes) if classes else None
-
-
-def _untrained_net(name, classes):
-    """The FP16-safe network `name` with `classes`, not initialised, nothing downloaded."""
-    try:
-        # A fresh name scope: parameter names in the export ('yolov30_...') do not depend
-        # on how many networks this process built before.
-        with mx.name.NameManager():
-            return build_untrained(name, classes)
-    except ValueError as err:
-        raise ExportError(str(err)) from None
-
-
 def _arrays_for(symbol, net):
     """The net's weights keyed ``arg:NAME`` / ``aux:NAME`` as the symbol names them."""
     args, aux = set(symbol.list_arguments()), set(symbol.list_auxiliary_states())
@@ -147,12 +119,13 @@ def _validate(dtype, target, data_shape):
         raise ExportError("dtype must be one of {}, got {!r}".format(_DTYPES, dtype))
     if target not in TARGETS:
         raise ExportError("target must be one of {}, got {!r}".format(TARGETS, target))
-    if not isinstance(data_shape, int) or data_shape < 32 or data_shape % 32:
+    if data_shape is not None and (not isinstance(data_shape, int) or data_shape < 32 or
+                                   data_shape % 32):
         raise ExportError("data_shape must be a multiple of 32 (YOLOv3's stride) such as "
                           "320, 416 or 608, got {!r}".format(data_shape))
 
 
-def export_detector(checkpoint, prefix, dtype='float32', target='gpu', data_shape=416,
+def export_detector(checkpoint, prefix, dtype='float32', target='gpu', data_shape=None,
                     network=None, classes=None):
     """Write `checkpoint`'s detector as ``PREFIX-symbol.json`` + ``PREFIX-0000.params``.
 
@@ -168,8 +141,9 @@ def export_detector(checkpoint, prefix, dtype='float32', target='gpu', data_shap
     target : {'gpu', 'cpu'}
         FP16 only: 'gpu' writes the plain FP16 graph (MXNet's CPU build cannot run its
         convolutions); 'cpu' keeps the FP32-widened convolutions so it runs on a CPU.
-    data_shape : int
+    data_shape : int, optional
         Square input side used to check the graph, recorded for users of the export.
+        Default: the checkpoint's training data shape, else 416.
     network : str, optional
         Model name for a plain ``.params`` file, e.g. ``'yolo3_darknet53_voc'``.
     classes : list of str, optional
@@ -188,13 +162,17 @@ def export_detector(checkpoint, prefix, dtype='float32', target='gpu', data_shap
         Missing or unreadable checkpoint, or weights of another network / class count.
     """
     _validate(dtype, target, data_shape)
-    ckpt = read_checkpoint(checkpoint)
-    name, classes = _model_spec(ckpt, checkpoint, network, classes)
-    net = _untrained_net(name, classes)
+    try:
+        source = read_source(checkpoint, network, classes)
+        net = source.untrained()
+    except SourceError as err:
+        raise ExportError(str(err)) from None
+    data_shape = data_shape or source.data_shape
+    name = source.name
     if dtype == 'float16':
         net.cast('float16')
     symbol = inference_symbol(net, dtype) if target == 'gpu' else None
-    initialise_with(net, ckpt.params, mx.cpu(), origin="'{}'".format(checkpoint))
+    initialise_with(net, source.params, mx.cpu(), origin="'{}'".format(checkpoint))
     if symbol is None:
         symbol = inference_symbol(net, dtype)
     _check_graph(symbol, dtype, data_shape, target)
@@ -204,6 +182,7 @@ def export_detector(checkpoint, prefix, dtype='float32', target='gpu', data_shap
     mx.nd.save(files.params, _arrays_for(symbol, net))
     meta = dict(model=dict(name=name, classes=list(net.classes)), dtype=dtype,
                 target=target if dtype == 'float16' else 'any', data_shape=data_shape,
+                mean=list(source.mean), std=list(source.std),
                 inputs=['data'], outputs=['ids', 'scores', 'boxes'])
     with open(files.meta, 'w') as f:
         json.dump(meta, f, indent=1)

@@ -18,18 +18,22 @@ import os
 
 import mxnet as mx
 import numpy as np
+from mxnet.gluon import nn
 from gluoncv.model_zoo.yolo.yolo3 import YOLOV3, YOLOOutputV3
 
 from ..precision.cpu_half import HalfSafeConv2D, make_half_safe
 
 __all__ = ['FP32OutputConv2D', 'FP16SafeYOLOOutputV3', 'FP16SafeYOLOV3', 'make_fp16_safe',
-           'CheckpointMismatchError']
+           'CheckpointError']
 
 logger = logging.getLogger(__name__)
 
 
-class CheckpointMismatchError(ValueError):
-    """A parameter file does not fit the network it is loaded into."""
+class CheckpointError(ValueError):
+    """A checkpoint or weights file is missing, damaged, or does not fit this network.
+
+    The one error for every such file; `gluoncv_fp16.train.checkpoint` raises it too.
+    """
 
 
 _REBUILD_HINT = "Build the network the file was saved from (same name and classes)."
@@ -70,10 +74,24 @@ class FP16SafeYOLOOutputV3(YOLOOutputV3):
             offsets = F.cast(offsets, dtype='float32')
         return super().hybrid_forward(F, x, anchors, offsets)
 
+    def __setattr__(self, name, value):
+        # GluonCV's reset_class assigns a plain nn.Conv2D to `prediction`, and Gluon
+        # refuses to change a child's type: the new conv becomes FP32-output before
+        # it is registered.
+        if name == 'prediction' and type(value) is nn.Conv2D:  # pylint: disable=C0123
+            _make_output_conv(value)
+        super().__setattr__(name, value)
+
     def reset_class(self, classes, reuse_weights=None):
-        # GluonCV builds a fresh plain Conv2D here; make it FP32-output again.
+        """GluonCV's reset_class; the new prediction conv takes the old one's dtype.
+
+        GluonCV initialises the new conv in FP32, which an FP16 network's FP16
+        features cannot feed; rows reused from the old conv are copied before the cast.
+        """
+        dtype = self.prediction.weight.dtype
         super().reset_class(classes, reuse_weights=reuse_weights)
-        _make_output_conv(self.prediction)
+        if np.dtype(dtype) != np.float32:
+            self.prediction.cast(dtype)
 
 
 class FP16SafeYOLOV3(YOLOV3):
@@ -88,6 +106,26 @@ class FP16SafeYOLOV3(YOLOV3):
         targets = [F.cast(arg, dtype='float32') for arg in args] if self._targets_cast() \
             else list(args)
         return super().hybrid_forward(F, x, *targets)
+
+    def reset_class(self, classes, reuse_weights=None):
+        """GluonCV's `reset_class` (fine-tuning on other classes), kept FP16-safe.
+
+        Parameters
+        ----------
+        classes : list of str
+            The new class names.
+        reuse_weights : list of str or dict, optional
+            As GluonCV: class names present in both, or a ``{new: old}`` mapping by index
+            or name, whose prediction rows are copied from the old output layers.
+
+        The network must be initialised (GluonCV's rule); the new prediction convs get
+        the network's dtype, and label smoothing, if set, survives the new target
+        generator GluonCV creates.
+        """
+        smooth = self._target_generator._label_smooth
+        super().reset_class(list(classes), reuse_weights=reuse_weights)
+        if smooth:
+            self.set_label_smooth(True)
 
     def set_label_smooth(self, enabled=True):
         """Label smoothing of class targets (GluonCV's --label-smooth).
@@ -116,7 +154,7 @@ class FP16SafeYOLOV3(YOLOV3):
         ------
         FileNotFoundError
             If `filename` does not exist.
-        CheckpointMismatchError
+        CheckpointError
             If the file is not an MXNet parameter file, or holds another network or
             class count (names or shapes differ).
         """
@@ -138,7 +176,7 @@ class FP16SafeYOLOV3(YOLOV3):
             raise self._mismatch(filename, _first_line(err)) from err
 
     def _mismatch(self, filename, problem, hint=_REBUILD_HINT):
-        return CheckpointMismatchError("Cannot load '{}' into {} ({} classes): {}. {}".format(
+        return CheckpointError("Cannot load '{}' into {} ({} classes): {}. {}".format(
             filename, self.name, len(self.classes), problem, hint))
 
 

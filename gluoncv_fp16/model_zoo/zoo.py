@@ -12,7 +12,8 @@ from gluoncv.utils import check_sha1
 
 from .yolo3 import make_fp16_safe
 
-__all__ = ['get_model', 'get_model_list', 'build_untrained', 'PretrainedWeightsUnavailable',
+__all__ = ['get_model', 'get_model_list', 'build_untrained', 'dataset_classes',
+           'pretrained_weights_file', 'PretrainedWeightsUnavailable',
            'YOLO3_MODELS']
 
 _BASES = ('darknet53', 'mobilenet1.0', 'mobilenet0.25')
@@ -73,15 +74,30 @@ def build_untrained(name, classes=None, **kwargs):
     names, classes that differ from the dataset's reset the class predictors.
     """
     kwargs = dict(kwargs, pretrained=False, pretrained_base=False)
-    if name.lower().endswith('_custom'):
-        if not classes:
-            raise ValueError("'{}' needs its class names (classes=[...], or --classes a,b,c "
-                             "on the command line)".format(name))
+    key = name.lower()
+    if key.endswith('_custom') and not classes:
+        raise ValueError("'{}' needs its class names (classes=[...], or --classes a,b,c "
+                         "on the command line)".format(name))
+    if classes and key in YOLO3_MODELS and not key.endswith('_custom'):
+        if list(classes) == dataset_classes(key):
+            return get_model(key, **kwargs)
+        # reset_class needs initialised weights; the _custom builder makes the same
+        # architecture (same parameter names) for any classes without them.
+        key = key.rsplit('_', 1)[0] + '_custom'
+    if classes:
         kwargs['classes'] = list(classes)
-    net = get_model(name, **kwargs)
-    if classes and list(net.classes) != list(classes):
-        net.reset_class(list(classes))
-    return net
+    return get_model(key, **kwargs)
+
+
+def dataset_classes(name):
+    """The class names a ``*_voc`` / ``*_coco`` network predicts (list of str)."""
+    from gluoncv.data import COCODetection, VOCDetection
+    dataset = name.lower().rsplit('_', 1)[-1]
+    if dataset == 'voc':
+        return list(VOCDetection.CLASSES)
+    if dataset == 'coco':
+        return list(COCODetection.CLASSES)
+    raise ValueError("'{}' has no fixed classes (only *_voc and *_coco names do)".format(name))
 
 
 def _unknown_name_message(name):
@@ -112,6 +128,22 @@ def _build_from_file(key, path, kwargs):
     return net
 
 
+def pretrained_weights_file(name, root=_DEFAULT_ROOT):
+    """Path of GluonCV's published weights for `name` (e.g. ``'yolo3_darknet53_voc'``),
+    downloaded into GluonCV's cache if needed.
+
+    Raises
+    ------
+    PretrainedWeightsUnavailable
+        GluonCV publishes none for `name`, or they are neither cached nor downloadable.
+    """
+    key = name.lower()
+    try:
+        return model_store.get_model_file(key, tag=True, root=root)
+    except Exception as err:  # network errors come from requests, urllib, socket ...
+        raise _unavailable(key, [_params_file(key, True)], root, err) or err
+
+
 def _build_with_downloads(key, kwargs):
     """GluonCV's normal download-and-cache path, with an offline error that helps."""
     needed = _weight_files_needed(key, kwargs)
@@ -120,17 +152,24 @@ def _build_with_downloads(key, kwargs):
     except Exception as err:  # network errors come from requests, urllib, socket ...
         if not needed:
             raise
-        root = _cache_dir(kwargs.get('root', _DEFAULT_ROOT))
-        missing = [f for f in needed if not os.path.isfile(os.path.join(root, f))]
-        corrupt = [f for f in needed if f not in missing and not _intact(root, f)]
-        if not missing and not corrupt:
-            raise
-        raise PretrainedWeightsUnavailable(
-            "Could not get pretrained weights for '{}' ({}). {}Download {} and put "
-            "it in {} (GluonCV's cache; set root= or MXNET_HOME to use another folder), "
-            "or pass pretrained=False, pretrained_base=False to train from scratch."
-            .format(key, type(err).__name__, _corrupt_note(corrupt),
-                    ' and '.join(missing + corrupt), root)) from err
+        raise _unavailable(key, needed, kwargs.get('root', _DEFAULT_ROOT), err) or err
+
+
+def _unavailable(key, needed, root, err):
+    """The PretrainedWeightsUnavailable explaining `err`, or None if files are not why."""
+    root = _cache_dir(root)
+    missing = [f for f in needed if not os.path.isfile(os.path.join(root, f))]
+    corrupt = [f for f in needed if f not in missing and not _intact(root, f)]
+    if not missing and not corrupt:
+        return None
+    failure = PretrainedWeightsUnavailable(
+        "Could not get pretrained weights for '{}' ({}). {}Download {} and put "
+        "it in {} (GluonCV's cache; set root= or MXNET_HOME to use another folder), "
+        "or pass pretrained=False, pretrained_base=False to train from scratch."
+        .format(key, type(err).__name__, _corrupt_note(corrupt),
+                ' and '.join(missing + corrupt), root))
+    failure.__cause__ = err
+    return failure
 
 
 def _intact(root, file_name):

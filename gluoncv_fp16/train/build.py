@@ -34,6 +34,7 @@ from .resume import newest_readable_checkpoint, resume_from
 from .state import RunState
 from .stopping import stop_on_signals
 from .self_check import self_check
+from .pretrained import load_pretrained
 from .schedule import make_lr_scheduler
 
 __all__ = ['build_training', 'run_training']
@@ -77,7 +78,9 @@ def _pretrained_base(cfg):
     """GluonCV always starts from an ImageNet backbone; the synthetic set trains from
     scratch (offline machines, tiny images) unless --pretrained-base says otherwise."""
     explicit = cfg.pretrained_base
-    return (cfg.dataset != 'synthetic') if explicit is None else bool(explicit)
+    if explicit is None:  # --pretrained replaces the backbone's weights anyway
+        return cfg.dataset != 'synthetic' and not cfg.pretrained
+    return bool(explicit)
 
 
 def _make_async_net(cfg, classes):
@@ -169,6 +172,8 @@ def build_training(cfg):
                             else {'target_precision_ops': list(cfg.amp_fp16_ops)}))
     net = _init_training_net(get_model(cfg.model_name, **_model_kwargs(cfg, classes, norm)),
                              contexts, cfg)
+    if cfg.pretrained:
+        load_pretrained(net, cfg.pretrained, classes, cfg.network)
     num_samples = cfg.num_samples if cfg.num_samples > 0 else len(train_set)
     # The LR schedule counts optimizer updates: an update takes `accumulate` batches.
     updates = max(1, num_samples // (cfg.batch_size * workers.num_workers * cfg.accumulate))

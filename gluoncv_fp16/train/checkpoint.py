@@ -29,6 +29,8 @@ import zipfile
 import mxnet as mx
 import numpy as np
 
+from ..model_zoo.yolo3 import CheckpointError
+
 __all__ = ['Checkpoint', 'CheckpointError', 'save_run_state', 'save_checkpoint',
            'load_run_state',
            'read_checkpoint', 'read_params', 'save_weights', 'load_params_into',
@@ -38,10 +40,6 @@ __all__ = ['Checkpoint', 'CheckpointError', 'save_run_state', 'save_checkpoint',
 _PARAMS, _ARRAYS, _META, _PICKLED = 'params.params', 'state.params', 'state.json', \
     'trainer.states'
 _MEMBERS = {_PARAMS, _ARRAYS, _META}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or weights file is missing, damaged, or does not fit this network."""
 
 
 class Checkpoint:

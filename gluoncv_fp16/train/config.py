@@ -81,6 +81,7 @@ class TrainConfig:
     checkpoint_every: int = 0          # > 0: also save _last.ckpt every N iterations
     cache: str = ''                    # '' | ram | disk: decoded images kept across epochs
     self_check: str = 'stop'           # stop | fallback | off; fp16/amp start-up check
+    pretrained: str = ''               # '' | 'voc' | 'coco' | a .params file or checkpoint
 
     @property
     def model_name(self):
@@ -174,6 +175,9 @@ class TrainConfig:
              "--ema-decay needs --ema (it sets the decay of the EMA weights)"),
             (self.cache in ('', 'ram', 'disk'),
              "--cache {!r}: choose ram or disk (or leave it out)".format(self.cache)),
+            (self.pretrained in ('', 'voc', 'coco') or os.path.isfile(self.pretrained),
+             "--pretrained {!r}: no such file; give a .params file, a checkpoint, or 'voc' / "
+             "'coco' (GluonCV's published weights)".format(self.pretrained)),
             (not (self.horovod and self.kvstore.startswith('dist')),
              "--horovod and --kvstore {} are two ways to distribute; pick one".format(
                  self.kvstore)),

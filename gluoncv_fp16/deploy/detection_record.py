@@ -1,0 +1,143 @@
+"""All detections of an evaluation run: COCO-format JSON and per-class PR curves.
+
+The record keeps every detection and ground-truth box in the network input's pixels
+(where the training-time mAP is measured), and each image's scale to its original
+pixels, which the JSON uses. The precision-recall curve of a class follows the VOC rule
+GluonCV's ``VOC07MApMetric`` uses (greedy matching by score at IoU >= 0.5 with "+1" pixel areas, difficult boxes
+neither true nor false positives), so its 11-point average equals that metric's AP.
+"""
+import json
+
+import numpy as np
+
+__all__ = ['DetectionRecord', 'pr_curve', 'voc07_ap', 'plot_pr_curve']
+
+
+class DetectionRecord:
+    """Detections and ground truth of a dataset, image by image.
+
+    Parameters
+    ----------
+    classes : list of str
+    image_ids : callable, optional
+        index -> image id for the JSON (COCO's own ids); default the index.
+    category_ids : callable, optional
+        class index -> category id for the JSON (COCO's own ids); default the index.
+    """
+
+    def __init__(self, classes, image_ids=None, category_ids=None):
+        self.classes = list(classes)
+        self._image_id = image_ids or int
+        self._category_id = category_ids or int
+        self.detections = []  # (image, class, score, x0, y0, x1, y1)
+        self.truth = []        # (image, class, difficult, x0, y0, x1, y1)
+        self.scales = {}       # image -> (sx, sy): input pixels to original pixels
+
+    def add(self, index, ids, scores, boxes, label, scale=(1.0, 1.0)):
+        """One image: detections (K,) / (K,) / (K, 4) and its label (N, 5+) in input
+        pixels; `scale` (sx, sy) maps them to the original image. Rows with id < 0 (NMS
+        padding, label padding) are ignored."""
+        self.scales[index] = tuple(float(v) for v in scale)
+        for cid, score, box in zip(ids, scores, boxes):
+            if cid >= 0:
+                self.detections.append((index, int(cid), float(score)) + tuple(map(float, box)))
+        for row in label:
+            if row[4] >= 0:
+                difficult = bool(row[5]) if len(row) > 5 and row[5] > 0 else False
+                self.truth.append((index, int(row[4]), difficult) + tuple(map(float, row[:4])))
+
+    def coco_json(self, inclusive=False):
+        """Detections as COCO result dicts (``bbox`` = [x, y, w, h]).
+
+        `inclusive`: widths as ``x1 - x0 + 1`` (COCO annotations read with GluonCV's
+        inclusive-end conversion, as our COCO reader does)."""
+        extra = 1.0 if inclusive else 0.0
+        results = []
+        for i, c, s, x0, y0, x1, y1 in self.detections:
+            sx, sy = self.scales[i]
+            results.append({'image_id': self._image_id(i), 'category_id': self._category_id(c),
+                            'score': round(s, 5),
+                            'bbox': [round(x0 * sx, 2), round(y0 * sy, 2),
+                                     round((x1 - x0) * sx + extra, 2),
+                                     round((y1 - y0) * sy + extra, 2)]})
+        return results
+
+    def write_json(self, path, inclusive=False):
+        with open(path, 'w') as f:
+            json.dump(self.coco_json(inclusive), f)
+        return path
+
+    def curve(self, class_index):
+        """(recall, precision) arrays of one class, detections in descending score."""
+        dets = sorted((d for d in self.detections if d[1] == class_index), key=lambda d: -d[2])
+        truth = [t for t in self.truth if t[1] == class_index]
+        return pr_curve(dets, truth)
+
+
+def _iou_plus_one(box, boxes):
+    """VOC IoU with inclusive pixel ends (GluonCV's bbox_iou(offset=1))."""
+    lt = np.maximum(box[:2], boxes[:, :2])
+    rb = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(rb - lt + 1, 0, None), axis=1)
+    area = np.prod(box[2:] - box[:2] + 1)
+    return inter / (area + np.prod(boxes[:, 2:] - boxes[:, :2] + 1, axis=1) - inter)
+
+
+def pr_curve(detections, truth, iou_thresh=0.5):
+    """(recall, precision) of score-sorted `detections` against `truth` (one class)."""
+    by_image = {}
+    for image, _, difficult, *box in truth:
+        by_image.setdefault(image, []).append((difficult, box))
+    used = {image: np.zeros(len(rows), dtype=bool) for image, rows in by_image.items()}
+    positives = sum(1 for t in truth if not t[2])
+    tp, fp = [], []
+    for image, _, _, *box in detections:
+        rows = by_image.get(image, [])
+        hit, ignore = False, False
+        if rows:
+            ious = _iou_plus_one(np.array(box), np.array([b for _, b in rows]))
+            best = int(np.argmax(ious))
+            if ious[best] >= iou_thresh:
+                if rows[best][0]:
+                    ignore = True
+                elif not used[image][best]:
+                    used[image][best] = hit = True
+        if not ignore:
+            tp.append(hit)
+            fp.append(not hit)
+    tp, fp = np.cumsum(tp, dtype=np.float64), np.cumsum(fp, dtype=np.float64)
+    recall = tp / positives if positives else np.full(len(tp), np.nan)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        precision = tp / (tp + fp)
+    return recall, precision
+
+
+def voc07_ap(recall, precision):
+    """VOC2007 11-point average precision (NaN without ground truth)."""
+    if len(recall) and np.isnan(recall).all():
+        return float('nan')
+    total = 0.0
+    for t in np.arange(0.0, 1.1, 0.1):
+        above = precision[recall >= t] if len(recall) else np.zeros(0)
+        total += (np.nanmax(above) if len(above) else 0.0) / 11.0
+    return total
+
+
+def plot_pr_curve(path, curves, title):
+    """One PNG: precision vs recall, a line per label (e.g. per dtype).
+
+    curves : dict of label -> (recall, precision, ap)
+    """
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    for label, (recall, precision, ap) in curves.items():
+        ax.plot(recall, precision, label='{} (AP {:.3f})'.format(label, ap), drawstyle='steps-post')
+    ax.set(xlabel='recall', ylabel='precision', xlim=(0, 1), ylim=(0, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc='lower left', fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,146 @@
+"""scripts/eval.py and deploy.evaluate: FP32 and FP16 mAP of one checkpoint, PR curves,
+COCO-format detections, pycocotools metrics, one-line errors."""
+import importlib.util
+import json
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluoncv_fp16.data.datasets import build_datasets
+from gluoncv_fp16.data.synthetic import SHAPE_CLASSES
+from gluoncv_fp16.deploy.detection_record import DetectionRecord
+from gluoncv_fp16.deploy.evaluate import coco_stats, evaluate, load_models, per_class_ap
+from gluoncv_fp16.train.checkpoint import save_checkpoint
+from test_export import random_detector
+
+NAME = 'yolo3_mobilenet0.25_custom'
+SIDE = 96
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+
+pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
+
+
+def eval_main(argv):
+    spec = importlib.util.spec_from_file_location('eval_script',
+                                                  os.path.join(REPO, 'scripts', 'eval.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(argv)
+
+
+@pytest.fixture(scope='module')
+def checkpoint(synthetic_root, tmp_path_factory):
+    """A checkpoint recording a synthetic-data run at 96 px (as training writes them)."""
+    path = str(tmp_path_factory.mktemp('ckpt') / 'shapes.ckpt')
+    mx.random.seed(0)  # module fixtures run before the per-test seeding of conftest
+    net = random_detector(NAME, list(SHAPE_CLASSES))
+    return save_checkpoint(path, net, meta={
+        'model': {'name': NAME, 'classes': list(SHAPE_CLASSES)},
+        'config': {'data_shape': SIDE, 'dataset': 'synthetic', 'dataset_root': synthetic_root}})
+
+
+def test_map_equals_the_training_time_metric(checkpoint, synthetic_root):
+    """Our AP per class is GluonCV's VOC07MApMetric, as training's validation computes it."""
+    from gluoncv_fp16.data.loader import make_val_loader
+    from gluoncv_fp16.train.evaluation import evaluate as train_evaluate
+    from gluoncv_fp16.train.evaluation import make_metric
+    detectors, info = load_models(checkpoint)
+    assert info.data_shape == SIDE and info.classes == list(SHAPE_CLASSES)
+    _, val_set, _ = build_datasets('synthetic', root=synthetic_root)
+    ours, _ = per_class_ap(evaluate(detectors, val_set, info, progress=False)['float32'])
+    metric = make_metric('synthetic', val_set, info.classes, SIDE, 'unused')
+    names, values = train_evaluate(detectors['float32'].block,
+                                   make_val_loader(val_set, 4, SIDE), [mx.cpu()], metric)
+    theirs = [float(v) for v in values[:-1]]
+    assert max(theirs) > 0, 'degenerate test: every AP is 0'
+    np.testing.assert_allclose(ours, theirs, atol=1e-9)
+
+
+def test_eval_script_reports_fp32_and_fp16_of_one_checkpoint(checkpoint, tmp_path, capsys):
+    out = tmp_path / 'ev'
+    assert eval_main([checkpoint, '--dtype', 'float32,float16', '--out', str(out),
+                      '--no-progress']) == 0
+    text = capsys.readouterr().out
+    assert 'on synthetic (8 images, 96 px)' in text
+    assert 'class | AP float32 | AP float16 | float16 - float32' in text
+    with open(str(out / 'summary.json')) as f:
+        summary = json.load(f)
+    fp32, fp16 = summary['results']['float32'], summary['results']['float16']
+    mean_row = [line for line in text.splitlines() if line.startswith('mAP |')][0]
+    assert '{:.4f}'.format(fp32['map']) in mean_row and '{:.4f}'.format(fp16['map']) in mean_row
+    assert abs(fp16['map'] - fp32['map']) < 0.05  # same weights, FP16 roundoff only
+    for name in SHAPE_CLASSES:
+        assert (out / 'pr_{}.png'.format(name)).stat().st_size > 1000
+    with open(fp32['json']) as f:
+        detections = json.load(f)
+    assert detections and set(detections[0]) == {'image_id', 'category_id', 'score', 'bbox'}
+    boxes = np.array([d['bbox'] for d in detections])
+    assert (boxes[:, 0] + boxes[:, 2] <= 128 + 1e-3).all()  # original 128 px images
+    assert {d['category_id'] for d in detections} <= {0, 1, 2}
+
+
+@pytest.fixture(scope='module')
+def onnx_file(checkpoint, tmp_path_factory):
+    pytest.importorskip('onnxruntime')
+    from gluoncv_fp16.deploy.onnx_export import export_onnx
+    return export_onnx(checkpoint, str(tmp_path_factory.mktemp('onnx') / 'm'),
+                       check_images=False).path
+
+
+def test_onnx_export_evaluates_like_the_checkpoint(checkpoint, onnx_file, tmp_path):
+    path = onnx_file
+    assert eval_main([path, '--out', str(tmp_path / 'a'), '--no-progress',
+                      '--dataset', 'synthetic', '--dataset-root', _root(checkpoint)]) == 0
+    assert eval_main([checkpoint, '--out', str(tmp_path / 'b'), '--no-progress']) == 0
+    maps = []
+    for sub in 'ab':
+        with open(str(tmp_path / sub / 'summary.json')) as f:
+            maps.append(json.load(f)['results']['float32']['map'])
+    assert maps[0] == pytest.approx(maps[1], abs=1e-4)
+
+
+def _root(checkpoint):
+    from gluoncv_fp16.train.checkpoint import read_checkpoint
+    return read_checkpoint(checkpoint).meta['config']['dataset_root']
+
+
+def test_coco_runs_report_pycocotools_metrics(tmp_path):
+    from test_data_datasets import write_coco
+    root = str(tmp_path / 'coco')
+    rs = np.random.RandomState(0)
+    images = [rs.randint(0, 255, (60, 80, 3)).astype(np.uint8) for _ in range(3)]
+    write_coco(root, 'val2017', images, [[(10, 5, 30, 20, 3)], [(0, 0, 70, 10, 7)], []])
+    write_coco(root, 'train2017', images, [[(10, 5, 30, 20, 3)], [], []])
+    _, val, classes = build_datasets('coco', root=root)
+    ids = sorted(val.coco.getImgIds())
+    perfect = DetectionRecord(classes, ids.__getitem__, val.contiguous_id_to_json.__getitem__)
+    shifted = DetectionRecord(classes, ids.__getitem__, val.contiguous_id_to_json.__getitem__)
+    for i in range(len(val)):
+        label = val.label(i)
+        real = label[label[:, 4] >= 0]
+        perfect.add(i, real[:, 4], np.ones(len(real)), real[:, :4], label)
+        shifted.add(i, real[:, 4], np.ones(len(real)), real[:, :4] + 6, label)
+    good = coco_stats(perfect, val, str(tmp_path / 'p.json'))
+    bad = coco_stats(shifted, val, str(tmp_path / 's.json'))
+    assert good['AP'] == pytest.approx(1.0) and good['AP50'] == pytest.approx(1.0)
+    assert bad['AP'] < 0.6
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['missing.ckpt'], 'No checkpoint'),
+    (['CKPT', '--dtype', 'bfloat16'], "--dtype 'bfloat16'"),
+    (['CKPT', '--dataset', 'voc', '--dataset-root', 'ROOT'], 'VOC2007'),
+    (['CKPT', '--classes', 'a,b'], 'was trained with classes'),
+])
+def test_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path, capsys, argv, message):
+    argv = [checkpoint if a == 'CKPT' else str(tmp_path) if a == 'ROOT' else a for a in argv]
+    assert eval_main(argv + ['--out', str(tmp_path / 'o'), '--no-progress']) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('eval.py: error:') and message in err and '\n' not in err
+
+
+def test_an_export_cannot_be_evaluated_in_another_dtype(onnx_file, tmp_path, capsys):
+    assert eval_main([onnx_file, '--dtype', 'float16', '--out', str(tmp_path / 'o')]) == 2
+    assert 'runs in float32 only' in capsys.readouterr().err
