@@ -135,3 +135,62 @@ def test_fp16_best_params_are_the_fp32_masters_and_load_into_stock_gluoncv(tmp_p
     halves = [n for n, v in masters.items()
               if not np.array_equal(v.astype(np.float16).astype(np.float32), v)]
     assert halves, 'the masters must hold more than FP16 precision'
+
+
+def stop_after_first_checkpoint(argv, out, signum, delay=1.0):
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    last = out / (PREFIX + '_last.ckpt')
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(delay)  # into the next epoch
+    assert proc.poll() is None, 'the run ended before it could be stopped'
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=300)
+    return proc.returncode, stdout, stderr
+
+
+def test_sigterm_mid_epoch_saves_and_resume_is_bit_identical(tmp_path, synthetic_root):
+    """SIGTERM: finish the step, save that iteration, exit 143 with one line; --resume
+    auto continues mid-epoch (skipping the consumed batches) and ends bit-identical."""
+    flags = ['--fp16', '--ema', '--epochs', '3', '--loss-scale', '0.5']
+    straight = tmp_path / 'straight'
+    run(command(synthetic_root, straight, *flags))
+    stopped = tmp_path / 'stopped'
+    code, _, stderr = stop_after_first_checkpoint(command(synthetic_root, stopped, *flags),
+                                                  stopped, signal.SIGTERM)
+    assert code == 143, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].startswith('stopped by SIGTERM at epoch 1, iteration')
+    assert stderr.strip().endswith('continue with --resume auto')
+    state = load_run_state(str(stopped / (PREFIX + '_last.ckpt')))
+    assert state.meta['epoch'] == 1 and not state.meta['epoch_done']
+    assert 0 < state.meta['epoch_position'] < 12, 'at most the current step is lost'
+    out = run(command(synthetic_root, stopped, *flags, '--resume', 'auto'))
+    assert 'resumed' in out.stdout and 'at batch' in out.stdout
+    assert_identical(str(straight / (PREFIX + '_last.ckpt')), str(stopped / (PREFIX + '_last.ckpt')))
+    rows = (stopped / (PREFIX + '_steps.csv')).read_text().splitlines()[1:]
+    iterations = [int(r.split(',')[0]) for r in rows]
+    assert iterations == sorted(set(iterations)), 'no step row is lost or written twice'
+
+
+def test_sigint_exits_130_and_checkpoint_every_resumes_after_kill_9(tmp_path, synthetic_root):
+    flags = ['--epochs', '2', '--checkpoint-every', '5']
+    straight = tmp_path / 'straight'
+    run(command(synthetic_root, straight, *flags))
+    code, _, stderr = stop_after_first_checkpoint(
+        command(synthetic_root, tmp_path / 'int', *flags), tmp_path / 'int', signal.SIGINT,
+        delay=0.2)
+    assert code == 130 and 'stopped by SIGINT' in stderr and 'Traceback' not in stderr
+    killed = tmp_path / 'killed'
+    proc = subprocess.Popen(command(synthetic_root, killed, *flags), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = killed / (PREFIX + '_last.ckpt')
+    while not last.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    state = load_run_state(str(last))
+    assert (state.meta['iteration'], state.meta['epoch_done']) == (5, False)
+    run(command(synthetic_root, killed, *flags, '--resume', 'auto'))
+    assert_identical(str(straight / (PREFIX + '_last.ckpt')), str(last), ema=False)
