@@ -178,7 +178,7 @@ def test_ssh_plan_command_lines(tmp_path, monkeypatch):
     assert scheduler.env['DMLC_PS_ROOT_URI'] == '10.0.0.1'
     worker = specs[4]
     assert worker.argv[:7] == ['ssh', '-tt', '-o', 'BatchMode=yes', '-o',
-                               'StrictHostKeyChecking=no', '-p']
+                               'StrictHostKeyChecking=accept-new', '-p']
     assert worker.argv[7:9] == ['2222', 'node-b']
     remote = shlex.split(worker.argv[9])
     assert remote[:4] == ['cd', '/srv/job dir', '&&', 'exec']
@@ -209,3 +209,29 @@ def test_unstartable_command_is_a_launch_error():
     spec = ProcessSpec('worker 0', 'worker', ['/nonexistent/python'], {}, '127.0.0.1')
     with pytest.raises(LaunchError, match="cannot start '/nonexistent/python'"):
         run([spec], out=io.StringIO(), timeout=5)
+
+
+@pytest.mark.parametrize('address, warned', [
+    ('8.8.8.8', True), ('10.1.2.3', False), ('192.168.0.7', False), ('127.0.0.1', False),
+    ('169.254.3.4', False), ('localhost', False)])
+def test_scheduler_address_beyond_a_private_network_is_warned_about(address, warned, caplog):
+    """ps-lite has no authentication: a public scheduler address gets one warning line."""
+    from gluoncv_fp16.dist.launcher import exposure_warning, plan_ssh
+    message = exposure_warning(address)
+    assert bool(message) == warned
+    if warned:
+        assert 'no authentication' in message and '\n' not in message
+        with caplog.at_level('WARNING'):
+            plan_ssh(1, 1, ['python', 'x.py'], [('h1', 22)], address, 9000)
+        assert any('not a private' in r.getMessage() for r in caplog.records)
+
+
+def test_ssh_pins_host_keys_and_passes_only_job_variables():
+    from gluoncv_fp16.dist.launcher import plan_ssh
+    specs = plan_ssh(1, 1, ['python', 'x.py'], [('h1', 22)], '10.0.0.1', 9000)
+    remote = [s for s in specs if s.role == 'worker'][0].argv
+    assert 'StrictHostKeyChecking=accept-new' in remote
+    names = [part.split('=')[0] for part in remote[-1].split() if '=' in part]
+    assert all(n.startswith(('DMLC_', 'MXNET_', 'OMP_', 'KMP_')) or
+               n in ('LD_LIBRARY_PATH', 'PYTHONPATH', 'GLUONCV_FP16_PROCESS_INDEX')
+               for n in names), names

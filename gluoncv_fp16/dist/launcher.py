@@ -23,6 +23,7 @@ launcher exits non-zero naming the process. Ctrl-C does the same. Each process r
 its own process group so its children (data-loader workers) die with it.
 """
 import collections
+import ipaddress
 import logging
 import os
 import shlex
@@ -34,7 +35,7 @@ import threading
 import time
 
 __all__ = ['LaunchError', 'ProcessSpec', 'read_hostfile', 'free_port', 'guess_host_ip',
-           'plan_local', 'plan_ssh', 'run', 'INDEX_ENV']
+           'plan_local', 'plan_ssh', 'run', 'INDEX_ENV', 'exposure_warning']
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +186,9 @@ def plan_ssh(num_workers, num_servers, command, hosts, root_uri, port, workdir=N
     _check_counts(num_workers, num_servers, command)
     if not hosts:
         raise LaunchError("the ssh launcher needs hosts (-H hostfile)")
+    warning = exposure_warning(root_uri)
+    if warning:
+        logger.warning('%s', warning)
     job = _job_env(root_uri, port, num_workers, num_servers, verbose)
     passed = _forwarded_env(forward)
     workdir = workdir or os.getcwd()
@@ -202,16 +206,43 @@ def plan_ssh(num_workers, num_servers, command, hosts, root_uri, port, workdir=N
     return specs
 
 
+def exposure_warning(address):
+    """One line when the scheduler address is reachable beyond a private network, else None.
+
+    ps-lite (and Gloo) have no authentication: whoever reaches the scheduler's port can join
+    or disrupt the job (docs/distributed.md, "Trust model").
+    """
+    try:
+        ip = ipaddress.ip_address(socket.gethostbyname(str(address)))
+    except (OSError, ValueError):
+        return None  # unresolvable here; the job itself will say so
+    if ip.is_private or ip.is_loopback or ip.is_link_local:
+        return None
+    return ('the scheduler address {} ({}) is not a private, loopback or link-local '
+            'address: MXNet\'s parameter server has no authentication, so anyone who can '
+            'reach it can join or disrupt this job; use a private interface '
+            '(--host-ip / DMLC_INTERFACE) or firewall the port (docs/distributed.md)'.format(
+                address, ip))
+
+
 def _forwarded_env(names):
     wanted = set(_FORWARDED) | set(names)
     return {k: v for k, v in os.environ.items() if k in wanted or k.startswith('MXNET_')}
 
 
 def _ssh_argv(host, port, workdir, env, command):
+    """The ssh command line of one remote process.
+
+    Its environment travels on the remote command line, so it is visible in ``ps`` on the
+    remote host: the DMLC_* job variables (scheduler address and port, counts, role),
+    the forwarded ones (MXNET_*, OMP/KMP, LD_LIBRARY_PATH, PYTHONPATH, DMLC_INTERFACE and
+    --forward names) -- never put a secret in them. Unknown host keys are accepted once
+    and then pinned (``accept-new``): a changed key stops the job instead of being trusted.
+    """
     exports = ' '.join('{}={}'.format(k, shlex.quote(v)) for k, v in sorted(env.items()))
     remote = 'cd {} && exec env {} {}'.format(
         shlex.quote(workdir), exports, ' '.join(shlex.quote(c) for c in command))
-    return ['ssh', '-tt', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no',
+    return ['ssh', '-tt', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=accept-new',
             '-p', str(port), host, remote]
 
 
