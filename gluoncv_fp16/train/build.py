@@ -137,8 +137,9 @@ def _resume(loop, cfg, model_desc):
     return cfg.start_epoch if next_epoch is None else next_epoch
 
 
-def build_training(cfg):
-    """Everything a run needs. Returns ``(loop, start_epoch)``."""
+def build_training(cfg, on_workers=None):
+    """Everything a run needs. Returns ``(loop, start_epoch)``. `on_workers(WorkerSetup)`
+    is called as soon as the rank is known, before anything is logged."""
     cfg.validate()
     contexts = make_contexts(cfg.contexts)
     policy = get_policy(cfg.precision)
@@ -146,6 +147,11 @@ def build_training(cfg):
     _check_tensorboard(cfg)
     _check_syncbn_cpu_pool(cfg, contexts)
     workers = setup_workers(cfg, contexts)
+    if on_workers is not None:
+        on_workers(workers)
+    if workers.contexts is not None and workers.contexts != contexts:  # Horovod: by rank
+        contexts = workers.contexts
+        check_devices(contexts, policy, amp_restricted=bool(cfg.extra.get('amp_init')))
     if describe(cfg, workers):
         logger.info(describe(cfg, workers))
     _seed_everything(cfg.seed)
@@ -277,9 +283,7 @@ def run_training(cfg, on_workers=None):
 
 
 def _train(cfg, on_workers):
-    loop, start_epoch = build_training(cfg)
-    if on_workers is not None:
-        on_workers(loop.workers)
+    loop, start_epoch = build_training(cfg, on_workers)
     folder = os.path.dirname(os.path.abspath(cfg.run_prefix))
     os.makedirs(folder, exist_ok=True)
     for path in remove_stale_temp_files(folder):
