@@ -56,6 +56,8 @@ def _horovod_missing():
     return None
 
 
+if _horovod_missing() and os.environ.get('GLUONCV_FP16_REQUIRE_HOROVOD'):  # set by .ci/run
+    raise RuntimeError('GLUONCV_FP16_REQUIRE_HOROVOD is set but ' + _horovod_missing())
 needs_horovod = pytest.mark.skipif(_horovod_missing() is not None,
                                    reason=str(_horovod_missing()))
 
