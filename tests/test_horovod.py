@@ -357,3 +357,11 @@ def test_each_horovod_process_gets_one_device_by_local_rank():
     assert horovod_device([mx.gpu(4), mx.gpu(6)], 1) == mx.gpu(6)
     with pytest.raises(ConfigError, match='local rank 2 has no GPU of the 2 listed'):
         horovod_device([mx.gpu(4), mx.gpu(6)], 2)
+
+
+def test_horovod_not_installed_is_one_line_naming_the_install_script(capsys, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setitem(sys.modules, 'horovod.mxnet', None)  # import fails even if installed
+    err = _cli_error(capsys, '--gpus', '', '--save-prefix', str(tmp_path) + '/')
+    assert err.startswith('error: Horovod is not installed: build it against this '
+                          "environment's MXNet with bash scripts/install_horovod.sh"), err

@@ -133,9 +133,8 @@ def init_horovod():
         import horovod.mxnet as hvd
     except ImportError as err:
         raise HorovodUnavailable(
-            "Horovod is not installed: pip install horovod[mxnet] (with "
-            "HOROVOD_WITH_MXNET=1 and a matching MXNet; see "
-            "https://horovod.readthedocs.io/en/stable/mxnet.html), or train without "
+            "Horovod is not installed: build it against this environment's MXNet with "
+            "bash scripts/install_horovod.sh (docs/distributed.md), or train without "
             "--horovod (e.g. --kvstore dist_sync with scripts/launch.py). Import error: "
             "{}".format(err)) from err
     hvd.init()
