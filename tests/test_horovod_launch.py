@@ -2,7 +2,6 @@
 No Horovod needed (tests/test_horovod.py runs the jobs)."""
 import os
 import shlex
-import subprocess
 import sys
 
 import pytest
@@ -53,12 +52,11 @@ def test_launch_plan_uses_the_hostfile_and_passes_env(tmp_path):
 
 @pytest.mark.parametrize('extra, flag', [(['-s', '1'], '-s'), (['--port', '9000'], '--port'),
                                          (['--verbose', '1'], '--verbose')])
-def test_dist_sync_options_are_refused_with_horovod(extra, flag):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'launch.py'),
-                           '--horovod', '-n', '2'] + extra + ['--', 'true'],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].endswith(
+def test_dist_sync_options_are_refused_with_horovod(extra, flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        launch.parse_args(['--horovod', '-n', '2'] + extra + ['--', 'true'])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         'error: {} only applies to dist_sync jobs, not --horovod'.format(flag))
 
 
