@@ -158,7 +158,7 @@ def prepare_dist_params(params):
 
     Horovod: without this, 2 workers over Gloo (horovod 0.28.1, mobilenet0.25 after the
     shape forward) aborted at the first step with "op.preamble.length <= op.nbytes. 2048
-    vs 512": rank 0 sent a blocked-layout buffer larger than the array rank 1 expected.
+    vs 512", most likely rank 0 sending a padded blocked-layout buffer; with it they train.
 
     Parameters
     ----------
