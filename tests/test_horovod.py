@@ -22,6 +22,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 
 import mxnet as mx
 import numpy as np
@@ -307,6 +308,21 @@ def test_a_killed_worker_stops_the_job_with_a_message(tmp_path):
     # neither finished: rank 1 died, rank 0 was stopped (or failed in its next allreduce)
     assert runs[1] is None and (runs[0] is None or runs[0]['iteration'] < 6), runs
     assert not os.path.exists(str(tmp_path / 'rank0.params'))
+
+
+@needs_horovod
+def test_launcher_timeout_stops_horovodrun_and_its_workers():
+    marker = 'hvd-timeout-test-{}'.format(os.getpid())
+    code, output = run_job([sys.executable, os.path.join(ROOT, 'scripts', 'launch.py'),
+                            '--horovod', '-n', '2', '--timeout', '5', '--', sys.executable,
+                            '-c', 'import time; time.sleep(120)  # ' + marker], timeout=90)
+    assert code == 124 and 'ran longer than its timeout (5 s)' in output, output[-2000:]
+    for _ in range(20):  # horovod's per-worker middlemen stop the workers on their own
+        left = subprocess.run(['pgrep', '-f', marker], stdout=subprocess.PIPE, text=True)
+        if not left.stdout.strip():
+            break
+        time.sleep(0.5)
+    assert not left.stdout.strip(), 'workers left running: ' + left.stdout
 
 
 # ----- no Horovod needed ------------------------------------------------------------------
