@@ -61,8 +61,8 @@ class Record(HookBase):
     def __init__(self, die_after=None):
         self.skipped, self.die_after = [], die_after
 
-    def after_step(self, loop, stats):
-        if not stats['applied']:
+    def after_step(self, loop, step):
+        if step['skipped']:
             self.skipped.append(loop.iteration)
         if self.die_after is not None and loop.iteration >= self.die_after:
             os.kill(os.getpid(), signal.SIGKILL)

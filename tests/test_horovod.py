@@ -15,9 +15,9 @@ The jobs need Horovod built with MXNet (``bash scripts/install_horovod.sh``); wi
 they are skipped. The refusals at the end need no Horovod and always run. Every job has a
 timeout, and a job that outlives it is killed with its whole process group.
 """
+import csv
 import json
 import os
-import pickle
 import shlex
 import signal
 import subprocess
@@ -40,9 +40,8 @@ from gluoncv_fp16.dist.workers import WorkerSetup, horovod_device  # noqa: E402
 from gluoncv_fp16.model_zoo import get_model  # noqa: E402
 from gluoncv_fp16.train.build import build_training  # noqa: E402
 from gluoncv_fp16.train.config import ConfigError  # noqa: E402
-from gluoncv_fp16.train.checkpoint import (read_checkpoint, read_params,  # noqa: E402
+from gluoncv_fp16.train.checkpoint import (load_run_state, read_params,  # noqa: E402
                                            structural_params)
-from gluoncv_fp16.utils.trainer_io import trainer_state_bytes  # noqa: E402
 from gluoncv_fp16.utils.param_diff import compare_params  # noqa: E402
 from test_dist_training import ShardConcat  # noqa: E402
 
@@ -108,7 +107,8 @@ def launch(*args):
 def train_reference(data_root, out, *extra):
     """One process, cpu:0 + cpu:1, batch 4, context k fed worker k's shard; 2 epochs.
 
-    Returns (weights, optimizer arrays, skipped steps) as rank 0 would save them.
+    Returns (weights, optimizer arrays, skipped steps) as rank 0 would save them: the run
+    state's FP32 weights (FP16 runs: the masters) with context 0's BN statistics.
     """
     os.makedirs(str(out), exist_ok=True)
     cfg = train_yolo3.make_config(train_yolo3.parse_args(cli_args(
@@ -123,39 +123,25 @@ def train_reference(data_root, out, *extra):
                           num_parts=2, part_index=k) for k in range(2)])
     loop.train(start, cfg.epochs)
     assert loop.iteration == 2 * STEPS_PER_EPOCH
-    for param in loop.net.collect_params().values():  # rank 0 saves context 0's BN stats
-        param.set_data(param.list_data()[0].copy())
-    weights = {k: v.asnumpy() for k, v in structural_params(loop.net).items()}
+    weights, optimizer = numpy_state(loop.capture())
     skips = loop.scaler.total_skips if loop.scaling_active else 0
-    return weights, optimizer_arrays(trainer_state_bytes(loop.trainer)), skips
+    return weights, optimizer, skips
 
 
-def optimizer_arrays(state_bytes):
-    """``'<param index>.<slot>' -> array`` from `Trainer.save_states` bytes: momentum,
-    and under FP16 the FP32 master weights (the trainer numbers parameters by sorted name,
-    the same in both runs)."""
-    states = pickle.loads(state_bytes)
-    states = states[0] if isinstance(states, tuple) else states  # (states, optimizer)
-    flat = {}
-
-    def walk(key, value):
-        if isinstance(value, (tuple, list)):
-            for slot, item in enumerate(value):
-                walk('{}.{}'.format(key, slot), item)
-        elif value is not None:
-            flat[key] = value.asnumpy()
-    for index, value in states.items():
-        walk(str(index), value)
-    return flat
+def numpy_state(state):
+    """(weights, optimizer arrays) of a `RunState` as numpy: FP32 weights (FP16 runs: the
+    masters) and the optimizer's arrays (momentum) by parameter name."""
+    return ({k: v.asnumpy() for k, v in state.weights.items()},
+            {k: v.asnumpy() for k, v in state.optimizer.arrays.items()})
 
 
 def assert_equal_runs(hvd_ckpt, ref_weights, ref_optimizer):
-    """Rank 0's checkpoint equals the reference: weights (FP16 runs: as FP16 values, BN
-    statistics in FP32) and optimizer state (momentum; FP16 runs: the FP32 masters)."""
-    ckpt = read_checkpoint(hvd_ckpt)
+    """Rank 0's checkpoint equals the reference: weights (FP16 runs: the FP32 masters; BN
+    statistics) and optimizer state (momentum)."""
+    weights, optimizer = numpy_state(load_run_state(hvd_ckpt))
     worst = 0.0
-    for what, ours, ref in (('weights', ckpt.params, ref_weights),
-                            ('optimizer', optimizer_arrays(ckpt.trainer_states), ref_optimizer)):
+    for what, ours, ref in (('weights', weights, ref_weights),
+                            ('optimizer', optimizer, ref_optimizer)):
         report = compare_params(ours, ref)
         print(what, '\n'.join(report.format(TOL, top=3)))
         assert report.structure_matches and report.rows, what
@@ -191,8 +177,12 @@ def test_fp32_two_workers_equal_one_process_and_only_rank_0_writes(synthetic_roo
     # each worker its own shard: different data, so different first losses
     assert _first_loss(main) != _first_loss(rank1)
     assert sorted(os.listdir(str(out))) == sorted(
-        RUN + s for s in ('_train.log', '_train.rank1.log', '_metrics.csv', '_last.ckpt',
-                          '_best.ckpt', '_best.params', '_best_map.log'))
+        RUN + s for s in ('_train.log', '_train.rank1.log', '_metrics.csv', '_steps.csv',
+                          '_last.ckpt', '_best.ckpt', '_best.params', '_best_map.log',
+                          '_0000_0.0000.params'))
+    # one writer: a row per step and per epoch (two writers would double or mangle them)
+    assert len(list(csv.DictReader(read_log(out, '_steps.csv').splitlines()))) == 12
+    assert len(list(csv.DictReader(read_log(out, '_metrics.csv').splitlines()))) == 2
 
 
 def _first_loss(log):
@@ -227,13 +217,12 @@ def test_fp16_resumed_two_worker_run_equals_one_process(synthetic_root, tmp_path
     assert code == 0, output[-3000:]
     main = read_log(out)
     assert main.count('[Epoch 1][Batch 5]') == 1 and '[Epoch 0][Batch 0]' in main
-    skipped = [int(row.split(',')[4]) for row in
-               read_log(out, '_metrics.csv').splitlines()[1:]]
+    rows = list(csv.DictReader(read_log(out, '_metrics.csv').splitlines()))
+    skipped = [int(row['skipped_steps']) for row in rows]
     assert len(skipped) == 2 and 0 < sum(skipped) < 2 * STEPS_PER_EPOCH, skipped
 
     ref, ref_optimizer, ref_skips = train_reference(synthetic_root, tmp_path / 'ref', *FP16)
     assert ref_skips == sum(skipped)  # the same steps were skipped
-    assert any(v.dtype == np.float32 and v.ndim == 4 for v in ref_optimizer.values())
     worst = assert_equal_runs(str(out / (RUN + '_last.ckpt')), ref, ref_optimizer)
     moved = max(r.max_rel for r in compare_params(ref, _initial_params(synthetic_root)).rows)
     assert moved > 100 * TOL, 'the weights barely moved; the comparison proves nothing'

@@ -27,7 +27,7 @@ from .ema import ModelEMA
 from .evaluation import Evaluator, make_metric
 from .hooks import (CheckpointHook, MixupScheduleHook, PlotHook, ProgressHook,
                     TensorBoardHook, csv_hooks)
-from .loop import TrainLoop
+from .loop import HookBase, TrainLoop
 from .nan_guard import NanGuard, TrainingDiverged
 from .checkpoint import remove_stale_temp_files
 from .resume import newest_readable_checkpoint, resume_from
@@ -151,7 +151,7 @@ def build_training(cfg, on_workers=None):
         on_workers(workers)
     if workers.contexts is not None and workers.contexts != contexts:  # Horovod: by rank
         contexts = workers.contexts
-        check_devices(contexts, policy, amp_restricted=bool(cfg.extra.get('amp_init')))
+        check_devices(contexts, policy, amp_restricted=cfg.amp_fp16_ops is not None)
     if describe(cfg, workers):
         logger.info(describe(cfg, workers))
     _seed_everything(cfg.seed)
@@ -232,11 +232,21 @@ def _norm_layer_kwargs(cfg, contexts):
     return syncbn_kwargs(len(contexts))
 
 
+class _ChiefOnlyState(HookBase):
+    """Ranks > 0: takes the chief-only hook's state from a checkpoint on resume (every rank
+    resumes from rank 0's file) and keeps nothing; without it the resume refuses the file
+    as holding state "this run does not have"."""
+
+    def __init__(self, name):
+        self.name = name
+
+
 def _make_hooks(cfg, loader, model_desc, total_steps, chief):
     """Only the chief (rank 0) saves and writes metrics; others just train."""
     mixup = [MixupScheduleHook(loader, cfg.epochs, cfg.no_mixup_epochs)] if cfg.mixup else []
     if not chief:
-        return mixup + [ProgressHook(cfg.log_interval, total_steps, show_bar=False)]
+        return mixup + [ProgressHook(cfg.log_interval, total_steps, show_bar=False),
+                        _ChiefOnlyState(CheckpointHook.name)]
     prefix = cfg.run_prefix
     meta = {'model': model_desc, 'config': _plain_config(cfg)}
     hooks = mixup + [ProgressHook(cfg.log_interval, total_steps),
