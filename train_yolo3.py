@@ -178,21 +178,23 @@ def setup_logging(log_path):
     return handlers
 
 
-def route_worker_log(handlers, prefix):
-    """Rank > 0 of a distributed run: own log file, only warnings on the console."""
+def route_worker_log(handlers, prefix, then=None):
+    """Rank > 0 of a distributed run: own log file, only warnings on the console.
+    `then()` runs once the log is routed (the first lines that name this run)."""
     def on_workers(workers):
-        if workers.is_chief:
-            return
-        for handler in handlers:
-            if isinstance(handler, logging.FileHandler):
-                logging.getLogger().removeHandler(handler)
-                handler.close()
-            else:
-                handler.setLevel(logging.WARNING)
-        own = logging.FileHandler('{}_train.rank{}.log'.format(prefix, workers.rank))
-        own.setFormatter(handlers[0].formatter)
-        logging.getLogger().addHandler(own)
-        handlers.append(own)
+        if not workers.is_chief:
+            for handler in handlers:
+                if isinstance(handler, logging.FileHandler):
+                    logging.getLogger().removeHandler(handler)
+                    handler.close()
+                else:
+                    handler.setLevel(logging.WARNING)
+            own = logging.FileHandler('{}_train.rank{}.log'.format(prefix, workers.rank))
+            own.setFormatter(handlers[0].formatter)
+            logging.getLogger().addHandler(own)
+            handlers.append(own)
+        if then is not None:
+            then()
     return on_workers
 
 
@@ -212,8 +214,9 @@ def main(argv=None):
         cfg = make_config(args)
         check_writable(cfg.save_prefix)
         handlers = setup_logging(cfg.run_prefix + '_train.log')
-        logging.getLogger(__name__).info('arguments: %s', vars(args))
-        run_training(cfg, on_workers=route_worker_log(handlers, cfg.run_prefix))
+        run_training(cfg, on_workers=route_worker_log(
+            handlers, cfg.run_prefix,
+            lambda: logging.getLogger(__name__).info('arguments: %s', vars(args))))
     except user_errors as err:
         print('error: {}'.format(err), file=sys.stderr)
         return 2

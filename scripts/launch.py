@@ -1,22 +1,34 @@
 #!/usr/bin/env python
-"""Launch a distributed (dist_sync) MXNet job: scheduler, servers and workers.
+"""Launch a distributed MXNet job: dist_sync (scheduler, servers, workers) or Horovod.
 
     # 2 workers + 1 server on this machine
     python scripts/launch.py -n 2 -s 1 -- python train_yolo3.py --kvstore dist_sync ...
     # 4 machines listed in hosts.txt (host[:ssh_port] per line), one worker + server each
     python scripts/launch.py -n 4 -s 4 -H hosts.txt -- python train_yolo3.py --kvstore dist_sync
+    # Horovod: 2 processes here, or 8 over the hosts in hosts.txt (horovodrun over ssh)
+    python scripts/launch.py --horovod -n 2 -- python train_yolo3.py --horovod ...
+    python scripts/launch.py --horovod -n 8 -H hosts.txt -- python train_yolo3.py --horovod ...
 
 Same options as `python -m mxnet.tools.launch` (broken on Python >= 3.9), minus the
 mpi/sge/yarn launchers and --sync-dst-dir (copy the code to the hosts yourself). If a
 worker fails, the others are stopped and the exit status is non-zero; Ctrl-C stops all.
+`--horovod` runs `horovodrun --gloo -np N -H ... sh -c '<command>'`: the `sh -c` keeps
+horovodrun from reading the command's options (`--network`) as its own.
 """
 import argparse
 import logging
 import signal
 import sys
 
+from gluoncv_fp16.dist.horovod_launch import plan_horovod
 from gluoncv_fp16.dist.launcher import (LaunchError, guess_host_ip, plan_local, plan_ssh,
                                           read_hostfile, run)
+
+# dist_sync-only options: (attribute, flag, value when not given)
+_PS_ONLY = (('num_servers', '-s', None), ('launcher', '--launcher', None),
+            ('port', '--port', None), ('host_ip', '--host-ip', None),
+            ('workdir', '--workdir', None), ('verbose', '--verbose', 0),
+            ('env_server', '--env-server', []))
 
 
 def _pair(text):
@@ -29,7 +41,10 @@ def _pair(text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n')[0],
-        usage='%(prog)s -n WORKERS [-s SERVERS] [options] -- command ...')
+        usage='%(prog)s [--horovod] -n WORKERS [-s SERVERS] [options] -- command ...')
+    parser.add_argument('--horovod', action='store_true',
+                        help='start the workers with horovodrun (Gloo) instead of a '
+                        'parameter-server job; -H hosts then run them over ssh')
     parser.add_argument('-n', '--num-workers', type=int, required=True,
                         help='number of worker processes')
     parser.add_argument('-s', '--num-servers', type=int,
@@ -58,6 +73,12 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.command[:1] == ['--']:
         args.command = args.command[1:]
+    if args.horovod:
+        given = [flag for name, flag, unset in _PS_ONLY if getattr(args, name) != unset]
+        if given:
+            parser.error('{} only appl{} to dist_sync jobs, not --horovod'.format(
+                ', '.join(given), 'ies' if len(given) == 1 else 'y'))
+        return args
     if args.num_servers is None:
         args.num_servers = args.num_workers
     if args.launcher is None:
@@ -68,6 +89,10 @@ def parse_args(argv=None):
 def make_plan(args):
     set_all = dict(_pair(e) for e in args.env if ':' in e)
     env = {'all': set_all, 'server': dict(args.env_server), 'worker': dict(args.env_worker)}
+    if args.horovod:  # horovodrun passes its environment on to the workers
+        hosts = read_hostfile(args.hostfile) if args.hostfile else None
+        return [spec._replace(env=dict(set_all, **env['worker']))
+                for spec in plan_horovod(args.num_workers, args.command, hosts)]
     if args.launcher == 'local':
         return plan_local(args.num_workers, args.num_servers, args.command, port=args.port,
                           verbose=args.verbose, env=env)

@@ -283,9 +283,36 @@ def _exit_text(code):
         'exited with code {}'.format(code)
 
 
+def _descendants(pids):
+    """Every live process below `pids`, across sessions: horovodrun starts each worker in
+    a session of its own, out of reach of its process group. Needs psutil (Horovod brings
+    it); without it, an empty list."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    found = []
+    for pid in pids:
+        try:
+            found.extend(psutil.Process(pid).children(recursive=True))
+        except psutil.Error:
+            pass
+    return found
+
+
+def _kill_all(processes):
+    for proc in processes:
+        try:
+            proc.kill()
+        except Exception:  # psutil.NoSuchProcess/AccessDenied: gone, or not ours
+            pass
+
+
 def _stop_all(procs, grace):
-    """SIGTERM every live process group, SIGKILL what is left after `grace` seconds."""
+    """SIGTERM every live process group, SIGKILL what is left after `grace` seconds, and
+    at last every process that was started below them in other sessions."""
     live = [p for p in procs if p.popen.poll() is None]
+    below = _descendants([p.popen.pid for p in live])
     for p in live:
         p.signal(signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -297,6 +324,8 @@ def _stop_all(procs, grace):
             p.popen.wait()
     for p in procs:
         p.signal(signal.SIGKILL)  # stragglers left in a group whose leader already exited
+    _kill_all(below)
+    for p in procs:
         p.finish_output()
 
 

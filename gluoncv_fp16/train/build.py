@@ -27,7 +27,7 @@ from .ema import ModelEMA
 from .evaluation import Evaluator, make_metric
 from .hooks import (CheckpointHook, MixupScheduleHook, PlotHook, ProgressHook,
                     TensorBoardHook, csv_hooks)
-from .loop import StopRequested, TrainLoop
+from .loop import HookBase, StopRequested, TrainLoop
 from .nan_guard import NanGuard, TrainingDiverged
 from .checkpoint import remove_stale_temp_files
 from .resume import newest_readable_checkpoint, resume_from
@@ -141,8 +141,9 @@ def _resume(loop, cfg, model_desc):
     return cfg.start_epoch if next_epoch is None else next_epoch
 
 
-def build_training(cfg):
-    """Everything a run needs. Returns ``(loop, start_epoch)``."""
+def build_training(cfg, on_workers=None):
+    """Everything a run needs. Returns ``(loop, start_epoch)``. `on_workers(WorkerSetup)`
+    is called as soon as the rank is known, before anything is logged."""
     cfg.validate()
     contexts = make_contexts(cfg.contexts)
     policy = get_policy(cfg.precision)
@@ -150,6 +151,11 @@ def build_training(cfg):
     _check_tensorboard(cfg)
     _check_syncbn_cpu_pool(cfg, contexts)
     workers = setup_workers(cfg, contexts)
+    if on_workers is not None:
+        on_workers(workers)
+    if workers.contexts is not None and workers.contexts != contexts:  # Horovod: by rank
+        contexts = workers.contexts
+        check_devices(contexts, policy, amp_restricted=cfg.amp_fp16_ops is not None)
     if describe(cfg, workers):
         logger.info(describe(cfg, workers))
     _seed_everything(cfg.seed)
@@ -232,11 +238,21 @@ def _norm_layer_kwargs(cfg, contexts):
     return syncbn_kwargs(len(contexts))
 
 
+class _ChiefOnlyState(HookBase):
+    """Ranks > 0: takes the chief-only hook's state from a checkpoint on resume (every rank
+    resumes from rank 0's file) and keeps nothing; without it the resume refuses the file
+    as holding state "this run does not have"."""
+
+    def __init__(self, name):
+        self.name = name
+
+
 def _make_hooks(cfg, loader, model_desc, total_steps, chief):
     """Only the chief (rank 0) saves and writes metrics; others just train."""
     mixup = [MixupScheduleHook(loader, cfg.epochs, cfg.no_mixup_epochs)] if cfg.mixup else []
     if not chief:
-        return mixup + [ProgressHook(cfg.log_interval, total_steps, show_bar=False)]
+        return mixup + [ProgressHook(cfg.log_interval, total_steps, show_bar=False),
+                        _ChiefOnlyState(CheckpointHook.name)]
     prefix = cfg.run_prefix
     meta = {'model': model_desc, 'config': _plain_config(cfg)}
     hooks = mixup + [ProgressHook(cfg.log_interval, total_steps),
@@ -287,9 +303,7 @@ def run_training(cfg, on_workers=None):
 
 
 def _train(cfg, on_workers):
-    loop, start_epoch = build_training(cfg)
-    if on_workers is not None:
-        on_workers(loop.workers)
+    loop, start_epoch = build_training(cfg, on_workers)
     folder = os.path.dirname(os.path.abspath(cfg.run_prefix))
     os.makedirs(folder, exist_ok=True)
     for path in remove_stale_temp_files(folder):

@@ -1,0 +1,112 @@
+"""A Horovod worker for tests/test_horovod.py (run by horovodrun, not by pytest). Each
+worker writes ``rank<r>.params`` and ``rank<r>.json`` to argv[1]; argv[2] is the mode.
+
+``rollback``: rank 1 alone has an inf in its local gradient at its second step (before the
+allreduce) and a NaN image at its fourth. Every worker must skip the second step (the
+overflow check reads the all-reduced gradients), roll back at the fourth (the health
+vote is a Horovod allreduce), train one iteration in FP32 -- a new DistributedTrainer --
+return to FP16, and end with identical, finite weights.
+
+``giveup``: rank 1's third image is NaN, and again its fifth and sixth after the FP32
+fallback step, so the guard (one recovery allowed) gives up at iteration 5. Every worker
+must give up at the same step, and rank 0 must have written ``run_diverged.ckpt`` (the
+state after the fallback, iteration 4) before any exits non-zero, as the trainer does.
+(The fallback step itself gets a clean image: on CPU an FP32 forward of a NaN image was
+measured to return finite losses with NaN gradients, which an FP32 step applies.)
+
+``die``: rank 1 kills itself (SIGKILL) after its second step; horovodrun must end the job.
+"""
+import json
+import os
+import signal
+import sys
+from types import SimpleNamespace
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
+
+import mxnet as mx  # noqa: E402
+
+from gluoncv_fp16.dist.distributed import horovod_trainer, init_horovod  # noqa: E402
+from gluoncv_fp16.dist.workers import WorkerSetup  # noqa: E402
+from gluoncv_fp16.precision.loss_scaler import LossScaler  # noqa: E402
+from gluoncv_fp16.precision.policy import get_policy  # noqa: E402
+from gluoncv_fp16.train.build import train_or_save_last_good  # noqa: E402
+from gluoncv_fp16.train.checkpoint import structural_params  # noqa: E402
+from gluoncv_fp16.train.hooks import CheckpointHook  # noqa: E402
+from gluoncv_fp16.train.loop import HookBase, TrainLoop  # noqa: E402
+from gluoncv_fp16.train.nan_guard import NanGuard, TrainingDiverged  # noqa: E402
+from test_engine_loop import ListLoader, make_batches, make_net  # noqa: E402
+
+INF_AT, NAN_AT = 1, 3  # rank 1's second and fourth steps (0-based scaler iterations)
+
+
+class LocalInfScaler(LossScaler):
+    """Rank 1's own gradient overflows at `INF_AT`, before the allreduce sees it."""
+
+    def __init__(self, net, poke, **kwargs):
+        super().__init__('dynamic', **kwargs)
+        self.net, self.poke = net, poke
+
+    def backward(self, losses, trainer=None):
+        super().backward(losses, trainer)
+        if self.poke and self.iteration == INF_AT:
+            param = next(p for p in self.net.collect_params().values() if p.grad_req != 'null')
+            param.list_grad()[0][:] = float('inf')
+
+
+class Record(HookBase):
+    """Iterations whose update was skipped, and a kill switch for ``die``."""
+
+    def __init__(self, die_after=None):
+        self.skipped, self.die_after = [], die_after
+
+    def after_step(self, loop, step):
+        if step['skipped']:
+            self.skipped.append(loop.iteration)
+        if self.die_after is not None and loop.iteration >= self.die_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def main(out, mode):
+    hvd, rank, size, _ = init_horovod()
+    workers = WorkerSetup(None, rank, size, hvd=hvd)
+
+    def make_trainer(net, multi_precision):
+        return horovod_trainer(net.collect_params(), 'sgd',
+                               {'learning_rate': 0.001, 'momentum': 0.9,
+                                'multi_precision': multi_precision}, hvd=hvd)
+
+    bad = {'rollback': {NAN_AT}, 'giveup': {2, 4, 5}}.get(mode, set())
+    loader = ListLoader(make_batches(count=3, seed=10 * rank) * 2,
+                        nan_at=bad if rank == 1 else ())
+    guard = NanGuard(fallback_iters=1, max_recoveries=1 if mode == 'giveup' else 2,
+                     snapshot_interval=1, no_rollback_reason=workers.no_rollback_reason)
+    prefix = os.path.join(out, 'run')
+    record = Record(die_after=2 if (mode == 'die' and rank == 1) else None)
+    hooks = [record] + ([CheckpointHook(prefix, 1000, lambda: {})] if rank == 0 else [])
+    net = make_net()
+    loop = TrainLoop(net, [mx.cpu()], loader, make_trainer,
+                     LocalInfScaler(net, poke=(mode == 'rollback' and rank == 1),
+                                    init_scale=0.25),
+                     get_policy('fp16'), batch_size=2, grad_scale=workers.grad_scale,
+                     nan_guard=guard, hooks=hooks, no_switch_reason=workers.no_switch_reason,
+                     all_healthy=workers.all_healthy)
+    loop.workers = workers
+    result = {'rank': rank, 'size': size}
+    try:
+        train_or_save_last_good(loop, SimpleNamespace(run_prefix=prefix, epochs=1,
+                                                      max_iters=0), 0)
+    except TrainingDiverged as err:
+        result['diverged'] = str(err)
+        raise  # exits non-zero, like the trainer
+    finally:
+        result.update(iteration=loop.iteration, events=guard.events,
+                      recoveries=guard.recoveries, phase=loop.phase, skipped=record.skipped)
+        with open(os.path.join(out, 'rank{}.json'.format(rank)), 'w') as f:
+            json.dump(result, f)
+    mx.nd.save(os.path.join(out, 'rank{}.params'.format(rank)), structural_params(loop.net))
+
+
+if __name__ == '__main__':
+    main(sys.argv[1], sys.argv[2])
