@@ -16,19 +16,12 @@ import sys
 
 import cv2
 
+from gluoncv_fp16.utils.cli import data_side
 from gluoncv_fp16.train.checkpoint import CheckpointError
 from gluoncv_fp16.deploy.predict import (Detections, PredictError, auto_threshold, draw_detections,
                                          load_detector, read_image)
 
 logger = logging.getLogger('demo')
-
-
-def _side(text):
-    value = int(text)
-    if value < 32 or value % 32:
-        raise argparse.ArgumentTypeError(
-            'must be a multiple of 32 (YOLOv3 stride), e.g. 320 or 416, got {}'.format(text))
-    return value
 
 
 def _fraction(text):
@@ -51,7 +44,7 @@ def parse_args(argv=None):
                         help='minimum score of a drawn box (default: half the best score '
                         'over the images)')
     parser.add_argument('--out', default='demo_out', help='output folder (default demo_out)')
-    parser.add_argument('--data-shape', type=_side, default=None,
+    parser.add_argument('--data-shape', type=data_side, default=None,
                         help="network input side (default: the model's training size, "
                         "else 416)")
     return parser.parse_args(argv)

@@ -17,22 +17,12 @@ import math
 import os
 import sys
 
+from gluoncv_fp16.data.datasets import DATASETS
 from gluoncv_fp16.train.checkpoint import CheckpointError
+from gluoncv_fp16.utils.cli import data_side
 from gluoncv_fp16.deploy.evaluate import (COCO_STAT_NAMES, EvalError, coco_stats, evaluate,
                                           load_models, write_outputs)
 
-DATASETS = ('voc', 'coco', 'custom', 'synthetic', 'rec')
-
-
-def _side(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 32 or value % 32:
-        raise argparse.ArgumentTypeError(
-            'must be a multiple of 32 (YOLOv3 stride), e.g. 320 or 416, got {}'.format(text))
-    return value
 
 
 def _positive(text):
@@ -58,7 +48,7 @@ def parse_args(argv=None):
     p.add_argument('--network', help='model name, for a plain .params file')
     p.add_argument('--classes', type=lambda s: [c.strip() for c in s.split(',') if c],
                    help='comma-separated class names (plain .params file; custom/rec data)')
-    p.add_argument('--data-shape', type=_side, default=None,
+    p.add_argument('--data-shape', type=data_side, default=None,
                    help="input side (default: the checkpoint's training size, else 416)")
     p.add_argument('--batch-size', type=_positive, default=8)
     p.add_argument('-j', '--num-workers', type=int, default=0, dest='num_workers')

@@ -16,20 +16,10 @@ import argparse
 import logging
 import sys
 
+from gluoncv_fp16.utils.cli import data_side
 from gluoncv_fp16.train.checkpoint import CheckpointError
 from gluoncv_fp16.deploy.export import TARGETS, ExportError, export_detector
 from gluoncv_fp16.deploy.onnx_runtime import OnnxRuntimeError
-
-
-def _side(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 32 or value % 32:
-        raise argparse.ArgumentTypeError(
-            'must be a multiple of 32 (YOLOv3 stride), e.g. 320 or 416, got {}'.format(text))
-    return value
 
 
 def parse_args(argv=None):
@@ -41,7 +31,7 @@ def parse_args(argv=None):
                         help='mxnet: PREFIX-symbol.json + PREFIX-0000.params; onnx: PREFIX.onnx')
     parser.add_argument('--dtype', choices=('float32', 'float16'), default='float32',
                         help='input/compute dtype of the export (outputs are always float32)')
-    parser.add_argument('--data-shape', type=_side, default=None,
+    parser.add_argument('--data-shape', type=data_side, default=None,
                         help="square input side (default: the checkpoint's training size, "
                         "else 416)")
     parser.add_argument('--target', choices=TARGETS, default='gpu',
