@@ -82,7 +82,7 @@ def _config(args, name, contexts, precision, steps, lr, init):
             '--save-prefix', out + os.sep, '--no-random-shape', '--no-plots', '--syncbn',
             '--epochs', '100000', '--max-iters', str(steps), '--val-interval', '100000',
             '--save-interval', '100000', '--lr', str(lr), '--seed', str(args.seed),
-            '--log-interval', '100000', '--loss-scale', args.loss_scale,
+            '--log-interval', '100000',
             '--no-self-check']  # this script compares FP16 with FP32 itself, more strictly
     if args.dataset_root:
         argv += ['--dataset-root', args.dataset_root]
@@ -91,7 +91,7 @@ def _config(args, name, contexts, precision, steps, lr, init):
     else:  # from scratch: a short LR warm-up keeps the first steps from diverging
         argv += ['--warmup-epochs', '3']
     if precision == 'fp16':
-        argv.append('--fp16')
+        argv += ['--fp16', '--loss-scale', args.loss_scale]
     cfg = train_yolo3.make_config(train_yolo3.parse_args(argv))
     # deterministic: no random augmentation, fixed order (the rest is fixed by the flags)
     return cfg.replace(augment=False, shuffle=False)

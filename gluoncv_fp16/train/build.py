@@ -199,7 +199,8 @@ def build_training(cfg, on_workers=None):
                      hooks=hooks, no_switch_reason=workers.no_switch_reason,
                      all_healthy=workers.all_healthy, accumulate=cfg.accumulate,
                      clip_grad=cfg.clip_grad,
-                     ema=ModelEMA(cfg.ema_decay) if cfg.ema else None, evaluator=evaluator)
+                     ema=ModelEMA(cfg.ema_decay) if cfg.ema else None, evaluator=evaluator,
+                     num_workers=workers.num_workers)
     loop.workers = workers
     start_epoch = _resume(loop, cfg, model_desc) if cfg.resume else cfg.start_epoch
     return loop, start_epoch

@@ -158,7 +158,7 @@ class TrainConfig:
             (self.classes is None or len(set(self.classes)) == len(self.classes),
              "--classes names {} more than once; each class needs one name".format(
                  sorted({c for c in (self.classes or ()) if self.classes.count(c) > 1}))),
-            (self.precision in ('fp16', 'amp') or self.loss_scale == 'dynamic',
+            (self.precision in ('fp16', 'amp') or self.loss_scale in ('dynamic', 'none'),
              "--loss-scale {} only applies with --fp16 or --amp (FP32 training does not scale "
              "the loss)".format(self.loss_scale)),
             (self.checkpoint_every >= 0,

@@ -29,8 +29,8 @@ class ProgressHook(HookBase):
 
     def before_train(self, loop):
         logger.info('effective batch %d images per update (%d per batch x %d accumulated x '
-                    '%g workers)', loop.effective_batch, loop.batch_size, loop.accumulate,
-                    loop.grad_scale)
+                    '%d workers)', loop.effective_batch, loop.batch_size, loop.accumulate,
+                    loop.num_workers)
 
     def before_epoch(self, loop):
         if self.show_bar:

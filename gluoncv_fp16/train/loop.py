@@ -124,12 +124,15 @@ class TrainLoop:
     evaluator : callable(loop) -> dict or None, optional
         Validates at the end of an epoch when due; returns ``{'map': ..., 'AP/<class>':
         ...}`` or None.
+    num_workers : int
+        Processes training together (the effective batch; Horovod normalises gradients
+        itself, so `grad_scale` is not the worker count there).
     """
 
     def __init__(self, net, contexts, loader, make_trainer, scaler, policy, batch_size,
                  grad_scale=1.0, fp32_warmup_epochs=0, nan_guard=None, hooks=(),
                  no_switch_reason=None, all_healthy=None, accumulate=1, clip_grad=0.0,
-                 ema=None, evaluator=None):
+                 ema=None, evaluator=None, num_workers=1):
         if int(accumulate) < 1:
             raise ValueError("accumulate must be >= 1, got {!r}".format(accumulate))
         if not clip_grad >= 0:
@@ -152,6 +155,7 @@ class TrainLoop:
         self.clip_grad = float(clip_grad)
         self.ema = ema
         self.evaluator = evaluator
+        self.num_workers = int(num_workers)
         self.epoch = 0
         self.iteration = 0        # batches consumed since the start of the run
         self.epoch_position = 0   # batches consumed in the current epoch
@@ -245,7 +249,7 @@ class TrainLoop:
     @property
     def effective_batch(self):
         """Images per optimizer update over all workers."""
-        return self.batch_size * self.accumulate * self.grad_scale
+        return self.batch_size * self.accumulate * self.num_workers
 
     # ----- one step -----------------------------------------------------------------------
     def cast_input(self, array):
