@@ -22,7 +22,7 @@ import os
 import sys
 import traceback
 
-__all__ = ['HorovodUnavailable', 'worker_info', 'is_chief', 'is_distributed',
+__all__ = ['HorovodUnavailable', 'worker_info', 'is_distributed',
            'require_launcher', 'fail_fast', 'init_horovod', 'horovod_trainer',
            'prepare_dist_params']
 
@@ -63,11 +63,6 @@ def worker_info(kvstore=None):
                                  kvstore, kvstore))
         return 0, 1
     return int(kvstore.rank), int(kvstore.num_workers)
-
-
-def is_chief(kvstore=None):
-    """True on the worker that should write checkpoints and logs (rank 0)."""
-    return worker_info(kvstore)[0] == 0
 
 
 def require_launcher(kvstore):
