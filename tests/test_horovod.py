@@ -35,7 +35,7 @@ import train_yolo3  # noqa: E402  (the CLI script at the repo root)
 from gluoncv_fp16.data.datasets import build_datasets  # noqa: E402
 from gluoncv_fp16.data.loader import make_train_loader  # noqa: E402
 from gluoncv_fp16.dist.horovod_launch import find_horovodrun  # noqa: E402
-from gluoncv_fp16.dist.launcher import LaunchError  # noqa: E402
+from gluoncv_fp16.dist.launcher import LaunchError, _descendants, _kill_all  # noqa: E402
 from gluoncv_fp16.dist.workers import WorkerSetup, horovod_device  # noqa: E402
 from gluoncv_fp16.model_zoo import get_model  # noqa: E402
 from gluoncv_fp16.train.build import build_training  # noqa: E402
@@ -92,7 +92,9 @@ def run_job(argv, timeout=JOB_TIMEOUT):
     try:
         output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        below = _descendants([proc.pid])  # horovodrun's workers run in sessions of their own
         os.killpg(proc.pid, signal.SIGKILL)
+        _kill_all(below)
         output, _ = proc.communicate()
         pytest.fail('job still running after {} s:\n{}'.format(timeout, output[-3000:]))
     return proc.returncode, output
