@@ -125,6 +125,16 @@ def _validate(dtype, target, data_shape):
                           "320, 416 or 608, got {!r}".format(data_shape))
 
 
+def untrained_from(checkpoint, network=None, classes=None):
+    """(source, untrained network) a checkpoint or weights file describes; ExportError when
+    it cannot say which network (the exports' shared first step)."""
+    try:
+        source = read_source(checkpoint, network, classes)
+        return source, source.untrained()
+    except SourceError as err:
+        raise ExportError(str(err)) from None
+
+
 def export_detector(checkpoint, prefix, dtype='float32', target='gpu', data_shape=None,
                     network=None, classes=None):
     """Write `checkpoint`'s detector as ``PREFIX-symbol.json`` + ``PREFIX-0000.params``.
@@ -162,11 +172,7 @@ def export_detector(checkpoint, prefix, dtype='float32', target='gpu', data_shap
         Missing or unreadable checkpoint, or weights of another network / class count.
     """
     _validate(dtype, target, data_shape)
-    try:
-        source = read_source(checkpoint, network, classes)
-        net = source.untrained()
-    except SourceError as err:
-        raise ExportError(str(err)) from None
+    source, net = untrained_from(checkpoint, network, classes)
     data_shape = data_shape or source.data_shape
     name = source.name
     if dtype == 'float16':

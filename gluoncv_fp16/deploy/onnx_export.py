@@ -26,9 +26,8 @@ import mxnet as mx
 import numpy as np
 
 from ..train.checkpoint import initialise_with
-from .export import ExportError, inference_symbol
+from .export import ExportError, inference_symbol, untrained_from
 from .onnx_nms import append_postprocessing
-from .source import SourceError, read_source
 
 __all__ = ['export_onnx', 'OnnxExport', 'ONNX_OUTPUTS', 'require_onnx']
 
@@ -139,11 +138,7 @@ def export_onnx(checkpoint, prefix, dtype='float32', data_shape=None, network=No
     """
     _validate(dtype, data_shape)
     require_onnx()
-    try:
-        source = read_source(checkpoint, network, classes)
-        net = source.untrained()
-    except SourceError as err:
-        raise ExportError(str(err)) from None
+    source, net = untrained_from(checkpoint, network, classes)
     data_shape = data_shape or source.data_shape
     limits = dict(nms_thresh=net.nms_thresh, nms_topk=net.nms_topk, post_nms=net.post_nms)
     net.set_nms(nms_thresh=0, nms_topk=net.nms_topk, post_nms=net.post_nms)

@@ -21,7 +21,7 @@ import mxnet as mx
 import numpy as np
 
 __all__ = ['OptimizerState', 'capture_optimizer', 'install_optimizer', 'master_arrays',
-           'trainer_params']
+           'trainer_params', 'flatten_state']
 
 
 class OptimizerState:
@@ -100,14 +100,14 @@ def _split(state, param, optimizer, slot):
     return None, state
 
 
-def _flatten(state, prefix, out, copy):
+def flatten_state(state, prefix, out, copy=False):
     """Spec of `state`; its arrays go to `out` as '<prefix>/<k>' (k counts within `out`)."""
     if state is None:
         return None
     if isinstance(state, mx.nd.NDArray):
         out['{}/{}'.format(prefix, len(out))] = state.copy() if copy else state
         return 'a'
-    return [_flatten(s, prefix, out, copy) for s in state]
+    return [flatten_state(s, prefix, out, copy) for s in state]
 
 
 def capture_optimizer(trainer, names, copy=True):
@@ -121,7 +121,7 @@ def capture_optimizer(trainer, names, copy=True):
             continue
         _, inner = _split(updater.states[index], param, optimizer, slot)
         own = {}
-        layout[name] = _flatten(inner, name, own, copy)
+        layout[name] = flatten_state(inner, name, own, copy)
         arrays.update(own)
     by_index = {i: name for i, name, _ in trainer_params(trainer, names)}
     counters = {'num_update': int(optimizer.num_update),

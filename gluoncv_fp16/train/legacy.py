@@ -14,7 +14,7 @@ import mxnet as mx
 
 from .checkpoint import CheckpointError, save_run_state
 from .state import STATE_VERSION, RunState
-from ..precision.optimizer_state import OptimizerState
+from ..precision.optimizer_state import OptimizerState, flatten_state
 
 __all__ = ['convert_v1_checkpoint']
 
@@ -24,15 +24,6 @@ def _split_state(state, half, slot):
     if half and isinstance(state, (tuple, list)) and len(state) == 2:
         return state[slot], state[1 - slot]
     return None, state
-
-
-def _flatten(state, name, out):
-    if state is None:
-        return None
-    if isinstance(state, mx.nd.NDArray):
-        out['{}/{}'.format(name, len(out))] = state
-        return 'a'
-    return [_flatten(s, name, out) for s in state]
 
 
 def _network_names(model):
@@ -78,7 +69,7 @@ def convert_v1_checkpoint(path, out, trust_pickle=False):
         if master is not None:
             weights[name] = master.astype('float32')
         own = {}
-        layout[name] = _flatten(inner, name, own)
+        layout[name] = flatten_state(inner, name, own)
         arrays.update({'opt:' + k: v for k, v in own.items()})
     for dev, counts in optimizer._all_index_update_counts.items():
         index_counts[str(dev)] = {params[i][0]: int(c) for i, c in counts.items()
