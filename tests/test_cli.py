@@ -38,6 +38,7 @@ def read_rows(out):
     (['--lr-decay-epoch', 'ten'], '--lr-decay-epoch'),
     (['--gpus', 'zero'], '--gpus'),
     (['--accumulate', '0'], '--accumulate must be >= 1'),
+    (['--checkpoint-every', '-1'], '--checkpoint-every must be >= 0'),
     (['-j', '-1'], '--num-workers must be >= 0'),
     (['--ctx', 'cpu:0,cpu:0', '--batch-size', '4'], 'names a device twice'),
     (['--classes', 'box,box,cross'], 'box.*more than once'),
