@@ -205,7 +205,6 @@ def main(argv=None):
     from gluoncv_fp16.train.config import ConfigError
     from gluoncv_fp16.train.loop import StopRequested
     from gluoncv_fp16.train.nan_guard import TrainingDiverged
-    from gluoncv_fp16.train.stopping import EXIT_CODES
     from gluoncv_fp16.model_zoo import PretrainedWeightsUnavailable
     user_errors = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged,
                    PretrainedWeightsUnavailable)
@@ -221,8 +220,8 @@ def main(argv=None):
         print('error: {}'.format(err), file=sys.stderr)
         return 2
     except StopRequested as stop:
-        print('{}; continue with --resume auto'.format(stop), file=sys.stderr)
-        return EXIT_CODES[stop.signal_name]
+        print(stop, file=sys.stderr)
+        return stop.exit_code
     finally:
         for handler in handlers:
             logging.getLogger().removeHandler(handler)

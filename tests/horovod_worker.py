@@ -15,6 +15,9 @@ state after the fallback, iteration 4) before any exits non-zero, as the trainer
 measured to return finite losses with NaN gradients, which an FP32 step applies.)
 
 ``die``: rank 1 kills itself (SIGKILL) after its second step; horovodrun must end the job.
+
+``stop``: rank 1 alone gets a SIGTERM after its second step; the per-step vote must stop
+both after the third, with rank 0's ``run_last.ckpt`` saved at that iteration first.
 """
 import json
 import os
@@ -34,7 +37,8 @@ from gluoncv_fp16.precision.policy import get_policy  # noqa: E402
 from gluoncv_fp16.train.build import train_or_save_last_good  # noqa: E402
 from gluoncv_fp16.train.checkpoint import structural_params  # noqa: E402
 from gluoncv_fp16.train.hooks import CheckpointHook  # noqa: E402
-from gluoncv_fp16.train.loop import HookBase, TrainLoop  # noqa: E402
+from gluoncv_fp16.train.loop import HookBase, StopRequested, TrainLoop  # noqa: E402
+from gluoncv_fp16.train.stopping import stop_on_signals  # noqa: E402
 from gluoncv_fp16.train.nan_guard import NanGuard, TrainingDiverged  # noqa: E402
 from test_engine_loop import ListLoader, make_batches, make_net  # noqa: E402
 
@@ -56,16 +60,16 @@ class LocalInfScaler(LossScaler):
 
 
 class Record(HookBase):
-    """Iterations whose update was skipped, and a kill switch for ``die``."""
+    """Iterations whose update was skipped, and the signal of ``die`` / ``stop``."""
 
-    def __init__(self, die_after=None):
-        self.skipped, self.die_after = [], die_after
+    def __init__(self, signal_after=None, signum=None):
+        self.skipped, self.signal_after, self.signum = [], signal_after, signum
 
     def after_step(self, loop, step):
         if step['skipped']:
             self.skipped.append(loop.iteration)
-        if self.die_after is not None and loop.iteration >= self.die_after:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.signal_after is not None and loop.iteration == self.signal_after:
+            os.kill(os.getpid(), self.signum)
 
 
 def main(out, mode):
@@ -83,7 +87,8 @@ def main(out, mode):
     guard = NanGuard(fallback_iters=1, max_recoveries=1 if mode == 'giveup' else 2,
                      snapshot_interval=1, no_rollback_reason=workers.no_rollback_reason)
     prefix = os.path.join(out, 'run')
-    record = Record(die_after=2 if (mode == 'die' and rank == 1) else None)
+    signum = {'die': signal.SIGKILL, 'stop': signal.SIGTERM}.get(mode)
+    record = Record(signal_after=2 if (signum and rank == 1) else None, signum=signum)
     hooks = [record] + ([CheckpointHook(prefix, 1000, lambda: {})] if rank == 0 else [])
     net = make_net()
     loop = TrainLoop(net, [mx.cpu()], loader, make_trainer,
@@ -91,15 +96,20 @@ def main(out, mode):
                                     init_scale=0.25),
                      get_policy('fp16'), batch_size=2, grad_scale=workers.grad_scale,
                      nan_guard=guard, hooks=hooks, no_switch_reason=workers.no_switch_reason,
-                     all_healthy=workers.all_healthy)
+                     vote=workers.vote)
     loop.workers = workers
     result = {'rank': rank, 'size': size}
     try:
-        train_or_save_last_good(loop, SimpleNamespace(run_prefix=prefix, epochs=1,
-                                                      max_iters=0), 0)
+        with stop_on_signals(loop):
+            train_or_save_last_good(loop, SimpleNamespace(run_prefix=prefix, epochs=1,
+                                                          max_iters=0), 0)
     except TrainingDiverged as err:
         result['diverged'] = str(err)
         raise  # exits non-zero, like the trainer
+    except StopRequested as stop:
+        result['stopped'] = str(stop)
+        print(stop, file=sys.stderr)
+        sys.exit(stop.exit_code)
     finally:
         result.update(iteration=loop.iteration, events=guard.events,
                       recoveries=guard.recoveries, phase=loop.phase, skipped=record.skipped)

@@ -22,7 +22,8 @@ import train_yolo3  # noqa: E402  (the CLI script at the repo root)
 from gluoncv_fp16.data.datasets import build_datasets  # noqa: E402
 from gluoncv_fp16.data.loader import make_train_loader  # noqa: E402
 from gluoncv_fp16.train.build import build_training  # noqa: E402
-from gluoncv_fp16.train.checkpoint import read_params, structural_params  # noqa: E402
+from gluoncv_fp16.train.checkpoint import (load_run_state, read_params,  # noqa: E402
+                                           structural_params)
 from gluoncv_fp16.model_zoo import get_model  # noqa: E402
 from gluoncv_fp16.utils.param_diff import compare_params  # noqa: E402
 
@@ -175,3 +176,19 @@ def test_dist_workers_give_up_together_after_the_chief_saved_the_last_good_state
     assert path in runs[0]['diverged'], runs[0]['diverged']
     params = read_params(path)  # complete and readable: rank 1 waited for it
     assert params and all(np.isfinite(v).all() for v in params.values())
+
+
+def test_sigterm_to_one_worker_stops_every_worker_after_one_step_and_the_chief_saves(tmp_path):
+    """Rank 1 alone gets SIGTERM after step 2 (tests/dist_rollback_worker.py ``stop``): the
+    per-step vote stops both after step 3, rank 0 saves that iteration before either
+    exits, both print the one line, and the launcher exits 143."""
+    proc = run_rollback_job(tmp_path, 'stop')
+    assert proc.returncode == 143, proc.stdout[-3000:]
+    runs = [json.load(open(str(tmp_path / 'rank{}.json'.format(r)))) for r in range(2)]
+    assert runs[0]['iteration'] == runs[1]['iteration'] == 3, runs
+    line = 'stopped by SIGTERM at epoch 0, iteration 3; continue with --resume auto'
+    assert proc.stdout.count(line) == 2, proc.stdout[-3000:]
+    assert 'Traceback' not in proc.stdout
+    assert 'the 2 workers stopped after SIGTERM' in proc.stdout
+    state = load_run_state(str(tmp_path / 'run_last.ckpt'))
+    assert state.meta['iteration'] == 3 and not state.meta['epoch_done']

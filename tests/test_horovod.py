@@ -302,6 +302,22 @@ def test_a_killed_worker_stops_the_job_with_a_message(tmp_path):
 
 
 @needs_horovod
+def test_sigterm_to_one_worker_stops_both_after_one_step_and_rank_0_saves(tmp_path):
+    """Rank 1 alone gets SIGTERM after step 2: the vote (an allreduce) stops both after
+    step 3; rank 0 saved that iteration before either exited 143."""
+    code, output, runs = run_worker_job(tmp_path, 'stop')
+    # horovodrun turns the workers' 143 into its own RuntimeError (its traceback, exit 1)
+    assert code != 0 and 'Exit code: 143' in output, output[-3000:]
+    line = 'stopped by SIGTERM at epoch 0, iteration 3; continue with --resume auto'
+    assert [r['stopped'] for r in runs] == [line, line], runs
+    assert output.count(line) == 2, output[-3000:]
+    assert not any(l.split(':', 1)[1:] == ['Traceback (most recent call last):']
+                   for l in output.splitlines() if l.startswith(('[0]', '[1]'))), output
+    state = load_run_state(str(tmp_path / 'run_last.ckpt'))
+    assert state.meta['iteration'] == 3 and not state.meta['epoch_done']
+
+
+@needs_horovod
 def test_launcher_timeout_stops_horovodrun_and_its_workers():
     marker = 'hvd-timeout-test-{}'.format(os.getpid())
     code, output = run_job([sys.executable, os.path.join(ROOT, 'scripts', 'launch.py'),
@@ -349,14 +365,20 @@ class FakeHvd:
         return tensor + self.others
 
 
-@pytest.mark.parametrize('mine, others, agreed', [(True, 1, True), (True, 0, False),
-                                                  (False, 1, False)])
-def test_the_health_vote_is_a_horovod_sum(mine, others, agreed):
-    hvd = FakeHvd(others)
+@pytest.mark.parametrize('mine, others, agreed', [
+    ((True, None), [1, 0, 0], (True, None)),
+    ((True, None), [0, 0, 0], (False, None)),
+    ((False, None), [1, 0, 0], (False, None)),
+    ((True, None), [1, 1, 0], (True, 'SIGTERM')),      # the other worker got SIGTERM
+    ((True, 'SIGINT'), [1, 0, 0], (True, 'SIGINT')),
+    ((True, 'SIGINT'), [1, 1, 0], (True, 'SIGTERM'))])  # SIGTERM wins
+def test_the_step_vote_is_a_horovod_sum(mine, others, agreed):
+    hvd = FakeHvd(mx.nd.array(others))
     workers = WorkerSetup(None, 0, 2, hvd=hvd)
-    assert workers.all_healthy(mine) is agreed
-    assert hvd.calls == [('sum', 'gluoncv_fp16.health_vote')]
-    assert WorkerSetup(None, 0, 1, hvd=hvd).all_healthy(mine) is mine and len(hvd.calls) == 1
+    assert workers.vote(*mine) == agreed
+    assert workers.all_healthy(mine[0]) is (mine[0] and others[0] == 1)
+    assert hvd.calls == [('sum', 'gluoncv_fp16.step_vote')] * 2
+    assert WorkerSetup(None, 0, 1, hvd=hvd).vote(*mine) == mine and len(hvd.calls) == 2
 
 
 def test_each_horovod_process_gets_one_device_by_local_rank():

@@ -119,6 +119,57 @@ def test_ctrl_c_stops_every_process(tmp_path):
     assert_all_gone(tmp_path)
 
 
+STOPPER = """
+import os, signal, sys, time
+role = os.environ['DMLC_ROLE']
+open(os.path.join({out!r}, 'role-%s-%d' % (role, os.getpid())), 'w').close()
+open(os.path.join({out!r}, 'pid-%d' % os.getpid()), 'w').close()
+
+def stop(signum, frame):  # as training does: finish the step (0.5 s), save, exit 128+sig
+    time.sleep(0.5)
+    open(os.path.join({out!r}, 'saved-%s-%d' % (role, os.getpid())), 'w').close()
+    os._exit(128 + signum)
+
+signal.signal(signal.SIGTERM, stop)
+time.sleep(60)
+"""
+
+
+def test_sigterm_to_the_launcher_lets_the_workers_stop_and_save(tmp_path, caplog):
+    """A preempted launcher passes SIGTERM on to the workers only and waits for them to
+    stop cleanly (they save first); it exits 143 and names the signal."""
+    specs = plan_local(2, 1, [sys.executable, '-c', STOPPER.format(out=str(tmp_path))])
+    killer = threading.Thread(target=lambda: (wait_for_pid_files(tmp_path, len(specs)),
+                                              os.kill(os.getpid(), signal.SIGTERM)),
+                              daemon=True)
+    previous = signal.getsignal(signal.SIGTERM)
+    killer.start()
+    assert run(specs, out=io.StringIO(), timeout=JOB_TIMEOUT) == 143
+    assert signal.getsignal(signal.SIGTERM) is previous, 'the handler is restored'
+    assert len(list(tmp_path.glob('saved-worker-*'))) == 2  # not killed while saving
+    assert 'SIGTERM received: passed on to the workers' in caplog.text
+    assert 'the 2 workers stopped after SIGTERM' in caplog.text
+    assert_all_gone(tmp_path)
+
+
+def test_a_worker_stopped_by_a_signal_lets_the_others_stop_at_their_step(tmp_path, caplog):
+    """A worker exiting 143 (it got the SIGTERM itself) is a stop, not a failure: the
+    others get time to stop too instead of being killed at once."""
+    specs = plan_local(2, 1, [sys.executable, '-c', STOPPER.format(out=str(tmp_path))])
+
+    def signal_workers():
+        wait_for_pid_files(tmp_path, len(specs))
+        for path in sorted(tmp_path.glob('role-worker-*')):
+            os.kill(int(path.name.rsplit('-', 1)[1]), signal.SIGTERM)
+            time.sleep(1.0)  # one after the other: the first has exited 143 by now
+
+    threading.Thread(target=signal_workers, daemon=True).start()
+    assert run(specs, out=io.StringIO(), timeout=JOB_TIMEOUT) == 143
+    assert len(list(tmp_path.glob('saved-worker-*'))) == 2
+    assert 'the 2 workers stopped after SIGTERM' in caplog.text
+    assert_all_gone(tmp_path)
+
+
 def test_timeout_stops_a_hung_job(tmp_path, caplog):
     start = time.monotonic()
     assert run(sleepers(tmp_path), out=io.StringIO(), timeout=1.5, grace=1) == 124

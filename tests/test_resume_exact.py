@@ -1,6 +1,8 @@
-"""Kill -9 mid-run, then --resume auto: bit-identical to an uninterrupted run, with EMA,
-gradient accumulation and clipping in the run state; TensorBoard files are readable."""
+"""Kill -9 (mid-write, at random moments), SIGTERM and SIGINT mid-run, then --resume auto:
+bit-identical to an uninterrupted run, with EMA, gradient accumulation and clipping in the
+run state; TensorBoard files are readable."""
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -47,25 +49,43 @@ def assert_identical(a_path, b_path, ema=True):
         assert a_meta[key] == b_meta[key], key
 
 
-def test_kill_9_then_resume_auto_is_bit_identical_with_ema_accumulation_clipping(
+def test_sigkill_during_a_checkpoint_write_and_at_a_random_point_then_resume_is_exact(
         tmp_path, synthetic_root):
+    """Fault injection (FP16, EMA, accumulation, clipping, a checkpoint every 2 batches):
+    SIGKILL the moment a checkpoint's temp file appears (mid-write), resume, SIGKILL again
+    at a random moment (mid-step or mid-write), resume to the end: the final state equals
+    the uninterrupted run's to the bit, and the killed writers' temp files are gone."""
+    flags = FEATURES + ['--checkpoint-every', '2']
     straight = tmp_path / 'straight'
-    run(command(synthetic_root, straight, *FEATURES))
-
+    run(command(synthetic_root, straight, *flags))
     killed = tmp_path / 'killed'
-    proc = subprocess.Popen(command(synthetic_root, killed, *FEATURES), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = killed / (PREFIX + '_last.ckpt')
+
+    proc = subprocess.Popen(command(synthetic_root, killed, *flags), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # into epoch 1
-    assert proc.poll() is None, 'the run ended before it could be killed'
+    while not list(killed.glob('.tmp-*.ckpt')) and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    assert load_run_state(str(last)).meta['epoch'] == 0
-    out = run(command(synthetic_root, killed, *FEATURES, '--resume', 'auto'))
+    assert proc.returncode == -signal.SIGKILL, 'the run ended before a checkpoint write'
+
+    rng = random.Random(int(os.environ.get('FAULT_SEED', '12')))
+    delay = rng.uniform(0.0, 1.5)
+    started = time.time()
+    proc = subprocess.Popen(command(synthetic_root, killed, *flags, '--resume', 'auto'),
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (last.exists() and last.stat().st_mtime > started) and proc.poll() is None:
+        time.sleep(0.01)  # the resumed run is training: it wrote a checkpoint
+    time.sleep(delay)
+    print('second kill {:.2f} s after a checkpoint (FAULT_SEED to vary)'.format(delay))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+
+    out = run(command(synthetic_root, killed, *flags, '--resume', 'auto'))
     assert 'resumed' in out.stdout
+    assert not list(killed.glob('.tmp-*')), 'temp files of killed writers are removed'
     assert_identical(str(straight / (PREFIX + '_last.ckpt')), str(last))
 
 
@@ -137,29 +157,36 @@ def test_fp16_best_params_are_the_fp32_masters_and_load_into_stock_gluoncv(tmp_p
     assert halves, 'the masters must hold more than FP16 precision'
 
 
-def stop_after_first_checkpoint(argv, out, signum, delay=1.0):
+def stop_after_first_checkpoint(argv, out, signum, delay=1.0, group=False):
+    """Send `signum` `delay` s after the first checkpoint; to the whole process group
+    (data-loader workers included, as a preempting scheduler may) with `group`."""
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, start_new_session=group)
     last = out / (PREFIX + '_last.ckpt')
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(delay)  # into the next epoch
     assert proc.poll() is None, 'the run ended before it could be stopped'
-    proc.send_signal(signum)
+    if group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=300)
     return proc.returncode, stdout, stderr
 
 
 def test_sigterm_mid_epoch_saves_and_resume_is_bit_identical(tmp_path, synthetic_root):
-    """SIGTERM: finish the step, save that iteration, exit 143 with one line; --resume
-    auto continues mid-epoch (skipping the consumed batches) and ends bit-identical."""
-    flags = ['--fp16', '--ema', '--epochs', '3', '--loss-scale', '0.5']
+    """SIGTERM to the process group (trainer and its data worker) at a random moment of
+    epoch 1: finish the step, save that iteration, exit 143 with one line; --resume auto
+    continues mid-epoch (skipping the consumed batches) and ends bit-identical."""
+    flags = ['--fp16', '--ema', '--epochs', '3', '--loss-scale', '0.5', '-j', '1']
     straight = tmp_path / 'straight'
     run(command(synthetic_root, straight, *flags))
     stopped = tmp_path / 'stopped'
+    delay = random.Random(int(os.environ.get('FAULT_SEED', '12'))).uniform(0.2, 1.2)
     code, _, stderr = stop_after_first_checkpoint(command(synthetic_root, stopped, *flags),
-                                                  stopped, signal.SIGTERM)
+                                                  stopped, signal.SIGTERM, delay, group=True)
     assert code == 143, stderr[-2000:]
     assert stderr.strip().splitlines()[-1].startswith('stopped by SIGTERM at epoch 1, iteration')
     assert stderr.strip().endswith('continue with --resume auto')

@@ -8,7 +8,9 @@ most of the main process's remaining cost per batch. Here task k goes to worker
 small pickle each way, no extra thread. Results come back in submission order because
 each worker answers its own tasks in order.
 """
+import atexit
 import signal
+import weakref
 
 __all__ = ['WorkerPool', 'WorkerDied']
 
@@ -19,7 +21,11 @@ class WorkerDied(RuntimeError):
 
 def _serve(conn, others, initializer, initargs):
     """Worker main loop: run (function, args) messages until None or the parent is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Ctrl-C, or a preemption SIGTERM sent to the whole process group, is the parent's to
+    # handle: it finishes its step and saves, then ends us through the pipe (or, killed,
+    # by closing it: EOF below)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     for other in others:  # copies of the other pipe ends: only then does an ended
         other.close()    # parent (or worker) show as EOF on the other side
     initializer(*initargs)
@@ -39,6 +45,12 @@ def _serve(conn, others, initializer, initargs):
             conn.send(reply)
         except Exception as err:  # pylint: disable=broad-except
             conn.send(('error', RuntimeError('{}: {}'.format(type(err).__name__, err))))
+
+
+def _terminate_at_exit(pool_ref):
+    pool = pool_ref()
+    if pool is not None:
+        pool.terminate()
 
 
 class WorkerPool:
@@ -64,6 +76,9 @@ class WorkerPool:
         for _, child in pipes:
             child.close()
         self._next = 0
+        # Before multiprocessing's own exit handler, which would SIGTERM the workers and
+        # wait for them forever (they ignore SIGTERM)
+        atexit.register(_terminate_at_exit, weakref.ref(self))
 
     def __len__(self):
         return len(self._procs)
@@ -89,10 +104,11 @@ class WorkerPool:
         return value
 
     def terminate(self):
-        """Stop every worker now (tasks in flight are dropped)."""
+        """Stop every worker now (tasks in flight are dropped). SIGKILL, because workers
+        ignore SIGTERM (see `_serve`); they hold nothing the parent needs."""
         for proc in self._procs:
             if proc.is_alive():
-                proc.terminate()
+                proc.kill()
         for proc in self._procs:
             proc.join()
         for conn in self._conns:

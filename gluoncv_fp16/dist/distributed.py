@@ -92,7 +92,9 @@ def fail_fast(exit_code=1):
 
     An exception (or ``sys.exit`` with a non-zero code) is logged with its traceback,
     output is flushed, and the process exits with ``os._exit`` -- see the module doc for
-    why a normal exit would hang. A clean exit passes through untouched.
+    why a normal exit would hang. An exception with an integer ``exit_code`` is a planned
+    stop (`StopRequested` after SIGTERM/SIGINT): its text is the one line printed and the
+    process exits with that code. A clean exit passes through untouched.
     """
     try:
         yield
@@ -102,6 +104,10 @@ def fail_fast(exit_code=1):
         _die('exiting with {!r}'.format(err.code),
              err.code if isinstance(err.code, int) else exit_code)
     except BaseException as err:  # KeyboardInterrupt too: peers must not wait for us
+        code = getattr(err, 'exit_code', None)
+        if isinstance(code, int):
+            print(err, file=sys.stderr)
+            _exit_now(code)
         logger.error('worker failed:\n%s', ''.join(traceback.format_exception(
             type(err), err, err.__traceback__)).rstrip())
         _die('{}: {}'.format(type(err).__name__, err), exit_code)
@@ -110,6 +116,10 @@ def fail_fast(exit_code=1):
 def _die(reason, code):
     logger.error('leaving without the ps-lite shutdown barrier (%s); the launcher stops '
                  'the other processes', reason)
+    _exit_now(code)
+
+
+def _exit_now(code):
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     logging.shutdown()

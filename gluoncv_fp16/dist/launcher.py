@@ -19,10 +19,15 @@ to the script, so the same interpreter and MXNet build serve the job.
 Supervision is what the dmlc tracker lacks: if any worker (or server, or the
 scheduler) exits non-zero, every other process is killed at once -- surviving workers
 would otherwise block forever in a push/pull waiting for the dead peer -- and the
-launcher exits non-zero naming the process. Ctrl-C does the same. Each process runs in
-its own process group so its children (data-loader workers) die with it.
+launcher exits non-zero naming the process. Each process runs in its own process group
+so its children (data-loader workers) die with it.
+
+Preemption: the first SIGTERM or Ctrl-C the launcher gets is passed on to the workers,
+which stop together after their current step (the chief saves a resumable checkpoint);
+the launcher waits for them and exits 143 / 130. A second signal stops everything at once.
 """
 import collections
+import contextlib
 import ipaddress
 import logging
 import os
@@ -329,19 +334,78 @@ def _stop_all(procs, grace):
         p.finish_output()
 
 
-def _watch(procs, poll, shutdown_timeout, timeout):
-    """Block until the job ends; return (exit code, message)."""
+# A worker that exits with one of these stopped cleanly on that signal (training saves a
+# resumable checkpoint first; see gluoncv_fp16.train.stopping)
+STOP_CODES = {128 + signal.SIGTERM: 'SIGTERM', 128 + signal.SIGINT: 'SIGINT'}
+
+
+class _StopRelay:
+    """The launcher's SIGTERM/SIGINT handler while a job runs.
+
+    The first signal is passed on to every worker's process group: training workers vote
+    on it at their next step, all stop after that step, and the chief saves. The launcher
+    then waits for them. A second signal stops every process at once (KeyboardInterrupt,
+    which `run` turns into SIGTERM, then SIGKILL after the grace time).
+    """
+
+    def __init__(self, procs):
+        self.procs, self.name = procs, None
+
+    def __call__(self, signum, frame):  # pylint: disable=unused-argument
+        if self.name is not None:
+            raise KeyboardInterrupt
+        self.name = signal.Signals(signum).name
+        logger.warning('launch: %s received: passed on to the workers, which stop after '
+                       'their current step (send it again to stop at once)', self.name)
+        for p in self.procs:
+            if p.spec.role == 'worker':
+                p.signal(signum)
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.signal(s, self) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield self
+        finally:
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+
+
+def _watch(procs, poll, shutdown_timeout, timeout, relay=None):
+    """Block until the job ends; return (exit code, message).
+
+    A worker that exits with a `STOP_CODES` code (or every worker, after the launcher
+    passed a signal on) means the job is stopping: the others get `shutdown_timeout`
+    seconds to stop at the same step before they are stopped.
+    """
     workers = [p for p in procs if p.spec.role == 'worker']
-    started, done_at = time.monotonic(), None
+    started, done_at, stopped_at = time.monotonic(), None, None
     while True:
         if timeout is not None and time.monotonic() - started > timeout:
             return 124, 'the job ran longer than its timeout ({:g} s); stopping it'.format(timeout)
+        codes = [p.popen.poll() for p in workers]
+        stop = next((STOP_CODES[c] for c in codes if c in STOP_CODES), None)
+        if stop or (relay is not None and relay.name):
+            stop = stop or relay.name
+            stopped_at = stopped_at or time.monotonic()
+            if all(c is not None for c in codes) and all(c in STOP_CODES or c == 0
+                                                         for c in codes):
+                return 128 + getattr(signal, stop), \
+                    'the {} workers stopped after {} (a training job continues with ' \
+                    '--resume auto)'.format(len(workers), stop)
+            if stop and time.monotonic() - stopped_at > shutdown_timeout \
+                    and not (relay is not None and relay.name):
+                return 128 + getattr(signal, stop), 'a worker stopped after {} but the ' \
+                    'others did not within {:g} s; stopping them'.format(stop, shutdown_timeout)
         for p in procs:
             code = p.popen.poll()
-            if code not in (None, 0):
+            if code not in (None, 0) and not (p in workers and code in STOP_CODES):
                 return (code if code > 0 else 128 - code), \
                     '{} {}; stopping the other processes'.format(p.describe(), _exit_text(code))
-        if all(p.popen.poll() == 0 for p in workers):
+        if not stopped_at and all(c == 0 for c in codes):
             if all(p.popen.poll() is not None for p in procs):
                 return 0, 'all {} workers finished'.format(len(workers))
             done_at = done_at or time.monotonic()
@@ -378,10 +442,11 @@ def run(specs, out=None, poll=0.1, grace=5.0, shutdown_timeout=30.0, timeout=Non
     out = out or (lambda: sys.stdout)
     procs = []
     try:
-        for spec in specs:
-            logger.info('starting %s: %s', spec.name, ' '.join(spec.argv))
-            procs.append(_Process(spec, out))
-        code, message = _watch(procs, poll, shutdown_timeout, timeout)
+        with _StopRelay(procs).installed() as relay:
+            for spec in specs:
+                logger.info('starting %s: %s', spec.name, ' '.join(spec.argv))
+                procs.append(_Process(spec, out))
+            code, message = _watch(procs, poll, shutdown_timeout, timeout, relay)
         (logger.info if code == 0 else logger.error)('launch: %s', message)
         return code
     except KeyboardInterrupt:

@@ -1,5 +1,5 @@
 """How this process takes part in a run: kvstore, rank, world size, gradient scale,
-its devices, and the per-step health vote that keeps workers in lock step.
+its devices, and the per-step vote (health, stop) that keeps workers in lock step.
 
 Three set-ups, as in GluonCV: one process (local/device kvstore over its devices),
 MXNet's parameter server (``--kvstore dist_*``, processes from scripts/launch.py) and
@@ -18,10 +18,12 @@ __all__ = ['WorkerSetup', 'setup_workers', 'check_horovod_config', 'horovod_devi
 logger = logging.getLogger(__name__)
 
 
-# kvstore key of the per-step health vote: far above the Trainer's keys (parameter indices)
-HEALTH_KEY = 1 << 30
+# kvstore key of the per-step vote: far above the Trainer's keys (parameter indices)
+VOTE_KEY = 1 << 30
 # Horovod tensor name of the same vote
-HEALTH_NAME = 'gluoncv_fp16.health_vote'
+VOTE_NAME = 'gluoncv_fp16.step_vote'
+# Signals that stop a run cleanly, in the order a vote prefers them
+STOP_SIGNALS = ('SIGTERM', 'SIGINT')
 
 
 class WorkerSetup:
@@ -48,35 +50,51 @@ class WorkerSetup:
     @property
     def no_rollback_reason(self):
         """Why a NaN rollback cannot be coordinated here (None: it can). Every set-up has
-        a collective health vote (:meth:`all_healthy`), so rollback is always possible."""
+        a collective vote (:meth:`vote`), so rollback is always possible."""
         return None
 
-    def all_healthy(self, healthy):
-        """True when this step was healthy on every worker.
+    def vote(self, healthy, stop=None):
+        """``(all healthy, stop signal)`` of this step over every worker.
 
         A rollback must happen on all workers at the same step or not at all: they hold
         identical weights only while they apply identical updates, and one worker can see
         a non-finite loss a step before the others (its NaN gradients reach them through
-        the summed update). Every worker contributes 1 (healthy) or 0 to a sum over all
-        workers at every step -- a Horovod allreduce, or on a dist kvstore a pushpull of
-        one extra key -- and rolls back when the sum is short. A collective call: every
-        worker must make it at every step. One process needs no vote.
+        the summed update). A preempted job must stop at one step too, or the others wait
+        forever in the next all-reduce; the signal often reaches one worker only (or at
+        different steps). So every worker contributes ``[healthy, got SIGTERM, got SIGINT]``
+        to a sum over all workers at every step -- a Horovod allreduce, or on a dist
+        kvstore a pushpull of one extra key -- rolls back when the first sum is short, and
+        stops when any worker got a signal (SIGTERM before SIGINT). A collective call:
+        every worker must make it at every step. One process needs no vote.
+
+        Parameters
+        ----------
+        healthy : bool
+        stop : str or None
+            A name from `STOP_SIGNALS` when this worker received that signal.
         """
         if self.num_workers == 1:
-            return healthy
-        vote = mx.nd.array([1.0 if healthy else 0.0])
+            return healthy, stop
+        ballot = mx.nd.array([1.0 if healthy else 0.0] +
+                             [1.0 if stop == name else 0.0 for name in STOP_SIGNALS])
         if self.hvd is not None:
-            vote = self.hvd.allreduce(vote, op=self.hvd.Sum, name=HEALTH_NAME)
+            ballot = self.hvd.allreduce(ballot, op=self.hvd.Sum, name=VOTE_NAME)
         else:
             if not self._vote_ready:
-                self.kvstore.init(HEALTH_KEY, mx.nd.zeros((1,)))
+                self.kvstore.init(VOTE_KEY, mx.nd.zeros(ballot.shape))
                 self._vote_ready = True
-            self.kvstore.pushpull(HEALTH_KEY, vote, out=vote)
-        return int(round(float(vote.asscalar()))) == self.num_workers
+            self.kvstore.pushpull(VOTE_KEY, ballot, out=ballot)
+        counts = [int(round(v)) for v in ballot.asnumpy().tolist()]
+        stop = next((name for name, n in zip(STOP_SIGNALS, counts[1:]) if n), None)
+        return counts[0] == self.num_workers, stop
+
+    def all_healthy(self, healthy):
+        """True when this step was healthy on every worker (see :meth:`vote`)."""
+        return self.vote(healthy)[0]
 
     def wait_for_all(self):
         """Return once every worker has called this (e.g. the chief finished writing)."""
-        self.all_healthy(True)
+        self.vote(True)
 
 
 def setup_workers(cfg, contexts):

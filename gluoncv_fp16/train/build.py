@@ -197,7 +197,7 @@ def build_training(cfg, on_workers=None):
                                         cfg.snapshot_interval,
                                         no_rollback_reason=workers.no_rollback_reason),
                      hooks=hooks, no_switch_reason=workers.no_switch_reason,
-                     all_healthy=workers.all_healthy, accumulate=cfg.accumulate,
+                     vote=workers.vote, accumulate=cfg.accumulate,
                      clip_grad=cfg.clip_grad,
                      ema=ModelEMA(cfg.ema_decay) if cfg.ema else None, evaluator=evaluator,
                      num_workers=workers.num_workers)
@@ -317,7 +317,7 @@ def _train(cfg, on_workers):
     logger.info('training %s (%s) on %s, epochs %d..%d', cfg.model_name, cfg.precision,
                 ','.join(cfg.contexts), start_epoch, cfg.epochs - 1)
     try:
-        with stop_on_signals(loop, enabled=loop.workers.num_workers == 1):
+        with stop_on_signals(loop):
             return train_or_save_last_good(loop, cfg, start_epoch)
     finally:
         close = getattr(loop.loader, 'close', None)
@@ -337,17 +337,24 @@ def train_or_save_last_good(loop, cfg, start_epoch):
         savers = [h for h in loop.hooks if isinstance(h, CheckpointHook)]
         if savers:  # the chief: a resumable checkpoint at this very iteration
             savers[0].save(loop, cfg.run_prefix + '_last.ckpt')
+        _wait_for_chief(loop)
         raise
     except TrainingDiverged as err:
         path = _save_last_good(loop, cfg.run_prefix + '_diverged.ckpt')
-        workers = getattr(loop, 'workers', None)
-        if workers is not None:  # all workers give up at the same step (health vote):
-            workers.wait_for_all()  # none exits (and stops the job) before the chief saved
+        _wait_for_chief(loop)
         if path:
             raise TrainingDiverged('{} The last good state (iteration {}) is in {}.'.format(
                 err, loop.guard.snapshot.iteration, path)) from err
         raise
     return loop
+
+
+def _wait_for_chief(loop):
+    """All workers stop (or give up) at the same step (the loop's vote); none may exit,
+    which makes the launcher stop the job, before the chief has written its file."""
+    workers = getattr(loop, 'workers', None)
+    if workers is not None:
+        workers.wait_for_all()
 
 
 def _save_last_good(loop, path):

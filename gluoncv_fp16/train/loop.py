@@ -15,6 +15,7 @@ import collections
 import contextlib
 import logging
 import math
+import signal
 import time
 
 import mxnet as mx
@@ -66,12 +67,16 @@ class HookBase:
 
 
 class StopRequested(Exception):
-    """Training stopped at a step boundary because `stop_signal` was set (SIGTERM/SIGINT)."""
+    """Training stopped at a step boundary because `stop_signal` was set (SIGTERM/SIGINT).
+
+    Its text is the one line a user sees; `exit_code` is the shell's code for the signal.
+    """
 
     def __init__(self, signal_name, epoch, iteration):
-        super().__init__('stopped by {} at epoch {}, iteration {}'.format(
-            signal_name, epoch, iteration))
+        super().__init__('stopped by {} at epoch {}, iteration {}; continue with --resume '
+                         'auto'.format(signal_name, epoch, iteration))
         self.signal_name = signal_name
+        self.exit_code = 128 + int(getattr(signal, signal_name))
         self.epoch = epoch
         self.iteration = iteration
 
@@ -112,9 +117,10 @@ class TrainLoop:
     no_switch_reason : str or None
         Why precision may not change once a trainer exists (e.g. a dist kvstore, whose
         keys keep their dtype); None allows switching.
-    all_healthy : callable(bool) -> bool, optional
-        Combines this worker's "step was healthy" with the other workers' (see
-        `WorkerSetup.all_healthy`), so that all of them roll back at the same step.
+    vote : callable(healthy, stop) -> (bool, str or None), optional
+        Combines this worker's "step was healthy" and "got a stop signal" with the other
+        workers' (see `WorkerSetup.vote`), so that all of them roll back, or stop, at the
+        same step. None: this process decides alone.
     accumulate : int
         Batches per optimizer update (gradient accumulation).
     clip_grad : float
@@ -131,7 +137,7 @@ class TrainLoop:
 
     def __init__(self, net, contexts, loader, make_trainer, scaler, policy, batch_size,
                  grad_scale=1.0, fp32_warmup_epochs=0, nan_guard=None, hooks=(),
-                 no_switch_reason=None, all_healthy=None, accumulate=1, clip_grad=0.0,
+                 no_switch_reason=None, vote=None, accumulate=1, clip_grad=0.0,
                  ema=None, evaluator=None, num_workers=1):
         if int(accumulate) < 1:
             raise ValueError("accumulate must be >= 1, got {!r}".format(accumulate))
@@ -150,7 +156,7 @@ class TrainLoop:
         self.guard = nan_guard or NanGuard()
         self.hooks = list(hooks)
         self.no_switch_reason = no_switch_reason
-        self.all_healthy = all_healthy
+        self.vote = vote
         self.accumulate = int(accumulate)
         self.clip_grad = float(clip_grad)
         self.ema = ema
@@ -163,7 +169,8 @@ class TrainLoop:
         self.resume_position = 0  # batches of `epoch` to skip: a mid-epoch resume
         self.phase = None         # no trainer yet: the first phase builds one
         self.stop_requested = False
-        self.stop_signal = None   # set (e.g. by a signal handler) to stop after this step
+        self.signal_received = None  # set by a signal handler (:mod:`.stopping`)
+        self.stop_signal = None      # the step's vote on it: stop after this step
         self.record = MetricsRecord()
         self.trainer = None
         self.param_names = collections.OrderedDict(net._collect_params_with_prefix())
@@ -354,7 +361,10 @@ class TrainLoop:
             result, problem = None, str(err)
         self.iteration += len(window)
         self.epoch_position += len(window)
-        if self.all_healthy is not None and not self.all_healthy(problem is None):
+        healthy, self.stop_signal = (problem is None), self.signal_received
+        if self.vote is not None:
+            healthy, self.stop_signal = self.vote(healthy, self.signal_received)
+        if not healthy:
             problem = problem or 'another worker reported an unhealthy step'
         if problem:
             self.guard.recover(self, problem)

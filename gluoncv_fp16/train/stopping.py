@@ -1,13 +1,13 @@
 """Stop cleanly on SIGTERM / SIGINT: finish the step, save, exit with 128 + signal.
 
 Cloud machines preempt with a SIGTERM, then a kill. The first signal only sets
-``loop.stop_signal``; the loop finishes the step it is in and raises `StopRequested`, the
-caller saves a resumable checkpoint at that iteration (:mod:`.build`) and the CLI exits with
-143 (SIGTERM) or 130 (SIGINT) and one line. A second signal stops the process at once.
+``loop.signal_received``; the loop finishes the step it is in and raises `StopRequested`,
+the caller saves a resumable checkpoint at that iteration (:mod:`.build`) and the CLI exits
+with 143 (SIGTERM) or 130 (SIGINT) and one line. A second signal stops the process at once.
 
-Only single-process runs install the handlers: workers of a distributed job would stop at
-different steps and leave the others waiting in an all-reduce; there the launcher's own
-signal handling applies.
+In a distributed job the signal may reach one worker, or reach them at different steps;
+the loop's per-step vote (`WorkerSetup.vote`) turns it into a stop of every worker after
+the same step, where the chief saves and the others wait for it.
 """
 import contextlib
 import logging
@@ -15,27 +15,26 @@ import os
 import signal
 import threading
 
-__all__ = ['stop_on_signals', 'EXIT_CODES']
+__all__ = ['stop_on_signals']
 
 logger = logging.getLogger(__name__)
 
-EXIT_CODES = {'SIGTERM': 128 + signal.SIGTERM, 'SIGINT': 128 + signal.SIGINT}
 
 
 @contextlib.contextmanager
-def stop_on_signals(loop, enabled=True):
+def stop_on_signals(loop):
     """While active, SIGTERM/SIGINT ask `loop` to stop after its current step."""
-    if not enabled or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):  # pylint: disable=unused-argument
         name = signal.Signals(signum).name
-        if loop.stop_signal:  # the second signal: stop at once, as the default would
+        if loop.signal_received:  # the second signal: stop at once, as the default would
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        loop.stop_signal = name
+        loop.signal_received = name
         logger.warning('%s received: stopping after this step and saving (send it again to '
                        'stop at once)', name)
 
