@@ -23,7 +23,7 @@ import train_yolo3  # noqa: E402  (the CLI script at the repo root)
 from gluoncv_fp16.data import make_train_loader  # noqa: E402
 from gluoncv_fp16.data.base import clip_boxes  # noqa: E402
 from gluoncv_fp16.data.datasets import build_datasets, rare_classes  # noqa: E402
-from gluoncv_fp16.data.imageio import BadSampleLog, check_encoded  # noqa: E402
+from gluoncv_fp16.data.imageio import BadSampleError, BadSampleLog, check_encoded  # noqa: E402
 from gluoncv_fp16.data.voc import ClassCount  # noqa: E402
 
 PREFIX = 'yolo3_mobilenet0.25_custom'
@@ -310,3 +310,27 @@ def test_every_kind_of_bad_sample_is_in_the_epoch_line_and_metrics_csv(data, tmp
     log = open(glob.glob(str(tmp_path / 'out' / '*_train.log'))[0]).read()
     for kind in ('xmin > xmax', 'missing image', 'truncated image'):
         assert len(re.findall('bad sample skipped: .*' + kind, log)) == 1, kind
+
+
+def test_scan_reads_recordio_records(tmp_path):
+    import mxnet as mx
+    from gluoncv_fp16.data.scan import scan_images
+    root = str(tmp_path / 'rec')
+    os.makedirs(root)
+    rs = np.random.RandomState(1)
+    for split in ('train', 'val'):
+        rec = mx.recordio.MXIndexedRecordIO(os.path.join(root, split + '.idx'),
+                                            os.path.join(root, split + '.rec'), 'w')
+        for k in range(3):
+            img = rs.randint(0, 255, (48, 64, 3)).astype(np.uint8)
+            header = mx.recordio.IRHeader(0, np.array([2, 5, 0, .1, .2, .6, .9], np.float32),
+                                          k, 0)
+            packed = mx.recordio.pack_img(header, img, quality=95, img_fmt='.jpg')
+            rec.write_idx(k, packed[:len(packed) // 2] if (split, k) == ('val', 1) else packed)
+        rec.close()
+    train, val, _ = build_datasets('rec', root=root, classes=['a'])
+    assert scan_images(train, 'training') == 0
+    assert scan_images(val) == 1
+    assert val.bad_samples.counts() == {'truncated image': 1}
+    with pytest.raises(BadSampleError, match=r'val\.rec#1: truncated image'):
+        scan_images(build_datasets('rec', root=root, classes=['a'], strict=True)[1])
