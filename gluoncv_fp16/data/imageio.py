@@ -86,9 +86,11 @@ class BadSampleLog:
                 '{}; fix or remove the file, or drop --strict-data (strict=False) to '
                 'repair or skip such samples'.format(_describe(path, reason, detail)),
                 path, reason)
-        if self._add(reason, path) and os.getpid() == self._owner:
-            self._warn(reason, path, detail)
+        if not self._add(reason, path):
+            return
         self._new.append((reason, path, detail))
+        if os.getpid() == self._owner:
+            self._warn(reason, path, detail)
 
     def _add(self, reason, path):
         """True if (reason, path) is new here."""
@@ -111,8 +113,8 @@ class BadSampleLog:
                            "(all are counted)", reason)
 
     def take_new(self):
-        """Records (reason, path, detail) reported since the last call (workers send
-        them back with each batch)."""
+        """Records (reason, path, detail) new to this process since the last call
+        (workers send them back with each batch)."""
         new, self._new = self._new, []
         return new
 
