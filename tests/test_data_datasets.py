@@ -128,12 +128,13 @@ def test_coco_labels_and_gluoncv_metric(tmp_path):
     boxes = [[(10, 5, 30, 20, 3)], [(0, 0, 70, 10, 7)], []]
     write_coco(root, 'val2017', images, boxes)
     boxes[1].append((5, 5, 0, 4, 3))  # zero-area, in the training split only
+    boxes[1].append((30, 5, -10, 4, 3))  # xmin > xmax, as COCO writes it
     write_coco(root, 'train2017', images, boxes)
     train, val, classes = build_datasets('coco', root=root)
     assert classes == ['cat', 'dog'] and len(train) == 2 and len(val) == 3
     np.testing.assert_allclose(train[0][1], [[10, 5, 39, 24, 0]])
     assert train[1][1][0, 2] == 69 and train.bad_samples.counts() == {
-        'zero-area box dropped': 1}
+        'zero-area box dropped': 1, 'box with negative width dropped': 1}
     metric = COCODetectionMetric(val, str(tmp_path / 'eval'), use_time=False)
     for i in range(len(val)):
         gt = val[i][1]

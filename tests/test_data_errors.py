@@ -261,6 +261,17 @@ def test_dropped_boxes_say_what_is_wrong():
                             'box outside the image dropped': 1}
 
 
+@pytest.mark.parametrize('bbox, area, reason', [
+    ([10, 5, -20, 8], -160, 'box with negative width dropped'),
+    ([10, 5, 20, -8], -160, 'box with negative height dropped'),
+    ([10, 5, 0, 8], 0, 'zero-area box dropped'),
+    ([500, 5, 20, 8], 160, 'box outside the image dropped'),
+])
+def test_coco_dropped_boxes_say_what_is_wrong(bbox, area, reason):
+    from gluoncv_fp16.data.coco import _dropped_box_reason  # pylint: disable=protected-access
+    assert _dropped_box_reason(bbox, area) == reason
+
+
 def test_two_workers_warn_each_bad_file_once_over_epochs_and_count_it(data, tmp_path):
     bad = image(data, ids(data, 'train')[2])
     truncate(bad)
