@@ -8,6 +8,7 @@ and defaults (except --dataset, which defaults to the built-in synthetic set), p
 This file only parses; the work is in `gluoncv_fp16.train`.
 """
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -164,6 +165,45 @@ def check_writable(prefix):
                           'can write to'.format(prefix, folder, err.strerror or err)) from None
 
 
+@contextlib.contextmanager
+def console_logging():
+    """Log records (GluonCV's download messages) to stdout only, for a while."""
+    root, handler = logging.getLogger(), logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s',
+                                           '%H:%M:%S'))
+    level = root.level
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def files_before(prefix):
+    """(whether the --save-prefix folder exists, the files in it) before the run."""
+    folder = os.path.dirname(os.path.abspath(prefix + 'x'))
+    return (True, set(os.listdir(folder))) if os.path.isdir(folder) else (False, set())
+
+
+def forget_refused_run(handlers, prefix, before):
+    """A run refused before it trained (bad data found at start-up) leaves nothing: its
+    log, and the folder made for it, go when they are all the run wrote."""
+    for handler in handlers:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    folder = os.path.dirname(os.path.abspath(prefix + 'x'))
+    existed, files = before
+    new = set(os.listdir(folder)) - files if os.path.isdir(folder) else set()
+    if any(not name.endswith('_train.log') for name in new):
+        return  # it got further (checkpoints, metrics): keep everything
+    for name in new:
+        os.remove(os.path.join(folder, name))
+    if not existed and os.path.isdir(folder) and not os.listdir(folder):
+        os.rmdir(folder)
+
+
 def setup_logging(log_path):
     """Console + log file; returns the handlers so `main` can remove them again."""
     folder = os.path.dirname(os.path.abspath(log_path))
@@ -206,11 +246,16 @@ def main(argv=None):
     from gluoncv_fp16.train.loop import StopRequested
     from gluoncv_fp16.train.nan_guard import TrainingDiverged
     from gluoncv_fp16.model_zoo import PretrainedWeightsUnavailable
+    from gluoncv_fp16.data import BadSampleError
+    from gluoncv_fp16.train.build import check_downloads
     user_errors = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged,
-                   PretrainedWeightsUnavailable)
-    handlers = []
+                   PretrainedWeightsUnavailable, BadSampleError)
+    handlers, before = [], None
     try:
         cfg = make_config(args)
+        with console_logging():  # before any file of the run exists
+            check_downloads(cfg)
+        before = files_before(cfg.save_prefix)
         check_writable(cfg.save_prefix)
         handlers = setup_logging(cfg.run_prefix + '_train.log')
         run_training(cfg, on_workers=route_worker_log(
@@ -218,6 +263,8 @@ def main(argv=None):
             lambda: logging.getLogger(__name__).info('arguments: %s', vars(args))))
     except user_errors as err:
         print('error: {}'.format(err), file=sys.stderr)
+        if before is not None:
+            forget_refused_run(handlers, cfg.save_prefix, before)
         return 2
     except StopRequested as stop:
         print(stop, file=sys.stderr)

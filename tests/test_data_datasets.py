@@ -78,9 +78,10 @@ def test_bad_samples_are_repaired_or_skipped_and_counted(broken_root):
         assert (label[:, 2] > label[:, 0]).all() and (label[:, 2] <= img.shape[1]).all()
     counts = train.bad_samples.counts()
     for reason in ['truncated image', 'unreadable image', 'malformed XML',
-                   'grayscale converted', 'alpha channel dropped', 'box clipped to image',
-                   'unknown class dropped', 'zero-area box dropped']:
+                   'box clipped to image', 'unknown class dropped', 'zero-area box dropped']:
         assert counts.get(reason) == 1, (reason, counts)
+    assert train.bad_samples.conversions() == {'grayscale converted': 1,
+                                               'alpha channel dropped': 1}
     assert 'truncated image' in train.bad_samples.summary()
     assert train[0][0].shape == train[1][0].shape  # a skipped image is replaced
 
@@ -127,12 +128,13 @@ def test_coco_labels_and_gluoncv_metric(tmp_path):
     boxes = [[(10, 5, 30, 20, 3)], [(0, 0, 70, 10, 7)], []]
     write_coco(root, 'val2017', images, boxes)
     boxes[1].append((5, 5, 0, 4, 3))  # zero-area, in the training split only
+    boxes[1].append((30, 5, -10, 4, 3))  # xmin > xmax, as COCO writes it
     write_coco(root, 'train2017', images, boxes)
     train, val, classes = build_datasets('coco', root=root)
     assert classes == ['cat', 'dog'] and len(train) == 2 and len(val) == 3
     np.testing.assert_allclose(train[0][1], [[10, 5, 39, 24, 0]])
     assert train[1][1][0, 2] == 69 and train.bad_samples.counts() == {
-        'zero-area box dropped': 1}
+        'zero-area box dropped': 1, 'box with negative width dropped': 1}
     metric = COCODetectionMetric(val, str(tmp_path / 'eval'), use_time=False)
     for i in range(len(val)):
         gt = val[i][1]

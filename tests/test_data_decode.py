@@ -59,7 +59,10 @@ def test_other_kinds_fall_back_to_opencv_and_are_repaired(name, buf, reason):
     img = decode_image(buf, name, log)
     assert img.shape[2] == 3 and img.dtype == np.uint8
     np.testing.assert_array_equal(img, opencv_rgb(buf))
-    assert log.counts() == ({reason: 1} if reason else {})
+    # a conversion is noted, never counted as a bad sample, never refused when strict
+    assert log.conversions() == ({reason: 1} if reason else {})
+    assert log.counts() == {} and log.count == 0
+    np.testing.assert_array_equal(decode_image(buf, name, BadSampleLog(strict=True)), img)
 
 
 def test_truncated_and_garbage_are_skipped_and_recorded():

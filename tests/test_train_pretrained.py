@@ -158,7 +158,8 @@ def test_cli_fine_tunes_from_a_checkpoint_and_logs_the_reused_classes(tmp_path, 
 
 @pytest.mark.parametrize('value, message', [
     ('missing.params', "--pretrained 'missing.params': no such file"),
-    ('coco', "publishes no pretrained weights for 'yolo3_mobilenet0.25_coco'"),
+    ('coco', '--pretrained coco: GluonCV publishes no weights for yolo3_mobilenet0.25_coco; '
+             'give your own with --pretrained FILE'),
 ])
 def test_cli_bad_pretrained_is_one_line(tmp_path, capsys, synthetic_root, value, message):
     code, out = run_cli(small_args(synthetic_root, tmp_path, '--epochs', '1', '--max-iters',

@@ -22,7 +22,11 @@ _MAX_REPLACEMENTS = 50
 
 
 def clip_boxes(label, width, height, name, log):
-    """Clip boxes to the image, drop zero-area ones; problems are recorded in `log`.
+    """Clip boxes to the image, drop the unusable ones; problems are recorded in `log`.
+
+    A dropped box is recorded with its cause: ``xmin > xmax`` or ``ymin > ymax`` (the
+    corners swapped or mistyped), a zero-area box (a corner repeated), or a box outside
+    the image (nothing left after clipping).
 
     Parameters
     ----------
@@ -38,9 +42,18 @@ def clip_boxes(label, width, height, name, log):
     keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
     if not np.array_equal(clipped[keep], label[keep]):
         log.report(name, 'box clipped to image')
-    if not keep.all():
-        log.report(name, 'zero-area box dropped', '{} of {}'.format(int((~keep).sum()),
-                                                                    len(keep)))
+    causes = [
+        ('box with xmin > xmax dropped', label[:, 0] > label[:, 2]),
+        ('box with ymin > ymax dropped', label[:, 1] > label[:, 3]),
+        ('zero-area box dropped', (label[:, 0] == label[:, 2]) | (label[:, 1] == label[:, 3])),
+        ('box outside the image dropped', np.ones(len(label), bool)),
+    ]
+    dropped = ~keep
+    for reason, mask in causes:
+        hit = dropped & mask
+        if hit.any():
+            log.report(name, reason, '{} of {}'.format(int(hit.sum()), len(keep)))
+            dropped &= ~hit
     return clipped[keep]
 
 
@@ -63,6 +76,7 @@ class DetectionDataset(mx.gluon.data.Dataset):
         self.bad_samples = BadSampleLog(strict=strict)
         self.train = bool(train)
         self._names, self._labels, self._sizes = [], [], []
+        self._images = []  # image files, one per sample (datasets of files)
         self.image_cache = None  # an ImageCache (see image_cache.enable_cache), or None
 
     @property
@@ -135,6 +149,15 @@ class DetectionDataset(mx.gluon.data.Dataset):
     def _read(self, idx):
         """(H, W, 3) uint8 RGB image of sample `idx`, or None if unusable (recorded)."""
         raise NotImplementedError
+
+    # ----- what the start-up scan needs (see scan.py) --------------------------------
+    def image_name(self, idx):
+        """The name image problems of sample `idx` are recorded under (its file)."""
+        return self._images[idx]
+
+    def read_encoded(self, idx):
+        """The encoded image of sample `idx`, (N,) uint8; raises OSError."""
+        return np.fromfile(self._images[idx], dtype=np.uint8)
 
     # ----- what the image cache needs ------------------------------------------------
     def image_sizes(self):

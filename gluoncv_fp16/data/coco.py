@@ -65,7 +65,6 @@ class COCODetection(DetectionDataset):
         self.contiguous_id_to_json = {i: by_name[n] for i, n in enumerate(self.classes)}
         self.json_id_to_contiguous = {v: k for k, v in self.contiguous_id_to_json.items()}
         self._folder = os.path.join(self._root, split.split('_')[-1])
-        self._images = []
         for entry in coco.loadImgs(sorted(coco.getImgIds())):
             self._add(entry)
         if self.bad_samples.count:
@@ -95,8 +94,18 @@ class COCODetection(DetectionDataset):
             if obj['area'] > 0 and box[2] > box[0] and box[3] > box[1]:
                 rows.append(box + [self.json_id_to_contiguous[obj['category_id']]])
             else:
-                self.bad_samples.report(path, 'zero-area box dropped')
+                self.bad_samples.report(path, _dropped_box_reason(obj['bbox'], obj['area']))
         return np.array(rows, dtype=np.float32).reshape(-1, 5)
 
     def _read(self, idx):
         return read_image(self._images[idx], self.bad_samples)
+
+
+def _dropped_box_reason(bbox, area):
+    """Why a COCO box [x, y, w, h] left nothing: a negative size is a mistyped corner."""
+    width, height = bbox[2], bbox[3]
+    if width < 0 or height < 0:
+        return 'box with negative {} dropped'.format('width' if width < 0 else 'height')
+    if min(width, height) <= 1 or area <= 0:  # inclusive pixel ends: 1 px has no extent
+        return 'zero-area box dropped'
+    return 'box outside the image dropped'

@@ -18,6 +18,7 @@ Samples are ``(img, label)``: img an (H, W, 3) uint8 RGB **NumPy** array, label 
 layouts add a ``difficult`` column, as GluonCV). Each dataset has ``classes`` and a
 ``bad_samples`` log (``bad_sample_count``, ``bad_samples.summary()``).
 """
+import collections
 import logging
 import os
 
@@ -25,9 +26,10 @@ from .coco import COCODetection
 from .recordio import RecordDetection
 from .synthetic import _MARKER as _SYNTHETIC_MARKER
 from .synthetic import SHAPE_CLASSES, ensure_synthetic
-from .voc import VOC_CLASSES, VOCLayoutDetection, discover_classes, read_split
+from .voc import VOC_CLASSES, VOCLayoutDetection, class_counts, read_split
 
-__all__ = ['build_datasets', 'DATASETS', 'default_root', 'bad_sample_summary']
+__all__ = ['build_datasets', 'DATASETS', 'default_root', 'bad_sample_summary',
+           'bad_sample_scalars', 'rare_classes']
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +102,18 @@ def bad_sample_summary(*datasets):
                      for d in datasets)
 
 
+def bad_sample_scalars(*datasets):
+    """What the metrics record adds to each epoch's row: ``'bad_samples'``, the distinct
+    bad samples found so far in `datasets` (at construction, by the start-up scan, and
+    while reading, in any process), and ``'bad_sample_kinds'``, their reasons as text."""
+    counts = collections.Counter()
+    for dataset in datasets:
+        counts.update(dataset.bad_samples.counts())
+    return {'bad_samples': sum(counts.values()),
+            'bad_sample_kinds': ', '.join('{} x {}'.format(n, reason)
+                                          for reason, n in sorted(counts.items()))}
+
+
 def _voc_items(root, year_sets):
     items = []
     for year_set in ([year_sets] if isinstance(year_sets, str) else year_sets):
@@ -121,10 +135,55 @@ def _custom(root, classes, strict, train_split, val_split):
     train_items = [(root, i) for i in read_split(root, train_split)]
     val_items = [(root, i) for i in read_split(root, val_split)]
     if not classes:
-        classes = discover_classes(train_items + val_items)
-        logger.info('classes read from the annotations: %s', ', '.join(classes))
+        classes = _classes_from_annotations(train_items + val_items)
     return (VOCLayoutDetection(train_items, classes, strict, train=True),
             VOCLayoutDetection(val_items, classes, strict, train=False))
+
+
+def _classes_from_annotations(items):
+    """The sorted names in the annotations, logged with their counts; a name seen in
+    very few files next to common ones (a misspelling, usually) gets a warning."""
+    counts = class_counts(items)
+    if not counts:
+        raise ValueError('no object names found in the annotations of {} images; pass '
+                         'classes=[...] (--classes a,b,c on the command line)'
+                         .format(len(items)))
+    names = tuple(counts)
+    logger.info('classes read from the annotations: %s', ', '.join(
+        '{} ({} in {})'.format(n, _plural(c.objects, 'object'), _plural(c.files, 'file'))
+        for n, c in counts.items()))
+    rare = rare_classes(counts, len(items))
+    for name in rare:
+        common = max(counts, key=lambda n: counts[n].files)
+        logger.warning(
+            "class '%s' appears in only %d of %d annotation files (first: %s) while '%s' "
+            "appears in %d: a misspelt name? Fix the annotation, or name the classes with "
+            "--classes %s (objects of other names are then dropped and counted)", name,
+            counts[name].files, len(items), counts[name].example, common,
+            counts[common].files, ','.join(n for n in names if n not in rare))
+    return names
+
+
+def _plural(count, noun):
+    return '{} {}{}'.format(count, noun, '' if count == 1 else 's')
+
+
+def rare_classes(counts, num_files):
+    """Names seen in at most max(2, 1% of the files) files while another name is seen in
+    at least 10x as many: with real classes that does not happen by chance.
+
+    Parameters
+    ----------
+    counts : dict
+        {name: ClassCount} from :func:`.voc.class_counts`.
+    num_files : int
+        Annotation files looked at.
+    """
+    if not counts:
+        return []
+    most = max(c.files for c in counts.values())
+    limit = max(2, num_files // 100)
+    return [n for n, c in counts.items() if c.files <= limit and most >= 10 * c.files]
 
 
 def _synthetic(root, classes, strict, train_split, val_split):

@@ -100,6 +100,12 @@ class RecordDetection(DetectionDataset):
     def source_files(self):
         return [self._rec, self._idx]
 
+    def image_name(self, idx):
+        return self._names[idx]
+
+    def read_encoded(self, idx):
+        return self._unpack(idx)[1]
+
     def cache_folder(self):
         return os.path.dirname(os.path.abspath(self._rec))
 

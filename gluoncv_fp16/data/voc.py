@@ -9,6 +9,7 @@ class, difficult]`` with VOC's 1-based pixel coordinates shifted to 0-based. Unl
 GluonCV, which asserts on the first odd box, annotations are repaired or skipped and
 counted (see :mod:`.imageio`).
 """
+import collections
 import logging
 import os
 import xml.etree.ElementTree as ET
@@ -18,7 +19,8 @@ import numpy as np
 from .base import DetectionDataset, clip_boxes
 from .imageio import read_image
 
-__all__ = ['VOCLayoutDetection', 'VOC_CLASSES', 'read_split', 'discover_classes']
+__all__ = ['VOCLayoutDetection', 'VOC_CLASSES', 'read_split', 'discover_classes',
+           'class_counts']
 
 logger = logging.getLogger(__name__)
 
@@ -70,18 +72,34 @@ def _parse_xml(path):
     return dims, objects
 
 
-def discover_classes(items):
-    """Sorted class names found in the annotations of `items` ((root, id) pairs)."""
-    names = set()
+ClassCount = collections.namedtuple('ClassCount', 'objects files example')
+
+
+def class_counts(items):
+    """{name: ClassCount(objects, files, example)} over the annotations of `items`
+    ((root, id) pairs): how many objects carry each name, in how many annotation files
+    it appears, and the first such file."""
+    counts = {}
     for root, image_id in items:
+        path = _xml_path(root, image_id)
         try:
-            names.update(n for n, _, _ in _parse_xml(_xml_path(root, image_id))[1] if n)
+            names = [n for n, _, _ in _parse_xml(path)[1] if n]
         except (OSError, ET.ParseError):
             continue  # reported when the dataset itself is built
+        for name in set(names):
+            old = counts.get(name, ClassCount(0, 0, path))
+            counts[name] = ClassCount(old.objects + names.count(name), old.files + 1,
+                                      old.example)
+    return {name: counts[name] for name in sorted(counts)}
+
+
+def discover_classes(items):
+    """Sorted class names found in the annotations of `items` ((root, id) pairs)."""
+    names = tuple(class_counts(items))
     if not names:
         raise ValueError('no object names found in the annotations of {} images; pass '
                          'classes=[...] explicitly'.format(len(items)))
-    return tuple(sorted(names))
+    return names
 
 
 def _xml_path(root, image_id):
@@ -114,7 +132,6 @@ class VOCLayoutDetection(DetectionDataset):
     def __init__(self, items, classes, strict=False, train=True):
         super().__init__(classes, strict=strict, train=train)
         self._index = {name: i for i, name in enumerate(self.classes)}
-        self._images = []
         for root, image_id in items:
             self._add(root, image_id)
         if self.bad_samples.count:

@@ -13,7 +13,7 @@ from gluoncv.utils import check_sha1
 from .yolo3 import make_fp16_safe
 
 __all__ = ['get_model', 'get_model_list', 'build_untrained', 'dataset_classes',
-           'pretrained_weights_file', 'PretrainedWeightsUnavailable',
+           'pretrained_weights_file', 'backbone_weights_file', 'PretrainedWeightsUnavailable',
            'YOLO3_MODELS']
 
 _BASES = ('darknet53', 'mobilenet1.0', 'mobilenet0.25')
@@ -24,7 +24,21 @@ _DEFAULT_ROOT = os.path.join('~', '.mxnet', 'models')
 
 
 class PretrainedWeightsUnavailable(OSError):
-    """Pretrained weights are neither cached locally nor downloadable."""
+    """Pretrained weights are neither cached locally nor downloadable.
+
+    Attributes, for callers that word their own advice (the CLI names its flags):
+    ``files`` (the ``.params`` names missing or damaged; empty when GluonCV publishes no
+    weights for the name), ``corrupt`` (those cached but failing their SHA-1 check),
+    ``root`` (the cache folder) and ``cause`` (the error's type name).
+    """
+
+    def __init__(self, message, files=(), corrupt=(), root='', cause=''):
+        super().__init__(message)
+        self.files, self.corrupt = list(files), list(corrupt)
+        self.root, self.cause = root, cause
+
+    def __reduce__(self):
+        return type(self), (str(self), self.files, self.corrupt, self.root, self.cause)
 
 
 def get_model_list():
@@ -144,6 +158,22 @@ def pretrained_weights_file(name, root=_DEFAULT_ROOT):
         raise _unavailable(key, [_params_file(key, True)], root, err) or err
 
 
+def backbone_weights_file(network, root=_DEFAULT_ROOT):
+    """Path of the ImageNet weights of a YOLOv3 backbone (``'darknet53'``,
+    ``'mobilenet1.0'``, ``'mobilenet0.25'``), downloaded into GluonCV's cache if needed:
+    what ``pretrained_base=True`` loads.
+
+    Raises
+    ------
+    PretrainedWeightsUnavailable
+        Neither cached nor downloadable (offline), or cached but damaged.
+    """
+    try:
+        return model_store.get_model_file(network, root=root)
+    except Exception as err:  # network errors come from requests, urllib, socket ...
+        raise _unavailable(network, [_params_file(network, True)], root, err) or err
+
+
 def _build_with_downloads(key, kwargs):
     """GluonCV's normal download-and-cache path, with an offline error that helps."""
     needed = _weight_files_needed(key, kwargs)
@@ -165,9 +195,11 @@ def _unavailable(key, needed, root, err):
     failure = PretrainedWeightsUnavailable(
         "Could not get pretrained weights for '{}' ({}). {}Download {} and put "
         "it in {} (GluonCV's cache; set root= or MXNET_HOME to use another folder), "
-        "or pass pretrained=False, pretrained_base=False to train from scratch."
+        "or pass pretrained=False, pretrained_base=False to train from scratch "
+        "(train_yolo3.py: --no-pretrained-base)."
         .format(key, type(err).__name__, _corrupt_note(corrupt),
-                ' and '.join(missing + corrupt), root))
+                ' and '.join(missing + corrupt), root),
+        files=missing + corrupt, corrupt=corrupt, root=root, cause=type(err).__name__)
     failure.__cause__ = err
     return failure
 

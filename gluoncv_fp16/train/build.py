@@ -15,6 +15,7 @@ import random
 import mxnet as mx
 import numpy as np
 
+from ..data.datasets import bad_sample_scalars
 from ..model_zoo import get_model
 from ..precision.amp_scaler import AmpLossScaler
 from ..precision.loss_scaler import LossScaler, make_loss_scaler
@@ -37,7 +38,7 @@ from .self_check import self_check
 from .pretrained import load_pretrained
 from .schedule import make_lr_scheduler
 
-__all__ = ['build_training', 'run_training']
+__all__ = ['build_training', 'run_training', 'check_downloads']
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,15 @@ def _seed_everything(seed):
 
 def _build_data(cfg):
     from ..data.datasets import build_datasets
+    from ..data.scan import scan_images
     try:
         train_set, val_set, classes = build_datasets(
             cfg.dataset, root=cfg.dataset_root,
             classes=list(cfg.classes) if cfg.classes else None, strict=cfg.strict_data)
+        # damaged images found now, not after an epoch (strict: BadSampleError, one line)
+        scan_images(val_set, 'validation')
+        if cfg.strict_data:
+            scan_images(train_set, 'training')
     except (ValueError, OSError) as err:  # missing folders, split files, unknown classes
         raise ConfigError(str(err)) from None
     if len(train_set) == 0:
@@ -81,6 +87,53 @@ def _pretrained_base(cfg):
     if explicit is None:  # --pretrained replaces the backbone's weights anyway
         return cfg.dataset != 'synthetic' and not cfg.pretrained
     return bool(explicit)
+
+
+def check_downloads(cfg):
+    """Fetch the published weights the run starts from -- the ImageNet backbone unless
+    --no-pretrained-base, GluonCV's detector for --pretrained voc/coco -- into GluonCV's
+    cache, or refuse in one line naming the flags (offline machines), before the run
+    writes anything.
+
+    Raises
+    ------
+    ConfigError
+        The weights are neither cached nor downloadable, damaged, or not published.
+    """
+    from ..model_zoo import (PretrainedWeightsUnavailable, backbone_weights_file,
+                             pretrained_weights_file)
+    if _pretrained_base(cfg):
+        try:
+            backbone_weights_file(cfg.network)
+        except PretrainedWeightsUnavailable as err:
+            raise ConfigError(
+                'the ImageNet weights of the {} backbone {}: train from scratch with '
+                '--no-pretrained-base, start from your own weights with --pretrained FILE, '
+                'or {}'.format(cfg.network, *_unavailable(err))) from None
+    if cfg.pretrained in ('voc', 'coco'):
+        name = 'yolo3_{}_{}'.format(cfg.network, cfg.pretrained)
+        try:
+            pretrained_weights_file(name)
+        except PretrainedWeightsUnavailable as err:
+            if not err.files:  # GluonCV publishes none for this network
+                raise ConfigError('--pretrained {}: GluonCV publishes no weights for {}; '
+                                  'give your own with --pretrained FILE, or use --network '
+                                  'darknet53 or mobilenet1.0'.format(cfg.pretrained, name)
+                                  ) from None
+            raise ConfigError("--pretrained {}: GluonCV's {} weights {}: give your own with "
+                              "--pretrained FILE, or {}".format(cfg.pretrained, name,
+                                                                *_unavailable(err))) from None
+
+
+def _unavailable(err):
+    """(what went wrong, how to mend the cache) for a PretrainedWeightsUnavailable."""
+    files = ' and '.join(err.files)
+    if err.corrupt:
+        return ('fail their SHA-1 check in {} (an interrupted download?) and could not be '
+                'downloaded again ({})'.format(err.root, err.cause),
+                'delete {} and download it again'.format(' and '.join(err.corrupt)))
+    return ('are not in {} and could not be downloaded ({})'.format(err.root, err.cause),
+            "put {} there (GluonCV's cache; MXNET_HOME moves it)".format(files))
 
 
 def _make_async_net(cfg, classes):
@@ -202,6 +255,7 @@ def build_training(cfg, on_workers=None):
                      ema=ModelEMA(cfg.ema_decay) if cfg.ema else None, evaluator=evaluator,
                      num_workers=workers.num_workers)
     loop.workers = workers
+    loop.record.add_source(lambda: bad_sample_scalars(train_set, val_set))
     start_epoch = _resume(loop, cfg, model_desc) if cfg.resume else cfg.start_epoch
     return loop, start_epoch
 

@@ -56,11 +56,11 @@ class ProgressHook(HookBase):
 
     def after_epoch(self, loop, epoch):
         self.after_train(loop)
-        logger.info('[Epoch %d] %s, %d steps (%d skipped), %.1f img/s, %.1f s',
+        logger.info('[Epoch %d] %s, %d steps (%d skipped), %.1f img/s, %.1f s%s',
                     epoch['epoch'], ', '.join('{}={:.3f}'.format(k, epoch[k])
                                               for k in LOSS_NAMES),
                     epoch['steps'], epoch['skipped_steps'], epoch['images_per_sec'],
-                    epoch['epoch_time'])
+                    epoch['epoch_time'], _bad_sample_note(epoch))
         scores = [(k, v) for k, v in epoch.items() if k.startswith('AP/')]
         if not math.isnan(epoch['map']):
             logger.info('[Epoch %d] validation: %s', epoch['epoch'], ', '.join(
@@ -70,6 +70,14 @@ class ProgressHook(HookBase):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _bad_sample_note(epoch):
+    """', 3 bad samples so far (2 x truncated image, ...)' or '' when there are none."""
+    count = epoch.get('bad_samples') or 0
+    if not count:
+        return ''
+    return ', {} bad samples so far ({})'.format(count, epoch.get('bad_sample_kinds', ''))
 
 
 class CheckpointHook(HookBase):

@@ -13,7 +13,7 @@ LOSS_NAMES = ('obj_loss', 'center_loss', 'scale_loss', 'cls_loss')
 STEP_FIELDS = ('iteration', 'epoch', 'phase', *LOSS_NAMES, 'lr', 'loss_scale', 'skipped',
                'grad_norm', 'images_per_sec')
 EPOCH_FIELDS = ('epoch', 'phase', 'lr', 'loss_scale', 'skipped_steps', *LOSS_NAMES, 'map',
-                'grad_norm', 'images_per_sec', 'epoch_time', 'recoveries')
+                'grad_norm', 'images_per_sec', 'epoch_time', 'recoveries', 'bad_samples')
 
 
 class MetricsRecord:
@@ -25,7 +25,7 @@ class MetricsRecord:
         The last step's scalars (`STEP_FIELDS`).
     epoch : dict
         The last finished epoch's scalars (`EPOCH_FIELDS` plus per-class AP as
-        ``'AP/<class>'``).
+        ``'AP/<class>'``, and what the sources add, e.g. ``'bad_sample_kinds'``).
     """
 
     def __init__(self):
@@ -36,6 +36,13 @@ class MetricsRecord:
         self.images = 0
         self.steps = 0
         self.skipped = 0
+        self._sources = []
+
+    def add_source(self, source):
+        """`source()` -> dict of scalars added to every epoch's row: counts kept by
+        others, read when the epoch ends (e.g. the datasets' bad samples, which data
+        workers find and the loader merges)."""
+        self._sources.append(source)
 
     def start_epoch(self):
         self._sums = {k: 0.0 for k in (*LOSS_NAMES, 'grad_norm')}
@@ -72,6 +79,8 @@ class MetricsRecord:
         """The finished epoch: step means plus `scalars` (time, mAP, ...)."""
         row = {k: self.running_mean(k) for k in self._sums}
         row.update(skipped_steps=self.skipped, steps=self.steps, images=self.images)
+        for source in self._sources:
+            row.update(source())
         row.update(scalars)
         self.epoch = row
         return row
