@@ -14,11 +14,11 @@ from .yolo3 import make_fp16_safe
 
 __all__ = ['get_model', 'get_model_list', 'build_untrained', 'dataset_classes',
            'pretrained_weights_file', 'backbone_weights_file', 'PretrainedWeightsUnavailable',
-           'YOLO3_MODELS']
+           'YOLO3_MODELS', 'BACKBONES']
 
-_BASES = ('darknet53', 'mobilenet1.0', 'mobilenet0.25')
+BACKBONES = ('darknet53', 'mobilenet1.0', 'mobilenet0.25')  # the --network names
 _DATASETS = ('voc', 'coco', 'custom')
-YOLO3_MODELS = tuple('yolo3_{}_{}'.format(b, d) for b in _BASES for d in _DATASETS)
+YOLO3_MODELS = tuple('yolo3_{}_{}'.format(b, d) for b in BACKBONES for d in _DATASETS)
 
 _DEFAULT_ROOT = os.path.join('~', '.mxnet', 'models')
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from ..data.datasets import DATASETS
+from ..model_zoo.zoo import BACKBONES as NETWORKS
 
 __all__ = ['TrainConfig', 'ConfigError', 'parse_contexts']
 
-NETWORKS = ('darknet53', 'mobilenet1.0', 'mobilenet0.25')
 LR_MODES = ('step', 'poly', 'cosine')
 KVSTORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync')
 SELF_CHECKS = ('stop', 'fallback', 'off')
