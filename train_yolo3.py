@@ -247,7 +247,7 @@ def main(argv=None):
     from gluoncv_fp16.train.nan_guard import TrainingDiverged
     from gluoncv_fp16.model_zoo import PretrainedWeightsUnavailable
     from gluoncv_fp16.data import BadSampleError
-    from gluoncv_fp16.train.build import check_downloads
+    from gluoncv_fp16.train.pretrained import check_downloads
     user_errors = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged,
                    PretrainedWeightsUnavailable, BadSampleError)
     handlers, before = [], None

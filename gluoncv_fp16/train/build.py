@@ -38,7 +38,7 @@ from .self_check import self_check
 from .pretrained import load_pretrained
 from .schedule import make_lr_scheduler
 
-__all__ = ['build_training', 'run_training', 'check_downloads']
+__all__ = ['build_training', 'run_training']
 
 logger = logging.getLogger(__name__)
 
@@ -74,66 +74,10 @@ def _build_data(cfg):
 
 
 def _model_kwargs(cfg, classes, norm):
-    kwargs = dict(pretrained_base=_pretrained_base(cfg), **norm)
+    kwargs = dict(pretrained_base=cfg.uses_pretrained_base, **norm)
     if cfg.model_name.endswith('_custom'):
         kwargs['classes'] = classes
     return kwargs
-
-
-def _pretrained_base(cfg):
-    """GluonCV always starts from an ImageNet backbone; the synthetic set trains from
-    scratch (offline machines, tiny images) unless --pretrained-base says otherwise."""
-    explicit = cfg.pretrained_base
-    if explicit is None:  # --pretrained replaces the backbone's weights anyway
-        return cfg.dataset != 'synthetic' and not cfg.pretrained
-    return bool(explicit)
-
-
-def check_downloads(cfg):
-    """Fetch the published weights the run starts from -- the ImageNet backbone unless
-    --no-pretrained-base, GluonCV's detector for --pretrained voc/coco -- into GluonCV's
-    cache, or refuse in one line naming the flags (offline machines), before the run
-    writes anything.
-
-    Raises
-    ------
-    ConfigError
-        The weights are neither cached nor downloadable, damaged, or not published.
-    """
-    from ..model_zoo import (PretrainedWeightsUnavailable, backbone_weights_file,
-                             pretrained_weights_file)
-    if _pretrained_base(cfg):
-        try:
-            backbone_weights_file(cfg.network)
-        except PretrainedWeightsUnavailable as err:
-            raise ConfigError(
-                'the ImageNet weights of the {} backbone {}: train from scratch with '
-                '--no-pretrained-base, start from your own weights with --pretrained FILE, '
-                'or {}'.format(cfg.network, *_unavailable(err))) from None
-    if cfg.pretrained in ('voc', 'coco'):
-        name = 'yolo3_{}_{}'.format(cfg.network, cfg.pretrained)
-        try:
-            pretrained_weights_file(name)
-        except PretrainedWeightsUnavailable as err:
-            if not err.files:  # GluonCV publishes none for this network
-                raise ConfigError('--pretrained {}: GluonCV publishes no weights for {}; '
-                                  'give your own with --pretrained FILE, or use --network '
-                                  'darknet53 or mobilenet1.0'.format(cfg.pretrained, name)
-                                  ) from None
-            raise ConfigError("--pretrained {}: GluonCV's {} weights {}: give your own with "
-                              "--pretrained FILE, or {}".format(cfg.pretrained, name,
-                                                                *_unavailable(err))) from None
-
-
-def _unavailable(err):
-    """(what went wrong, how to mend the cache) for a PretrainedWeightsUnavailable."""
-    files = ' and '.join(err.files)
-    if err.corrupt:
-        return ('fail their SHA-1 check in {} (an interrupted download?) and could not be '
-                'downloaded again ({})'.format(err.root, err.cause),
-                'delete {} and download it again'.format(' and '.join(err.corrupt)))
-    return ('are not in {} and could not be downloaded ({})'.format(err.root, err.cause),
-            "put {} there (GluonCV's cache; MXNET_HOME moves it)".format(files))
 
 
 def _make_async_net(cfg, classes):

@@ -89,6 +89,15 @@ class TrainConfig:
         return 'yolo3_{}_{}'.format(self.network, suffix)
 
     @property
+    def uses_pretrained_base(self):
+        """GluonCV always starts from an ImageNet backbone; the synthetic set trains from
+        scratch (offline machines, tiny images) unless --pretrained-base says otherwise,
+        and --pretrained replaces the backbone's weights anyway."""
+        if self.pretrained_base is None:
+            return self.dataset != 'synthetic' and not self.pretrained
+        return bool(self.pretrained_base)
+
+    @property
     def run_name(self):
         return 'yolo3_{}_{}'.format(self.network, self.dataset)
 

@@ -23,10 +23,12 @@ import zipfile
 import mxnet as mx
 import numpy as np
 
-from ..model_zoo import dataset_classes, pretrained_weights_file
+from ..model_zoo import (PretrainedWeightsUnavailable, backbone_weights_file, dataset_classes,
+                         pretrained_weights_file)
 from .checkpoint import CheckpointError, load_params_into, read_checkpoint, structural_params
+from .config import ConfigError
 
-__all__ = ['PretrainedSource', 'read_pretrained', 'load_pretrained', 'merge_predictions',
+__all__ = ['check_downloads', 'PretrainedSource', 'read_pretrained', 'load_pretrained', 'merge_predictions',
            'PUBLISHED']
 
 logger = logging.getLogger(__name__)
@@ -197,3 +199,48 @@ def load_pretrained(net, source, classes, network, root=None):
                 '(%s); box and objectness rows reused', pretrained.origin, len(reused),
                 ', '.join(reused) or 'none', len(fresh), ', '.join(fresh) or 'none')
     return reused
+
+
+def check_downloads(cfg):
+    """Fetch the published weights the run starts from -- the ImageNet backbone unless
+    --no-pretrained-base, GluonCV's detector for --pretrained voc/coco -- into GluonCV's
+    cache, or refuse in one line naming the flags (offline machines), before the run
+    writes anything.
+
+    Raises
+    ------
+    ConfigError
+        The weights are neither cached nor downloadable, damaged, or not published.
+    """
+    if cfg.uses_pretrained_base:
+        try:
+            backbone_weights_file(cfg.network)
+        except PretrainedWeightsUnavailable as err:
+            raise ConfigError(
+                'the ImageNet weights of the {} backbone {}: train from scratch with '
+                '--no-pretrained-base, start from your own weights with --pretrained FILE, '
+                'or {}'.format(cfg.network, *_unavailable(err))) from None
+    if cfg.pretrained in ('voc', 'coco'):
+        name = 'yolo3_{}_{}'.format(cfg.network, cfg.pretrained)
+        try:
+            pretrained_weights_file(name)
+        except PretrainedWeightsUnavailable as err:
+            if not err.files:  # GluonCV publishes none for this network
+                raise ConfigError('--pretrained {}: GluonCV publishes no weights for {}; '
+                                  'give your own with --pretrained FILE, or use --network '
+                                  'darknet53 or mobilenet1.0'.format(cfg.pretrained, name)
+                                  ) from None
+            raise ConfigError("--pretrained {}: GluonCV's {} weights {}: give your own with "
+                              "--pretrained FILE, or {}".format(cfg.pretrained, name,
+                                                                *_unavailable(err))) from None
+
+
+def _unavailable(err):
+    """(what went wrong, how to mend the cache) for a PretrainedWeightsUnavailable."""
+    files = ' and '.join(err.files)
+    if err.corrupt:
+        return ('fail their SHA-1 check in {} (an interrupted download?) and could not be '
+                'downloaded again ({})'.format(err.root, err.cause),
+                'delete {} and download it again'.format(' and '.join(err.corrupt)))
+    return ('are not in {} and could not be downloaded ({})'.format(err.root, err.cause),
+            "put {} there (GluonCV's cache; MXNET_HOME moves it)".format(files))
