@@ -13,7 +13,8 @@ from gluoncv_fp16.data import device_batch
 from gluoncv_fp16.data.augment import identity_decisions
 from gluoncv_fp16.data.batchify import pad_stack
 from gluoncv_fp16.data.datasets import build_datasets
-from gluoncv_fp16.data.device_batch import ASSIGNED_ROWS, expand_targets, to_devices, unpack
+from gluoncv_fp16.data.device_batch import (ASSIGNED_ROWS, expand_targets, pack_targets,
+                                            to_devices, unpack)
 from gluoncv_fp16.data.loader import make_train_loader, mixup_sample
 from gluoncv_fp16.data.sampling import sample_rng
 from gluoncv_fp16.data.targets import YOLOGeometry, yolo3_assigned, yolo3_targets
@@ -69,10 +70,12 @@ def test_expanded_targets_are_bit_identical_to_the_dense_targets(layout):
             ids = ids % classes
             mix = rs.uniform(0, 1, len(boxes)).astype(np.float32) if batch_number % 2 else None
             dense.append(yolo3_targets(geometry, boxes, ids, classes, mix))
-            assigned.append(yolo3_assigned(geometry, boxes, ids, mix))
+            assigned.append(pack_targets(yolo3_assigned(geometry, boxes, ids, mix),
+                                         geometry.num_rows, classes, MEAN, STD))
         # padded as the loader pads, and to the batch's longest image
-        for rows in (pad_stack(assigned + [np.zeros((ASSIGNED_ROWS, 8), np.float32)])[:3],
-                     pad_stack(assigned)):
+        longest = [np.zeros((1 + ASSIGNED_ROWS, 8), np.float32)]
+        for rows in (pad_stack(assigned + longest, pad_val=0)[:3],
+                     pad_stack(assigned, pad_val=0)):
             got = expand_targets(mx.nd.array(rows), geometry.num_rows, classes)
             for k, g in enumerate(got):
                 expected = np.stack([d[k] for d in dense])
@@ -178,7 +181,7 @@ def test_loader_batches_unpack_to_the_dense_pipeline(net, train_set, mixup):
     reference = _dense_reference(loader, transforms.get, 1, 9, mixup)
     assert {b[0].shape[-1] for b in batches} == {64, 96}
     for batch, expected in zip(batches, reference):
-        assert device_batch.is_packed(batch) and batch[2].shape[1] == ASSIGNED_ROWS
+        assert device_batch.is_packed(batch) and batch[2].shape[1] == 1 + ASSIGNED_ROWS
         image, gt, *targets = unpack(batch)
         np.testing.assert_array_equal(gt.asnumpy(), expected[6])
         for got, want in zip(targets, expected[1:6]):
@@ -224,11 +227,13 @@ def test_to_devices_splits_then_unpacks_and_passes_dense_batches(net, train_set)
 
 
 def test_batch_info_refuses_parts_of_different_batches(net):
-    info = np.stack([YOLO3FastTrainTransform(s, s, net).packed_info() for s in (64, 96)])
+    img, label = np.zeros((80, 90, 3), np.uint8), np.array([[5, 5, 40, 50, 1]], np.float32)
+    targets = [pad_stack([YOLO3FastTrainTransform(s, s, net).apply_packed(img, label)[1]],
+                         pad_val=0) for s in (64, 96)]
     with pytest.raises(ValueError, match='disagree'):
-        device_batch.batch_info(info)
-    with pytest.raises(ValueError, match='info array'):
+        device_batch.batch_info(np.concatenate(targets))
+    with pytest.raises(ValueError, match='targets of a packed batch'):
         device_batch.batch_info(np.zeros((2, 5), np.float32))
-    rows, classes, mean, std = device_batch.batch_info(info[:1])
+    rows, classes, mean, std = device_batch.batch_info(targets[0])
     assert (rows, classes) == (3 * (2 * 2 + 4 * 4 + 8 * 8), 20)
     np.testing.assert_allclose(mean, MEAN, rtol=1e-6)

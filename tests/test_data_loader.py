@@ -61,8 +61,8 @@ def test_batches_identical_for_any_worker_count_and_on_resume(net, datasets):
 def test_batch_layout(net, datasets):
     loader = make_train_loader(datasets[0], net, 3, 64)
     packed = next(iter(loader))
-    assert [a.dtype for a in packed] == [np.uint8] + [np.float32] * 3
-    assert packed[2].shape == (3, ASSIGNED_ROWS, 8) and packed[3].shape == (3, 8)
+    assert [a.dtype for a in packed] == [np.uint8, np.float32, np.float32]
+    assert packed[2].shape == (3, 1 + ASSIGNED_ROWS, 8)
     image, gt, obj, centers, scales, weights, clas = unpack(packed)
     assert image.shape == (3, 3, 64, 64) and gt.shape[0] == 3 and gt.shape[2] == 4
     rows = obj.shape[1]

@@ -1,7 +1,8 @@
 """Batchify: per-sample arrays into batch arrays, in place where the batch will live.
 
-A field is ``(kind, dtype, per-sample arrays[, min rows])``: 'stack' fields become
-(B, ...), 'pad' fields (B, max(rows, min rows), K) padded with -1 like GluonCV's ``Pad``. Filling preallocated
+A field is ``(kind, dtype, per-sample arrays[, min rows[, pad value]])``: 'stack' fields
+become (B, ...), 'pad' fields (B, max(rows, min rows), K) padded with -1 (GluonCV's
+``Pad``) unless another pad value is given. Filling preallocated
 arrays lets a loader worker write a batch straight into shared memory (a ring slot)
 instead of stacking it and copying it there. Files in /dev/shm are the fallback
 transport when no slot fits.
@@ -30,20 +31,20 @@ def batch_specs(fields):
     """(shape, dtype) of each batch array of `fields` ((kind, dtype, per-sample arrays[,
     min rows])): 'stack' fields are (B, ...), 'pad' fields (B, max(rows, min rows), K)."""
     specs = []
-    for kind, dtype, samples, *min_rows in fields:
+    for kind, dtype, samples, *pad in fields:
         if kind == 'stack':
             specs.append(((len(samples),) + samples[0].shape, dtype))
         else:
-            rows = max(max(len(a) for a in samples), *(min_rows or [1]))
+            rows = max(max(len(a) for a in samples), *(pad[:1] or [1]))
             specs.append(((len(samples), rows, samples[0].shape[1]), dtype))
     return specs
 
 
 def fill_batch(fields, arrays):
     """Batchify `fields` into `arrays` (preallocated, e.g. in a ring slot); padding -1."""
-    for (kind, _, samples, *_), out in zip(fields, arrays):
+    for (kind, _, samples, *pad), out in zip(fields, arrays):
         if kind == 'pad':
-            out.fill(-1)
+            out.fill(pad[1] if len(pad) > 1 else -1)
         for i, sample in enumerate(samples):
             out[i, :len(sample)] = sample
     return arrays
@@ -54,19 +55,12 @@ def assemble(fields):
     return fill_batch(fields, [np.empty(shape, dtype) for shape, dtype in batch_specs(fields)])
 
 
-def train_fields(outs, info):
-    """Batchify fields of a packed training batch (see :mod:`.device_batch`).
-
-    Parameters
-    ----------
-    outs : list of ``transform.apply_packed`` outputs (image, assigned, gt_boxes)
-    info : numpy.ndarray, (8,) float32
-        The transform's ``packed_info()``, repeated for every image.
-    """
+def train_fields(outs):
+    """Batchify fields of a packed training batch (see :mod:`.device_batch`) from
+    ``transform.apply_packed`` outputs (image, targets, gt_boxes)."""
     return [('stack', np.uint8, [o[0] for o in outs]),
             ('pad', np.float32, [o[2] for o in outs]),
-            ('pad', np.float32, [o[1] for o in outs], ASSIGNED_ROWS),
-            ('stack', np.float32, [info] * len(outs))]
+            ('pad', np.float32, [o[1] for o in outs], 1 + ASSIGNED_ROWS, 0)]
 
 
 def spool_dir():

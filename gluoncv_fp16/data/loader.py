@@ -12,8 +12,7 @@ the parent wraps views of it as NDArrays on ``mx.cpu(0)`` without a copy (never
 ``cpu_shared``, which a hybridized net on ``cpu(0)`` rejects).
 
 Training batches are packed (:mod:`.device_batch`): ``(image uint8 (B, 3, S, S),
-gt_boxes (B, M, 4), assigned target rows (B, K, 8), info (B, 8))``, a sixth of the dense
-batch's bytes; the trainer's ``device_batch.to_devices`` splits them over its devices and
+gt_boxes (B, M, 4), targets (B, 1 + K, 8))``, a sixth of the dense batch's bytes; the trainer's ``device_batch.to_devices`` splits them over its devices and
 rebuilds there the normalised float32 image and the dense targets ``(obj_t, centers_t,
 scales_t, weights_t, clas_t)``, (B, R, 1 | 2 | 2 | 2 | C). gt_boxes are padded with -1
 like GluonCV's ``Pad``. Validation batches are ``(image float32, label)`` with label
@@ -31,7 +30,7 @@ import mxnet as mx
 import numpy as np
 
 from .batch_ring import BatchRing, batch_layout
-from .device_batch import ASSIGNED_ROWS, INFO_COLUMNS
+from .device_batch import ASSIGNED_ROWS
 from .batchify import (assemble, batch_specs, fill_batch, from_file, pad_stack, spool_dir,
                        to_file, train_fields)
 from .sampling import EpochPlan, sample_rng
@@ -98,7 +97,7 @@ def _train_task(state, items, shape, mixup, seed):
         rng = sample_rng(seed, epoch, index)
         img, label = mixup_sample(dataset, index, rng, mixup)
         outs.append(transform.apply_packed(img, label, rng=rng))
-    return train_fields(outs, transform.packed_info()), dataset.bad_samples.take_new()
+    return train_fields(outs), dataset.bad_samples.take_new()
 
 
 def _val_task(state, items, shape, mixup, seed):  # pylint: disable=unused-argument
@@ -279,8 +278,7 @@ class TrainLoader(_Loader):
         batch = self.plan.batch_size
         return [((batch, 3, transform.height, transform.width), np.uint8),
                 ((batch, _GT_ROWS, 4), np.float32),
-                ((batch, ASSIGNED_ROWS, ASSIGNED_COLUMNS), np.float32),
-                ((batch, INFO_COLUMNS), np.float32)]
+                ((batch, 1 + ASSIGNED_ROWS, ASSIGNED_COLUMNS), np.float32)]
 
     def set_epoch(self, epoch):
         """Select the epoch whose batches the next iteration yields."""

@@ -17,7 +17,7 @@ import numpy as np
 from .augment import (AUTO_INTERP, GeneratorSource, apply_to_boxes, apply_to_image,
                       cv_interp, draw_decisions, identity_decisions)
 from .augment import _write_into  # pylint: disable=protected-access
-from .device_batch import pack_info
+from .device_batch import host_view, pack_targets
 from .targets import YOLOGeometry, yolo3_assigned, yolo3_targets
 
 __all__ = ['YOLO3FastTrainTransform', 'YOLO3FastValTransform', 'to_numpy_image', 'to_ndarray',
@@ -29,27 +29,7 @@ _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
 
-class _DLPackView:
-    """Lets ``np.from_dlpack`` read a CPU NDArray in place (read-only, no copy)."""
-
-    def __init__(self, array):
-        self._array = array
-
-    def __dlpack__(self, stream=None):  # pylint: disable=unused-argument
-        return self._array.to_dlpack_for_read()
-
-    @staticmethod
-    def __dlpack_device__():
-        return (1, 0)  # kDLCPU
-
-
-def to_numpy_image(img):
-    """HxWx3 image as a NumPy array; CPU NDArrays are read in place, others copied."""
-    if isinstance(img, mx.nd.NDArray):
-        if img.context.device_type in ('cpu', 'cpu_pinned', 'cpu_shared'):
-            return np.from_dlpack(_DLPackView(img))
-        return img.asnumpy()
-    return np.asarray(img)
+to_numpy_image = host_view  # HxWx3 image as NumPy; CPU NDArrays are read in place
 
 
 def to_ndarray(array):
@@ -175,11 +155,6 @@ class YOLO3FastTrainTransform:
         source = rng if hasattr(rng, 'crop_trials') else GeneratorSource(rng)
         return draw_decisions(source, src_shape[1], src_shape[0], label)
 
-    def packed_info(self):
-        """This transform's ``info`` row for a packed batch (see :mod:`.device_batch`)."""
-        return pack_info(self.geometry.num_rows, self.num_class, self._normalize.mean,
-                         self._normalize.std)
-
     def apply(self, src, label, rng=None, decisions=None):
         """Transform one sample to float32 NumPy arrays (see the class docstring).
 
@@ -213,10 +188,10 @@ class YOLO3FastTrainTransform:
         """Transform one sample for a packed batch (see :mod:`.device_batch`).
 
         Same arguments and the same random decisions as :meth:`apply`; returns
-        ``(image (3, H, W) uint8, assigned (K, 8) float32, gt_boxes (M, 4) float32)``.
+        ``(image (3, H, W) uint8, targets (1 + K, 8) float32, gt_boxes (M, 4) float32)``.
         The image is :meth:`apply`'s before normalisation (the augmented pixel, a float
         on the 0-255 scale) rounded to the nearest integer and clipped to [0, 255]; the
-        targets are :func:`.targets.yolo3_assigned`'s rows of :meth:`apply`'s targets.
+        targets are :meth:`apply`'s as :func:`.device_batch.pack_targets` stores them.
         Without a net, ``(image (3, H, W) uint8, boxes (M, 5+) float32)``.
         """
         img, decisions, boxes = self._decide(src, label, rng, decisions)
@@ -235,7 +210,9 @@ class YOLO3FastTrainTransform:
             return image, boxes.astype(np.float32)
         gt = boxes[:, :4].astype(np.float32)
         mixratio = boxes[:, -1] if self.mixup else None
-        return image, yolo3_assigned(self.geometry, gt, boxes[:, 4], mixratio), gt
+        assigned = yolo3_assigned(self.geometry, gt, boxes[:, 4], mixratio)
+        return image, pack_targets(assigned, self.geometry.num_rows, self.num_class,
+                                   self._normalize.mean, self._normalize.std), gt
 
     def _decide(self, src, label, rng, decisions):
         """(image as NumPy, decisions drawn or given, boxes in output pixels)."""
