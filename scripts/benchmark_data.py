@@ -57,6 +57,7 @@ from gluoncv_fp16.data.transforms import YOLO3FastTrainTransform
 from gluoncv_fp16.model_zoo import get_model
 
 STAGES = ('decode', 'augment', 'targets', 'batchify', 'transfer')
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # the transforms' defaults
 
 
 def parse_args(argv=None):
@@ -184,8 +185,7 @@ class _Stages:
     def _packed_targets(self, boxes):
         fast = self.fast
         assigned = yolo3_assigned(fast.geometry, boxes[:, :4].astype(np.float32), boxes[:, 4])
-        return pack_targets(assigned, fast.geometry.num_rows, fast.num_class,
-                            (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        return pack_targets(assigned, fast.geometry.num_rows, fast.num_class, MEAN, STD)
 
 
 def _waited(sample):
@@ -364,6 +364,33 @@ def bench_main(args, net, dataset):
     return results, (min(loads), max(loads))
 
 
+# ----- 2b. what the uint8 image changes --------------------------------------------------
+def bench_rounding(args, net, dataset):
+    """The packed uint8 image against the float32 image of the same decisions, with mixup,
+    over every sample of the set: (fraction of pixels whose float value lies outside
+    [0, 255] and is clipped, worst |difference| of the others in grey levels, mean
+    |difference| over all pixels in normalised units)."""
+    transform = YOLO3FastTrainTransform(args.size, args.size, net, mean=MEAN, std=STD,
+                                        mixup=True)
+    mean, std = np.array(MEAN)[:, None, None], np.array(STD)[:, None, None]
+    outside = total = 0
+    worst, diffs = 0.0, []
+    for index in range(len(dataset)):
+        rng = sample_rng(0, 0, index)
+        img, label = mixup_sample(dataset, index, rng, True)
+        decisions = transform.draw(img.shape, label, rng)
+        dense = transform.apply(img, label, decisions=decisions)[0]
+        packed = transform.apply_packed(img, label, decisions=decisions)[0]
+        pixel = dense * std * 255 + mean * 255
+        inside = (pixel >= 0) & (pixel <= 255)
+        unpacked = (packed / 255.0 - mean) / std
+        worst = max(worst, float((np.abs(unpacked - dense) * std * 255)[inside].max()))
+        diffs.append(float(np.abs(unpacked - dense).mean()))
+        outside += int((~inside).sum())
+        total += pixel.size
+    return outside / total, worst, float(np.mean(diffs))
+
+
 # ----- 3. cache ------------------------------------------------------------------------------
 def bench_cache(args, net, root):
     """Images decoded in epochs 0 and 1 with --cache ram and one worker."""
@@ -447,6 +474,10 @@ def main(argv=None):
     print_stages(costs, args)
     results, loads = bench_main(args, net, dataset)
     print_main(results, loads, args)
+    clipped, worst, mean_diff = bench_rounding(args, net, dataset)
+    print('uint8 image vs float32 image, {} samples with mixup: {:.2%} of pixels outside '
+          '[0, 255] (clipped); the others within {:.4f} grey levels; mean |difference| '
+          '{:.2e} in normalised units'.format(len(dataset), clipped, worst, mean_diff))
     decoded, count = bench_cache(args, net, root)
     print('--cache ram, 1 worker, {} images: decoded {} in epoch 0, {} in epoch 1'.format(
         count, *decoded))
