@@ -369,12 +369,13 @@ def bench_rounding(args, net, dataset):
     """The packed uint8 image against the float32 image of the same decisions, with mixup,
     over every sample of the set: (fraction of pixels whose float value lies outside
     [0, 255] and is clipped, worst |difference| of the others in grey levels, mean
-    |difference| over all pixels in normalised units)."""
+    |difference| over all pixels in normalised units, mean |difference| of the clipped
+    pixels in grey levels)."""
     transform = YOLO3FastTrainTransform(args.size, args.size, net, mean=MEAN, std=STD,
                                         mixup=True)
     mean, std = np.array(MEAN)[:, None, None], np.array(STD)[:, None, None]
     outside = total = 0
-    worst, diffs = 0.0, []
+    worst, diffs, clipped = 0.0, [], []
     for index in range(len(dataset)):
         rng = sample_rng(0, 0, index)
         img, label = mixup_sample(dataset, index, rng, True)
@@ -386,9 +387,10 @@ def bench_rounding(args, net, dataset):
         unpacked = (packed / 255.0 - mean) / std
         worst = max(worst, float((np.abs(unpacked - dense) * std * 255)[inside].max()))
         diffs.append(float(np.abs(unpacked - dense).mean()))
+        clipped.extend((np.abs(packed - pixel)[~inside]).tolist())
         outside += int((~inside).sum())
         total += pixel.size
-    return outside / total, worst, float(np.mean(diffs))
+    return outside / total, worst, float(np.mean(diffs)), float(np.mean(clipped or [0]))
 
 
 # ----- 3. cache ------------------------------------------------------------------------------
@@ -474,10 +476,11 @@ def main(argv=None):
     print_stages(costs, args)
     results, loads = bench_main(args, net, dataset)
     print_main(results, loads, args)
-    clipped, worst, mean_diff = bench_rounding(args, net, dataset)
+    clipped, worst, mean_diff, clip_diff = bench_rounding(args, net, dataset)
     print('uint8 image vs float32 image, {} samples with mixup: {:.2%} of pixels outside '
-          '[0, 255] (clipped); the others within {:.4f} grey levels; mean |difference| '
-          '{:.2e} in normalised units'.format(len(dataset), clipped, worst, mean_diff))
+          '[0, 255] (clipped, by {:.1f} grey levels on average); the others within {:.4f} '
+          'grey levels; mean |difference| over all pixels {:.2e} in normalised units'.format(
+              len(dataset), clipped, clip_diff, worst, mean_diff))
     decoded, count = bench_cache(args, net, root)
     print('--cache ram, 1 worker, {} images: decoded {} in epoch 0, {} in epoch 1'.format(
         count, *decoded))
