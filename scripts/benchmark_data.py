@@ -267,7 +267,7 @@ class _MainProcess:
         for _ in range(count):
             dt, batch = _clock(lambda: next(self.batches))
             receive += dt
-            dt, _ = _clock(lambda: self._copy(batch))
+            dt, _ = _clock(lambda b=batch: self._copy(b))
             copy += dt
             if is_packed(batch):  # unpack it, on this CPU as the device
                 thread, process = time.thread_time(), time.process_time()

@@ -220,6 +220,15 @@ def test_to_devices_splits_then_unpacks_and_passes_dense_batches(net, train_set)
         assert [a.context for a in arrays] == contexts
         np.testing.assert_array_equal(np.concatenate([a.asnumpy() for a in arrays]),
                                       full.asnumpy())
+    # the cached graph's outputs are new arrays: an accumulation window holds two batches
+    batches = iter(make_train_loader(train_set, net, 3, 64, seed=3))
+    first, second = next(batches), next(batches)
+    held = to_devices(first, contexts[:1])
+    before = [arrays[0].asnumpy() for arrays in held]
+    later = to_devices(second, contexts[:1])
+    assert not np.array_equal(later[0][0].asnumpy(), before[0])
+    for arrays, values in zip(held, before):
+        np.testing.assert_array_equal(arrays[0].asnumpy(), values)
     dense_parts = to_devices(whole, contexts)  # already dense: only split
     for arrays, full in zip(dense_parts, whole):
         np.testing.assert_array_equal(np.concatenate([a.asnumpy() for a in arrays]),

@@ -2,9 +2,9 @@
 
 A field is ``(kind, dtype, per-sample arrays[, min rows[, pad value]])``: 'stack' fields
 become (B, ...), 'pad' fields (B, max(rows, min rows), K) padded with -1 (GluonCV's
-``Pad``) unless another pad value is given. Filling preallocated
-arrays lets a loader worker write a batch straight into shared memory (a ring slot)
-instead of stacking it and copying it there. Files in /dev/shm are the fallback
+``Pad``) unless another pad value is given. Filling preallocated arrays lets a loader
+worker write a batch straight into shared memory (a ring slot) instead of stacking it
+and copying it there. Files in /dev/shm are the fallback
 transport when no slot fits.
 """
 import os
@@ -28,8 +28,8 @@ def pad_stack(arrays, pad_val=-1):
 
 
 def batch_specs(fields):
-    """(shape, dtype) of each batch array of `fields` ((kind, dtype, per-sample arrays[,
-    min rows])): 'stack' fields are (B, ...), 'pad' fields (B, max(rows, min rows), K)."""
+    """(shape, dtype) of each batch array of `fields` (see the module docstring): 'stack'
+    fields are (B, ...), 'pad' fields (B, max(rows, min rows), K)."""
     specs = []
     for kind, dtype, samples, *pad in fields:
         if kind == 'stack':
@@ -41,7 +41,8 @@ def batch_specs(fields):
 
 
 def fill_batch(fields, arrays):
-    """Batchify `fields` into `arrays` (preallocated, e.g. in a ring slot); padding -1."""
+    """Batchify `fields` into `arrays` (preallocated, e.g. in a ring slot); padding -1 or
+    the field's pad value."""
     for (kind, _, samples, *pad), out in zip(fields, arrays):
         if kind == 'pad':
             out.fill(pad[1] if len(pad) > 1 else -1)

@@ -12,10 +12,11 @@ the parent wraps views of it as NDArrays on ``mx.cpu(0)`` without a copy (never
 ``cpu_shared``, which a hybridized net on ``cpu(0)`` rejects).
 
 Training batches are packed (:mod:`.device_batch`): ``(image uint8 (B, 3, S, S),
-gt_boxes (B, M, 4), targets (B, 1 + K, 8))``, a sixth of the dense batch's bytes; the trainer's ``device_batch.to_devices`` splits them over its devices and
-rebuilds there the normalised float32 image and the dense targets ``(obj_t, centers_t,
-scales_t, weights_t, clas_t)``, (B, R, 1 | 2 | 2 | 2 | C). gt_boxes are padded with -1
-like GluonCV's ``Pad``. Validation batches are ``(image float32, label)`` with label
+gt_boxes (B, M, 4), targets (B, 1 + K, 8))``, a sixth of the dense batch's bytes; the
+trainer's ``device_batch.to_devices`` splits them over its devices and rebuilds there
+the normalised float32 image and the dense targets ``(obj_t, centers_t, scales_t,
+weights_t, clas_t)``, (B, R, 1 | 2 | 2 | 2 | C). gt_boxes are padded with -1 like
+GluonCV's ``Pad``. Validation batches are ``(image float32, label)`` with label
 (B, N, 5+) padded with -1.
 """
 import collections
@@ -30,9 +31,9 @@ import mxnet as mx
 import numpy as np
 
 from .batch_ring import BatchRing, batch_layout
-from .device_batch import ASSIGNED_ROWS
 from .batchify import (assemble, batch_specs, fill_batch, from_file, pad_stack, spool_dir,
                        to_file, train_fields)
+from .device_batch import ASSIGNED_ROWS
 from .sampling import EpochPlan, sample_rng
 from .targets import ASSIGNED_COLUMNS
 from .transforms import YOLO3FastTrainTransform, YOLO3FastValTransform
