@@ -9,7 +9,12 @@ Prints, from interleaved rounds of the same run (so machine noise hits both pipe
 2. Main-process cost per image consuming each loader (batch 8, fixed size, 1 and 2
    workers): CPU seconds of the whole main process (all its threads) to receive a
    batch, and to receive it and copy every array once into reused arrays -- what a
-   host-to-device copy from pageable memory costs the host.
+   host-to-device copy from pageable memory costs the host. Three loaders, rounds
+   interleaved: GluonCV's DataLoader, gluoncv_fp16's (packed batches: uint8 image,
+   assigned target rows), and gluoncv_fp16's workers sending the dense float32 batch
+   it sent before packing (this script only). For packed batches, also the main
+   thread's CPU time to enqueue the unpacking (normalise, expand the targets) on the
+   device, and what that unpacking costs when the device is this CPU.
 3. ``--cache ram``: images decoded in the first and the second epoch.
 4. With ``--target-ips N``: the worker cores and the single-process ceiling needed.
 
@@ -44,13 +49,15 @@ from gluoncv_fp16.data.batch_ring import BatchRing, batch_layout
 from gluoncv_fp16.data.datasets import build_datasets
 from gluoncv_fp16.data.image_cache import enable_cache
 from gluoncv_fp16.data.batchify import batch_specs, fill_batch, train_fields
-from gluoncv_fp16.data.loader import make_train_loader
-from gluoncv_fp16.data.sampling import sample_rng
-from gluoncv_fp16.data.targets import yolo3_targets
+from gluoncv_fp16.data.device_batch import host_view, is_packed, pack_targets, to_devices
+from gluoncv_fp16.data.loader import TrainLoader, make_train_loader, mixup_sample
+from gluoncv_fp16.data.sampling import EpochPlan, sample_rng
+from gluoncv_fp16.data.targets import yolo3_assigned
 from gluoncv_fp16.data.transforms import YOLO3FastTrainTransform
 from gluoncv_fp16.model_zoo import get_model
 
 STAGES = ('decode', 'augment', 'targets', 'batchify', 'transfer')
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # the transforms' defaults
 
 
 def parse_args(argv=None):
@@ -115,7 +122,8 @@ class _Stages:
         self.fast_aug = YOLO3FastTrainTransform(args.size, args.size)
         self.fast = YOLO3FastTrainTransform(args.size, args.size, net)
         self.gcv_batchify = Tuple(*([Stack() for _ in range(6)] + [Pad(axis=0, pad_val=-1)]))
-        self.ring = BatchRing(1, batch_layout(_max_specs(self.fast, args.stage_images))[1])
+        self.ring = BatchRing(1, batch_layout(_packed_specs(self.fast,
+                                                             args.stage_images))[1])
 
     def gluoncv(self, indices):
         """{stage: seconds} for GluonCV's pipeline on `indices`."""
@@ -161,14 +169,12 @@ class _Stages:
             rng = sample_rng(0, 0, i)
             dt, decisions = _clock(lambda: self.fast.draw(img.shape, self.dataset.label(i),
                                                           rng))
-            dt2, (image, boxes) = _clock(lambda: self.fast_aug.apply(
+            dt2, (image, boxes) = _clock(lambda: self.fast_aug.apply_packed(
                 img, self.dataset.label(i), decisions=decisions))
             took['augment'] += dt + dt2
-            dt, targets = _clock(lambda: yolo3_targets(
-                self.fast.geometry, boxes[:, :4].astype(np.float32), boxes[:, 4],
-                self.fast.num_class))
+            dt, targets = _clock(lambda: self._packed_targets(boxes))
             took['targets'] += dt
-            outs.append((image,) + targets + (boxes[:, :4].astype(np.float32),))
+            outs.append((image, targets, boxes[:, :4].astype(np.float32)))
         fields = train_fields(outs)
         layout = batch_layout(batch_specs(fields))[0]
         took['batchify'] += _clock(lambda: fill_batch(fields, self.ring.views(0, layout)))[0]
@@ -176,12 +182,23 @@ class _Stages:
         return took
 
 
+    def _packed_targets(self, boxes):
+        fast = self.fast
+        assigned = yolo3_assigned(fast.geometry, boxes[:, :4].astype(np.float32), boxes[:, 4])
+        return pack_targets(assigned, fast.geometry.num_rows, fast.num_class, MEAN, STD)
+
+
 def _waited(sample):
     sample[0].wait_to_read()
     return sample
 
 
-def _max_specs(transform, batch):
+def _packed_specs(transform, batch):
+    return [((batch, 3, transform.height, transform.width), np.uint8),
+            ((batch, 256, 4), np.float32), ((batch, 257, 8), np.float32)]
+
+
+def _dense_specs(transform, batch):
     rows = transform.geometry.num_rows
     return ([((batch, 3, transform.height, transform.width), np.float32),
              ((batch, 256, 4), np.float32)] +
@@ -242,33 +259,75 @@ class _MainProcess:
         next(self.batches)  # start-up (worker pool) is not per-image cost
 
     def measure(self, count):
-        """(receive ms/img, receive + copy ms/img, MB/img) over `count` batches."""
-        receive = copy = 0.0
+        """Per image over `count` batches: receive ms, receive + copy ms, MB, and for
+        packed batches the unpacking's main-thread enqueue ms and its CPU-device ms
+        (NaN for others)."""
+        receive = copy = enqueue = unpack = 0.0
         images = nbytes = 0
         for _ in range(count):
             dt, batch = _clock(lambda: next(self.batches))
             receive += dt
-            dt, _ = _clock(lambda: self._copy(batch))
+            dt, _ = _clock(lambda b=batch: self._copy(b))
             copy += dt
+            if is_packed(batch):  # unpack it, on this CPU as the device
+                thread, process = time.thread_time(), time.process_time()
+                to_devices(batch, [mx.cpu()])
+                enqueue += time.thread_time() - thread  # the ops run on engine threads
+                mx.nd.waitall()
+                unpack += time.process_time() - process
+            else:
+                enqueue = unpack = float('nan')
             images += batch[0].shape[0]
             nbytes += sum(a.size * np.dtype(a.dtype).itemsize for a in batch)
             del batch
-        return receive * 1e3 / images, (receive + copy) * 1e3 / images, nbytes / images / 1e6
+        return (receive * 1e3 / images, (receive + copy) * 1e3 / images,
+                nbytes / images / 1e6, enqueue * 1e3 / images, unpack * 1e3 / images)
 
     def _copy(self, batch):
-        """Copy each array into a destination kept per (position, shape, dtype), as device
-        buffers are reused; only the first batch of a shape allocates."""
+        """Copy each array's bytes once (memcpy) into a buffer kept per (position, shape,
+        dtype), as device buffers are reused; only the first batch of a shape allocates.
+
+        A host-to-device copy from pageable memory costs the host a memcpy into a staging
+        buffer, whatever the dtype; MXNet's own CPU-to-CPU copy is no proxy for it: it
+        moves uint8 at ~1.2 GB/s against ~8 GB/s for float32 here (measured).
+        """
         for k, a in enumerate(batch):
             key = (k, a.shape, a.dtype)
             if key not in self.copies:
-                self.copies[key] = mx.nd.zeros(a.shape, mx.cpu(), dtype=a.dtype)
-            a.copyto(self.copies[key])
-        mx.nd.waitall()
+                self.copies[key] = np.zeros(a.shape, a.dtype)
+            np.copyto(self.copies[key], host_view(a))  # a view of the array's memory
 
     def close(self):
         self.batches.close()
         if hasattr(self.loader, 'close'):
             self.loader.close()
+
+
+def _dense_task(state, items, shape, mixup, seed):
+    """A worker task giving the dense batch gluoncv_fp16 sent before packing: float32
+    image, gt boxes, five dense float32 targets (same samples and draws)."""
+    dataset, transform = state['dataset'], state['transforms'][shape]
+    outs = []
+    for index, epoch in items:
+        rng = sample_rng(seed, epoch, index)
+        outs.append(transform.apply(*mixup_sample(dataset, index, rng, mixup), rng=rng))
+    fields = [('stack', np.float32, [o[0] for o in outs]),
+              ('pad', np.float32, [o[6] for o in outs])]
+    fields += [('stack', np.float32, [o[k] for o in outs]) for k in range(1, 6)]
+    return fields, dataset.bad_samples.take_new()
+
+
+class _DenseLoader(TrainLoader):
+    """The project's loader (ring, workers) sending dense float32 batches: benchmark only."""
+
+    def __init__(self, dataset, net, batch_size, size, workers):
+        transforms = {size: YOLO3FastTrainTransform(size, size, net, mixup=True)}
+        super().__init__(dataset, transforms, EpochPlan(len(dataset), batch_size, seed=0),
+                         size, workers, False, 10, [size], False)
+        self._task = _dense_task
+
+    def _max_batch_specs(self):
+        return _dense_specs(self._transforms[self.data_shape], self.plan.batch_size)
 
 
 def make_loaders(args, net, dataset, workers):
@@ -277,18 +336,17 @@ def make_loaders(args, net, dataset, workers):
         _GluonCVSet(dataset).transform(YOLO3DefaultTrainTransform(args.size, args.size, net)),
         args.batch_size, shuffle=True, last_batch='rollover', num_workers=workers,
         batchify_fn=Tuple(*([Stack() for _ in range(6)] + [Pad(axis=0, pad_val=-1)])))
-    ours = {'gluoncv_fp16': 'float32', 'gluoncv_fp16 (float16 image)': 'float16'}
-    loaders = {'gluoncv': gcv}
-    for name, dtype in ours.items():
-        loaders[name] = make_train_loader(dataset, net, args.batch_size, args.size,
-                                          num_workers=workers, image_dtype=dtype)
-    return loaders
+    return {'gluoncv': gcv,
+            'gluoncv_fp16': make_train_loader(dataset, net, args.batch_size, args.size,
+                                              num_workers=workers),
+            'gluoncv_fp16 dense (before)': _DenseLoader(dataset, net, args.batch_size,
+                                                        args.size, workers)}
 
 
 def bench_main(args, net, dataset):
-    """{(name, workers): (receive, receive + copy ms/img, MB/img)}, medians of interleaved
-    rounds."""
-    results = {}
+    """{(name, workers): (receive, receive + copy, MB, unpack enqueue, unpack on CPU)} per
+    image, medians of interleaved rounds; and the load averages seen (min, max)."""
+    results, loads = {}, []
     for workers in (int(w) for w in args.workers.split(',')):
         running = {name: _MainProcess(loader)
                    for name, loader in make_loaders(args, net, dataset, workers).items()}
@@ -296,13 +354,43 @@ def bench_main(args, net, dataset):
             rounds = {name: [] for name in running}
             for _ in range(args.rounds):
                 for name, run in running.items():
+                    loads.append(os.getloadavg()[0])
                     rounds[name].append(run.measure(args.main_batches))
             for name, values in rounds.items():
                 results[(name, workers)] = tuple(np.median(np.array(values), axis=0))
         finally:
             for run in running.values():
                 run.close()
-    return results
+    return results, (min(loads), max(loads))
+
+
+# ----- 2b. what the uint8 image changes --------------------------------------------------
+def bench_rounding(args, net, dataset):
+    """The packed uint8 image against the float32 image of the same decisions, with mixup,
+    over every sample of the set: (fraction of pixels whose float value lies outside
+    [0, 255] and is clipped, worst |difference| of the others in grey levels, mean
+    |difference| over all pixels in normalised units, mean |difference| of the clipped
+    pixels in grey levels)."""
+    transform = YOLO3FastTrainTransform(args.size, args.size, net, mean=MEAN, std=STD,
+                                        mixup=True)
+    mean, std = np.array(MEAN)[:, None, None], np.array(STD)[:, None, None]
+    outside = total = 0
+    worst, diffs, clipped = 0.0, [], []
+    for index in range(len(dataset)):
+        rng = sample_rng(0, 0, index)
+        img, label = mixup_sample(dataset, index, rng, True)
+        decisions = transform.draw(img.shape, label, rng)
+        dense = transform.apply(img, label, decisions=decisions)[0]
+        packed = transform.apply_packed(img, label, decisions=decisions)[0]
+        pixel = dense * std * 255 + mean * 255
+        inside = (pixel >= 0) & (pixel <= 255)
+        unpacked = (packed / 255.0 - mean) / std
+        worst = max(worst, float((np.abs(unpacked - dense) * std * 255)[inside].max()))
+        diffs.append(float(np.abs(unpacked - dense).mean()))
+        clipped.extend((np.abs(packed - pixel)[~inside]).tolist())
+        outside += int((~inside).sum())
+        total += pixel.size
+    return outside / total, worst, float(np.mean(diffs)), float(np.mean(clipped or [0]))
 
 
 # ----- 3. cache ------------------------------------------------------------------------------
@@ -339,24 +427,33 @@ def print_stages(costs, args):
           'faster'.format(before, now, before / now))
 
 
-def print_main(results, args):
+def print_main(results, loads, args):
     print('main process per image (ms CPU, all its threads; {} px, batch {}, fixed size, '
-          'median of {} rounds x {} batches)'.format(args.size, args.batch_size, args.rounds,
-                                                     args.main_batches))
-    print('  {:<30} {:>7} {:>8} {:>9} {:>11} {:>13} {:>11}'.format(
-        'loader', 'workers', 'MB/img', 'receive', 'vs gluoncv', 'receive+copy', 'vs gluoncv'))
-    for (name, workers), (receive, both, mb) in sorted(results.items(),
-                                                       key=lambda kv: kv[0][1]):
+          'median of {} interleaved rounds x {} batches; load average {:.1f}-{:.1f})'.format(
+              args.size, args.batch_size, args.rounds, args.main_batches, *loads))
+    print('  {:<28} {:>7} {:>7} {:>8} {:>10} {:>13} {:>10} {:>8} {:>11}'.format(
+        'loader', 'workers', 'MB/img', 'receive', 'vs gluoncv', 'receive+copy', 'vs gluoncv',
+        'enqueue', 'unpack cpu'))
+    for (name, workers), (receive, both, mb, enqueue, unpack) in sorted(
+            results.items(), key=lambda kv: kv[0][1]):
         gcv = results[('gluoncv', workers)]
-        print('  {:<30} {:>7} {:8.2f} {:9.3f} {:10.2f}x {:13.3f} {:10.2f}x'.format(
-            name, workers, mb, receive, receive / gcv[0], both, both / gcv[1]))
+        print('  {:<28} {:>7} {:7.2f} {:8.3f} {:9.2f}x {:13.3f} {:9.2f}x {:>8} {:>11}'.format(
+            name, workers, mb, receive, receive / gcv[0], both, both / gcv[1],
+            _optional(enqueue), _optional(unpack)))
+    print('  enqueue: main-thread CPU to enqueue the unpacking of a packed batch (what a GPU '
+          'run adds on the host); unpack cpu: the unpacking run on this CPU as the device')
+
+
+def _optional(value):
+    return '-' if np.isnan(value) else '{:.3f}'.format(value)
 
 
 def print_sizing(costs, results, target):
     print('to feed {:.0f} img/s:'.format(target))
     for name in ('gluoncv', 'gluoncv_fp16'):
         worker_ms = sum(costs[name].values())
-        main_ms = max(v[1] for (n, _), v in results.items() if n == name)
+        # receive + copy, plus the unpacking's enqueue where batches are packed
+        main_ms = max(v[1] + np.nan_to_num(v[3]) for (n, _), v in results.items() if n == name)
         ceiling = 1e3 / main_ms
         verdict = 'one process suffices' if ceiling >= target else \
             'needs {} processes (e.g. one per GPU with --horovod)'.format(
@@ -377,8 +474,13 @@ def main(argv=None):
     dataset = build_datasets('custom', root=root)[0]
     costs = bench_stages(args, _Stages(args, net, dataset))
     print_stages(costs, args)
-    results = bench_main(args, net, dataset)
-    print_main(results, args)
+    results, loads = bench_main(args, net, dataset)
+    print_main(results, loads, args)
+    clipped, worst, mean_diff, clip_diff = bench_rounding(args, net, dataset)
+    print('uint8 image vs float32 image, {} samples with mixup: {:.2%} of pixels outside '
+          '[0, 255] (clipped, by {:.1f} grey levels on average); the others within {:.4f} '
+          'grey levels; mean |difference| over all pixels {:.2e} in normalised units'.format(
+              len(dataset), clipped, clip_diff, worst, mean_diff))
     decoded, count = bench_cache(args, net, root)
     print('--cache ram, 1 worker, {} images: decoded {} in epoch 0, {} in epoch 1'.format(
         count, *decoded))

@@ -214,6 +214,7 @@ def test_divergence_beyond_recovery_saves_last_good_state(tmp_path, synthetic_ro
     import numpy as np
     from gluoncv_fp16.train.build import build_training, train_or_save_last_good
     from gluoncv_fp16.train.nan_guard import TrainingDiverged
+    from gluoncv_fp16.data.device_batch import unpack
     argv = small_args(synthetic_root, tmp_path, '--epochs', '1', '--max-recoveries', '1',
                       '--nan-fallback-iters', '1')
     cfg = train_yolo3.make_config(train_yolo3.parse_args(argv)).replace(snapshot_interval=1)
@@ -230,7 +231,10 @@ def test_divergence_beyond_recovery_saves_last_good_state(tmp_path, synthetic_ro
 
         def __iter__(self):
             for i, batch in enumerate(self.loader):
-                yield batch if i < 2 else batch[:4] + (batch[4] * np.nan,) + batch[5:]
+                if i >= 2:  # the loader's batches are packed: poison the dense targets
+                    batch = unpack(batch)
+                    batch = batch[:4] + (batch[4] * np.nan,) + batch[5:]
+                yield batch
     loop.loader = Poisoned(loop.loader)
     with pytest.raises(TrainingDiverged, match='last good state .iteration 2. is in'):
         train_or_save_last_good(loop, cfg, start)

@@ -1,15 +1,18 @@
 """Batchify: per-sample arrays into batch arrays, in place where the batch will live.
 
-A field is ``(kind, dtype, per-sample arrays)``: 'stack' fields become (B, ...), 'pad'
-fields (B, max rows, K) padded with -1 like GluonCV's ``Pad``. Filling preallocated
-arrays lets a loader worker write a batch straight into shared memory (a ring slot)
-instead of stacking it and copying it there. Files in /dev/shm are the fallback
+A field is ``(kind, dtype, per-sample arrays[, min rows[, pad value]])``: 'stack' fields
+become (B, ...), 'pad' fields (B, max(rows, min rows), K) padded with -1 (GluonCV's
+``Pad``) unless another pad value is given. Filling preallocated arrays lets a loader
+worker write a batch straight into shared memory (a ring slot) instead of stacking it
+and copying it there. Files in /dev/shm are the fallback
 transport when no slot fits.
 """
 import os
 import tempfile
 
 import numpy as np
+
+from .device_batch import ASSIGNED_ROWS
 
 __all__ = ['pad_stack', 'batch_specs', 'fill_batch', 'assemble', 'train_fields',
            'spool_dir', 'to_file', 'from_file']
@@ -25,23 +28,24 @@ def pad_stack(arrays, pad_val=-1):
 
 
 def batch_specs(fields):
-    """(shape, dtype) of each batch array of `fields` ((kind, dtype, per-sample arrays)):
-    'stack' fields are (B, ...), 'pad' fields (B, max rows, K)."""
+    """(shape, dtype) of each batch array of `fields` (see the module docstring): 'stack'
+    fields are (B, ...), 'pad' fields (B, max(rows, min rows), K)."""
     specs = []
-    for kind, dtype, samples in fields:
+    for kind, dtype, samples, *pad in fields:
         if kind == 'stack':
             specs.append(((len(samples),) + samples[0].shape, dtype))
         else:
-            rows = max(max(len(a) for a in samples), 1)
+            rows = max(max(len(a) for a in samples), *(pad[:1] or [1]))
             specs.append(((len(samples), rows, samples[0].shape[1]), dtype))
     return specs
 
 
 def fill_batch(fields, arrays):
-    """Batchify `fields` into `arrays` (preallocated, e.g. in a ring slot); padding -1."""
-    for (kind, _, samples), out in zip(fields, arrays):
+    """Batchify `fields` into `arrays` (preallocated, e.g. in a ring slot); padding -1 or
+    the field's pad value."""
+    for (kind, _, samples, *pad), out in zip(fields, arrays):
         if kind == 'pad':
-            out.fill(-1)
+            out.fill(pad[1] if len(pad) > 1 else -1)
         for i, sample in enumerate(samples):
             out[i, :len(sample)] = sample
     return arrays
@@ -52,11 +56,12 @@ def assemble(fields):
     return fill_batch(fields, [np.empty(shape, dtype) for shape, dtype in batch_specs(fields)])
 
 
-def train_fields(outs, image_dtype=np.float32):
-    """Batchify fields of training samples (``transform.apply`` outputs), batch order."""
-    fields = [('stack', image_dtype, [o[0] for o in outs]),
-              ('pad', np.float32, [o[6] for o in outs])]
-    return fields + [('stack', np.float32, [o[k] for o in outs]) for k in range(1, 6)]
+def train_fields(outs):
+    """Batchify fields of a packed training batch (see :mod:`.device_batch`) from
+    ``transform.apply_packed`` outputs (image, targets, gt_boxes)."""
+    return [('stack', np.uint8, [o[0] for o in outs]),
+            ('pad', np.float32, [o[2] for o in outs]),
+            ('pad', np.float32, [o[1] for o in outs], 1 + ASSIGNED_ROWS, 0)]
 
 
 def spool_dir():

@@ -9,13 +9,14 @@ epochs, input size, mixup on/off, a ring slot), so nothing big is pickled per ba
 Workers batchify straight into a slot of a :class:`.batch_ring.BatchRing` (shared
 memory made and touched once, reused; a file in /dev/shm when no slot is free), and
 the parent wraps views of it as NDArrays on ``mx.cpu(0)`` without a copy (never
-``cpu_shared``, which a hybridized net on ``cpu(0)`` rejects); the trainer moves them
-to its devices with ``split_and_load`` as usual.
+``cpu_shared``, which a hybridized net on ``cpu(0)`` rejects).
 
-Training batches are ``(image, gt_boxes, obj_t, centers_t, scales_t, weights_t,
-clas_t)``: image (B, 3, S, S); gt_boxes (B, M, 4) padded with -1 like GluonCV's ``Pad``;
-the five targets (B, R, 1 | 2 | 2 | 2 | C) stacked. Note the order: gt_boxes second
-(GluonCV's batchify puts it last). Validation batches are ``(image, label)`` with label
+Training batches are packed (:mod:`.device_batch`): ``(image uint8 (B, 3, S, S),
+gt_boxes (B, M, 4), targets (B, 1 + K, 8))``, a sixth of the dense batch's bytes; the
+trainer's ``device_batch.to_devices`` splits them over its devices and rebuilds there
+the normalised float32 image and the dense targets ``(obj_t, centers_t, scales_t,
+weights_t, clas_t)``, (B, R, 1 | 2 | 2 | 2 | C). gt_boxes are padded with -1 like
+GluonCV's ``Pad``. Validation batches are ``(image float32, label)`` with label
 (B, N, 5+) padded with -1.
 """
 import collections
@@ -32,7 +33,9 @@ import numpy as np
 from .batch_ring import BatchRing, batch_layout
 from .batchify import (assemble, batch_specs, fill_batch, from_file, pad_stack, spool_dir,
                        to_file, train_fields)
+from .device_batch import ASSIGNED_ROWS
 from .sampling import EpochPlan, sample_rng
+from .targets import ASSIGNED_COLUMNS
 from .transforms import YOLO3FastTrainTransform, YOLO3FastValTransform
 from .worker_pool import WorkerDied, WorkerPool
 
@@ -44,7 +47,7 @@ logger = logging.getLogger(__name__)
 MIXUP_BETA = (1.5, 1.5)  # GluonCV train_yolo3.py: np.random.beta(1.5, 1.5)
 _WORKER_STATE = {}  # in worker processes: dataset and transforms, set once at start
 _SPARE_SLOTS = 3  # ring slots beyond those in flight: the batch in use and the ones just left
-_GT_ROWS = 256  # padded box rows a ring slot has room for (larger batches take a file)
+_GT_ROWS = ASSIGNED_ROWS  # padded box rows a ring slot has room for (larger: a file)
 
 
 def mixup_sample(dataset, index, rng, enabled):
@@ -70,10 +73,9 @@ def mixup_sample(dataset, index, rng, enabled):
     return mix.astype(np.uint8), labels.astype(np.float32)
 
 
-def _init_worker(dataset, transforms, spool, ring, image_dtype):
+def _init_worker(dataset, transforms, spool, ring):
     cv2.setNumThreads(1)  # one OpenCV thread per worker process; the pool is the parallelism
-    _WORKER_STATE.update(dataset=dataset, transforms=transforms, spool=spool, ring=ring,
-                         image_dtype=image_dtype)
+    _WORKER_STATE.update(dataset=dataset, transforms=transforms, spool=spool, ring=ring)
 
 
 def _in_worker(task, args, slot):
@@ -88,15 +90,15 @@ def _in_worker(task, args, slot):
 
 
 def _train_task(state, items, shape, mixup, seed):
-    """One training batch as batchify fields, plus bad-sample records found meanwhile."""
+    """One packed training batch (see .device_batch) as batchify fields, plus bad-sample
+    records found meanwhile."""
     dataset, transform = state['dataset'], state['transforms'][shape]
     outs = []
     for index, epoch in items:
         rng = sample_rng(seed, epoch, index)
         img, label = mixup_sample(dataset, index, rng, mixup)
-        outs.append(transform.apply(img, label, rng=rng))
-    return train_fields(outs, state.get('image_dtype', np.float32)), \
-        dataset.bad_samples.take_new()
+        outs.append(transform.apply_packed(img, label, rng=rng))
+    return train_fields(outs), dataset.bad_samples.take_new()
 
 
 def _val_task(state, items, shape, mixup, seed):  # pylint: disable=unused-argument
@@ -124,12 +126,11 @@ class _Loader:
 
     use_ring = True
 
-    def __init__(self, dataset, transforms, task, num_workers, image_dtype=np.float32):
+    def __init__(self, dataset, transforms, task, num_workers):
         if num_workers < 0:
             raise ValueError('num_workers must be >= 0, got {}'.format(num_workers))
         self.dataset, self._transforms, self._task = dataset, transforms, task
         self.num_workers = int(num_workers)
-        self.image_dtype = np.dtype(image_dtype)
         self._pool, self._spool, self._ring = None, None, None
         self._remove_spool = None  # finaliser removing the spool folder, set with it
         self._generation = 0  # a new worker pool each time the loader is (re)started
@@ -158,8 +159,7 @@ class _Loader:
                 self._remove_spool = weakref.finalize(self, shutil.rmtree, self._spool, True)
                 self._pool = WorkerPool(
                     multiprocessing.get_context(method), self.num_workers, _init_worker,
-                    (self.dataset, self._transforms, self._spool, self._ring,
-                     self.image_dtype))
+                    (self.dataset, self._transforms, self._spool, self._ring))
             finally:
                 cv2.setNumThreads(threads)
 
@@ -178,8 +178,7 @@ class _Loader:
         """Yield batches (NDArrays) for `tasks` ((items, shape, mixup, seed) tuples)."""
         self._start()
         if self._pool is None:
-            state = {'dataset': self.dataset, 'transforms': self._transforms,
-                     'image_dtype': self.image_dtype}
+            state = {'dataset': self.dataset, 'transforms': self._transforms}
             for args in tasks:
                 fields, records = self._task(state, *args)
                 yield self._finish(assemble(fields), records)
@@ -265,8 +264,8 @@ class TrainLoader(_Loader):
     """Training batches of one epoch at a time; see :func:`make_train_loader`."""
 
     def __init__(self, dataset, transforms, plan, data_shape, num_workers, random_shape,
-                 shape_interval, shapes, mixup, image_dtype=np.float32):
-        super().__init__(dataset, transforms, _train_task, num_workers, image_dtype)
+                 shape_interval, shapes, mixup):
+        super().__init__(dataset, transforms, _train_task, num_workers)
         self.plan, self.data_shape = plan, int(data_shape)
         self.random_shape, self.shape_interval = bool(random_shape), int(shape_interval)
         self.shapes, self.epoch = tuple(shapes), 0
@@ -277,10 +276,10 @@ class TrainLoader(_Loader):
     def _max_batch_specs(self):
         size = max(self._transforms)
         transform = self._transforms[size]
-        shape = (self.plan.batch_size, transform.geometry.num_rows)
-        return ([((self.plan.batch_size, 3, transform.height, transform.width),
-                  self.image_dtype), (shape[:1] + (_GT_ROWS, 4), np.float32)] +
-                [(shape + (k,), np.float32) for k in (1, 2, 2, 2, transform.num_class)])
+        batch = self.plan.batch_size
+        return [((batch, 3, transform.height, transform.width), np.uint8),
+                ((batch, _GT_ROWS, 4), np.float32),
+                ((batch, 1 + ASSIGNED_ROWS, ASSIGNED_COLUMNS), np.float32)]
 
     def set_epoch(self, epoch):
         """Select the epoch whose batches the next iteration yields."""
@@ -343,7 +342,7 @@ def make_train_loader(dataset, net, batch_size, data_shape, *, num_workers=0,
                       random_shape=False, shape_interval=10, shapes=range(320, 609, 32),
                       mixup=False, augment=True, shuffle=True, seed=0, num_parts=1,
                       part_index=0, last_batch='rollover', mean=(0.485, 0.456, 0.406),
-                      std=(0.229, 0.224, 0.225), image_dtype='float32'):
+                      std=(0.229, 0.224, 0.225)):
     """Reproducible multi-scale YOLOv3 training loader (see the module docstring).
 
     Parameters
@@ -364,27 +363,21 @@ def make_train_loader(dataset, net, batch_size, data_shape, *, num_workers=0,
     shuffle, seed, num_parts, part_index, last_batch
         See :class:`.sampling.EpochPlan`. Epoch `e`'s order depends only on
         ``(seed, e)``, each sample's augmentation only on ``(seed, epoch, index)``.
-    image_dtype : {'float32', 'float16'}
-        dtype of the image array. 'float16' halves the bytes the main process and the
-        host-to-device copy move; its values equal the float32 image cast to float16
-        (what an FP16 network's first cast makes of it). Targets are always float32.
-
     Returns
     -------
     TrainLoader
-        Iterable over the epoch chosen with ``set_epoch(epoch)``; ``len()`` batches.
+        Iterable over the epoch chosen with ``set_epoch(epoch)``; ``len()`` batches,
+        each a packed batch (see :mod:`.device_batch`; ``device_batch.to_devices`` or
+        ``unpack`` gives the dense arrays).
     """
     sizes = sorted(set(int(s) for s in shapes) | {int(data_shape)}) if random_shape \
         else [int(data_shape)]
     transforms = {s: YOLO3FastTrainTransform(s, s, net, mean=mean, std=std, mixup=True,
                                              augment=augment) for s in sizes}
-    if str(image_dtype) not in ('float32', 'float16'):
-        raise ValueError("image_dtype must be 'float32' or 'float16', got '{}'"
-                         .format(image_dtype))
     plan = EpochPlan(len(dataset), batch_size, shuffle, seed, num_parts, part_index,
                      last_batch)
     return TrainLoader(dataset, transforms, plan, data_shape, num_workers, random_shape,
-                       shape_interval, [int(s) for s in shapes], mixup, np.dtype(image_dtype))
+                       shape_interval, [int(s) for s in shapes], mixup)
 
 
 def make_val_loader(dataset, batch_size, data_shape, num_workers=0,

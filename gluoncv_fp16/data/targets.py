@@ -17,11 +17,16 @@ from collections import namedtuple
 import mxnet as mx
 import numpy as np
 
-__all__ = ['YOLOGeometry', 'yolo3_targets', 'empty_targets']
+__all__ = ['YOLOGeometry', 'yolo3_targets', 'yolo3_assigned', 'empty_targets',
+           'ASSIGNED_COLUMNS', 'ROW', 'OBJ', 'CENTER', 'SCALE', 'WEIGHT', 'CLASS']
 
 logger = logging.getLogger(__name__)
 
 _Layer = namedtuple('_Layer', ['anchors', 'height', 'width'])
+
+# Columns of an assigned-target row (:func:`yolo3_assigned`).
+ROW, OBJ, CENTER, SCALE, WEIGHT, CLASS = 0, 1, slice(2, 4), slice(4, 6), 6, 7
+ASSIGNED_COLUMNS = 8
 
 
 class YOLOGeometry:
@@ -162,14 +167,45 @@ def yolo3_targets(geometry, boxes, class_ids, num_class, mixratio=None):
     Notes
     -----
     A box whose centre lies exactly on the right or bottom image border (possible only
-    for a zero-size box there) is assigned to the last cell; GluonCV would index past
+    for a zero-size box there) is assigned to the last grid cell; GluonCV would index past
     the row and corrupt a neighbouring cell or fail.
     """
     obj, centers, scales, weights, clas = empty_targets(geometry, num_class)
+    rows = yolo3_assigned(geometry, boxes, class_ids, mixratio)
+    index = rows[:, ROW].astype(np.int64)
+    obj[index, 0] = rows[:, OBJ]
+    centers[index] = rows[:, CENTER]
+    scales[index] = rows[:, SCALE]
+    weights[index] = rows[:, WEIGHT, None]
+    clas[index] = 0
+    clas[index, rows[:, CLASS].astype(np.int64)] = 1
+    return obj, centers, scales, weights, clas
+
+
+def yolo3_assigned(geometry, boxes, class_ids, mixratio=None):
+    """The rows of :func:`yolo3_targets` that are not "empty", one per assigned anchor.
+
+    Every other row of the dense targets is the same (objectness, centre, scale and
+    weight 0, class -1), so these rows are all a worker needs to send: the training
+    side rebuilds the dense arrays from them (:mod:`.device_batch`).
+
+    Parameters are those of :func:`yolo3_targets` (without `num_class`).
+
+    Returns
+    -------
+    numpy.ndarray, (K, 8) float32
+        One row per assigned anchor, in ascending row order, with columns ``ROW`` (row
+        index in the dense targets, exact in float32 below 2**24 rows), ``OBJ``,
+        ``CENTER`` (2), ``SCALE`` (2), ``WEIGHT`` (both weight columns are equal) and
+        ``CLASS``: the float32 values the dense targets hold there.
+    """
+    if geometry.num_rows >= 2 ** 24:
+        raise ValueError('{} target rows cannot be indexed exactly in float32 (at most '
+                         '2**24); use a smaller input size'.format(geometry.num_rows))
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     count = _valid_prefix(boxes)
     if count == 0:
-        return obj, centers, scales, weights, clas
+        return np.empty((0, ASSIGNED_COLUMNS), np.float32)
     boxes = boxes[:count]
     gtw = boxes[:, 2] - boxes[:, 0]
     gth = boxes[:, 3] - boxes[:, 1]
@@ -185,19 +221,20 @@ def yolo3_targets(geometry, boxes, class_ids, num_class, mixratio=None):
     rows = (geometry._row_base[match]
             + (loc_y * feat_w + loc_x) * geometry._anchors_in_layer[match])
     keep = _last_occurrence(rows)
-    rows = rows[keep]
+    keep = keep[np.argsort(rows[keep], kind='stable')]
     anchor_wh = geometry.all_anchors[match[keep]]
-    centers[rows, 0] = fx[keep] - loc_x[keep]
-    centers[rows, 1] = fy[keep] - loc_y[keep]
-    scales[rows, 0] = np.log(np.maximum(gtw[keep], np.float32(1)) / anchor_wh[:, 0])
-    scales[rows, 1] = np.log(np.maximum(gth[keep], np.float32(1)) / anchor_wh[:, 1])
+    out = np.empty((len(keep), ASSIGNED_COLUMNS), np.float32)  # each value cast as stored
+    out[:, ROW] = rows[keep]
+    out[:, CENTER.start] = fx[keep] - loc_x[keep]
+    out[:, CENTER.start + 1] = fy[keep] - loc_y[keep]
+    out[:, SCALE.start] = np.log(np.maximum(gtw[keep], np.float32(1)) / anchor_wh[:, 0])
+    out[:, SCALE.start + 1] = np.log(np.maximum(gth[keep], np.float32(1)) / anchor_wh[:, 1])
     area = gtw[keep].astype(np.float64) * gth[keep]
-    weights[rows, :] = (2.0 - area / geometry.width / geometry.height)[:, None]
+    out[:, WEIGHT] = 2.0 - area / geometry.width / geometry.height
     ratio = np.ones(count) if mixratio is None else np.asarray(mixratio).reshape(-1)[:count]
-    obj[rows, 0] = ratio[keep]
-    clas[rows, :] = 0
-    clas[rows, np.asarray(class_ids).reshape(-1)[:count][keep].astype(np.int64)] = 1
-    return obj, centers, scales, weights, clas
+    out[:, OBJ] = ratio[keep]
+    out[:, CLASS] = np.asarray(class_ids).reshape(-1)[:count][keep].astype(np.int64)
+    return out
 
 
 def _last_occurrence(keys):

@@ -16,9 +16,12 @@ import numpy as np
 
 from .augment import (AUTO_INTERP, GeneratorSource, apply_to_boxes, apply_to_image,
                       cv_interp, draw_decisions, identity_decisions)
-from .targets import YOLOGeometry, yolo3_targets
+from .augment import _write_into  # pylint: disable=protected-access
+from .device_batch import host_view, pack_targets
+from .targets import YOLOGeometry, yolo3_assigned, yolo3_targets
 
-__all__ = ['YOLO3FastTrainTransform', 'YOLO3FastValTransform', 'to_numpy_image', 'to_ndarray']
+__all__ = ['YOLO3FastTrainTransform', 'YOLO3FastValTransform', 'to_numpy_image', 'to_ndarray',
+           'to_uint8_chw']
 
 logger = logging.getLogger(__name__)
 
@@ -26,27 +29,7 @@ _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
 
-class _DLPackView:
-    """Lets ``np.from_dlpack`` read a CPU NDArray in place (read-only, no copy)."""
-
-    def __init__(self, array):
-        self._array = array
-
-    def __dlpack__(self, stream=None):  # pylint: disable=unused-argument
-        return self._array.to_dlpack_for_read()
-
-    @staticmethod
-    def __dlpack_device__():
-        return (1, 0)  # kDLCPU
-
-
-def to_numpy_image(img):
-    """HxWx3 image as a NumPy array; CPU NDArrays are read in place, others copied."""
-    if isinstance(img, mx.nd.NDArray):
-        if img.context.device_type in ('cpu', 'cpu_pinned', 'cpu_shared'):
-            return np.from_dlpack(_DLPackView(img))
-        return img.asnumpy()
-    return np.asarray(img)
+to_numpy_image = host_view  # HxWx3 image as NumPy; CPU NDArrays are read in place
 
 
 def to_ndarray(array):
@@ -86,6 +69,19 @@ class _Normalizer:
             out[c] -= self.mean[c]
             out[c] /= self.std[c]
         return out
+
+
+def to_uint8_chw(image, offset=(0.0, 0.0, 0.0)):
+    """(3, H, W) float image + per-channel `offset` -> uint8, rounded and clipped to [0, 255].
+
+    OpenCV's saturating conversion rounds to nearest (ties to even, as ``np.rint``) in one
+    pass per channel, ~10x faster than NumPy's add, round, clip and cast.
+    """
+    image = np.ascontiguousarray(image)
+    out = np.empty(image.shape, np.uint8)
+    for plane, result, value in zip(image, out, offset):
+        _write_into(cv2.add(plane, float(value), dst=result, dtype=cv2.CV_8U), result)
+    return out
 
 
 def _resize_normalize(img, size, normalize):
@@ -174,12 +170,8 @@ class YOLO3FastTrainTransform:
         decisions : augment.Decisions, optional
             Use these decisions instead of drawing.
         """
-        img = to_numpy_image(src)
-        label = _to_label(label)
-        if decisions is None:
-            decisions = self.draw(img.shape, label, self._own_rng() if rng is None else rng)
+        img, decisions, boxes = self._decide(src, label, rng, decisions)
         size = (self.width, self.height)
-        boxes = apply_to_boxes(label, decisions, (img.shape[1], img.shape[0]), size)
         if decisions == identity_decisions():  # exactly the validation transform's image
             image = _resize_normalize(img, size, self._normalize)
         else:
@@ -191,6 +183,46 @@ class YOLO3FastTrainTransform:
         mixratio = boxes[:, -1] if self.mixup else None
         targets = yolo3_targets(self.geometry, gt, boxes[:, 4], self.num_class, mixratio)
         return (image,) + targets + (gt,)
+
+    def apply_packed(self, src, label, rng=None, decisions=None):
+        """Transform one sample for a packed batch (see :mod:`.device_batch`).
+
+        Same arguments and the same random decisions as :meth:`apply`; returns
+        ``(image (3, H, W) uint8, targets (1 + K, 8) float32, gt_boxes (M, 4) float32)``.
+        The image is :meth:`apply`'s before normalisation (the augmented pixel, a float
+        on the 0-255 scale) rounded to the nearest integer and clipped to [0, 255]; the
+        targets are :meth:`apply`'s as :func:`.device_batch.pack_targets` stores them.
+        Without a net, ``(image (3, H, W) uint8, boxes (M, 5+) float32)``.
+        """
+        img, decisions, boxes = self._decide(src, label, rng, decisions)
+        size = (self.width, self.height)
+        fill = tuple(255.0 * m for m in self._normalize.mean)
+        if decisions == identity_decisions():
+            resized = cv2.resize(img, size, interpolation=cv_interp(
+                AUTO_INTERP, img.shape[:2], (size[1], size[0])))
+            image = np.ascontiguousarray(resized.transpose(2, 0, 1)) \
+                if resized.dtype == np.uint8 else to_uint8_chw(resized.transpose(2, 0, 1))
+        else:
+            # "normalised" with std 1/255: the pixel minus the fill, 0 where the fill is
+            image = to_uint8_chw(apply_to_image(img, decisions, size, self._normalize.mean,
+                                                (1.0 / 255,) * 3), fill)
+        if self.geometry is None:
+            return image, boxes.astype(np.float32)
+        gt = boxes[:, :4].astype(np.float32)
+        mixratio = boxes[:, -1] if self.mixup else None
+        assigned = yolo3_assigned(self.geometry, gt, boxes[:, 4], mixratio)
+        return image, pack_targets(assigned, self.geometry.num_rows, self.num_class,
+                                   self._normalize.mean, self._normalize.std), gt
+
+    def _decide(self, src, label, rng, decisions):
+        """(image as NumPy, decisions drawn or given, boxes in output pixels)."""
+        img = to_numpy_image(src)
+        label = _to_label(label)
+        if decisions is None:
+            decisions = self.draw(img.shape, label, self._own_rng() if rng is None else rng)
+        boxes = apply_to_boxes(label, decisions, (img.shape[1], img.shape[0]),
+                               (self.width, self.height))
+        return img, decisions, boxes
 
 
 class YOLO3FastValTransform:

@@ -22,6 +22,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from ..data import device_batch
 from ..precision.loss_scaler import LossScaler, finite_flag
 from ..precision.optimizer_state import capture_optimizer, install_optimizer, master_arrays
 from ..precision.policy import get_policy
@@ -263,9 +264,10 @@ class TrainLoop:
         return get_policy(self.phase or 'fp32').cast_input(array)
 
     def to_devices(self, batch):
-        """Split a host batch over the devices (enqueued copies)."""
-        return [gluon.utils.split_and_load(arr, self.contexts, even_split=False)
-                for arr in batch]
+        """Split a host batch over the devices (enqueued copies). A packed loader batch is
+        unpacked there: uint8 image normalised to float32, assigned target rows expanded
+        into the dense targets (`data.device_batch`); a dense batch is only split."""
+        return device_batch.to_devices(batch, self.contexts)
 
     def run_step(self, window, before_read=None):
         """Forward and backward of each batch in `window` (device parts from

@@ -60,12 +60,13 @@ def _global_rng_kept():
 
 def check_batch(train_set, net, data_shape, images, seed):
     """The first `images` samples of epoch 0, resized without augmentation, as the
-    training loader would batch them (float32 NDArrays on cpu(0))."""
+    training loader would batch them, unpacked (dense float32 NDArrays on cpu(0))."""
+    from ..data.device_batch import unpack
     from ..data.loader import make_train_loader
     loader = make_train_loader(train_set, net, images, data_shape, num_workers=0,
                                augment=False, seed=seed, last_batch='keep')
     try:
-        return next(iter(loader))
+        return unpack(next(iter(loader)))
     finally:
         loader.close()
 
