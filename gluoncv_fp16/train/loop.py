@@ -20,7 +20,7 @@ import time
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon
+from mxnet import autograd
 
 from ..data import device_batch
 from ..precision.loss_scaler import LossScaler, finite_flag
