@@ -44,6 +44,7 @@ def read_rows(out):
     (['--classes', 'box,box,cross'], 'box.*more than once'),
     (['--loss-scale', 'abc'], 'only applies with --fp16 or --amp'),
     (['--clip-grad', '-1'], '--clip-grad must be >= 0'),
+    (['--max-expand', '0.5'], '--max-expand must be >= 1'),
     (['--ema-decay', '0.99'], '--ema-decay needs --ema'),
     (['--ema', '--ema-decay', '1.5'], '--ema-decay must be between 0 and 1'),
     (['--ctx', 'tpu:0'], '--ctx'),

@@ -76,6 +76,22 @@ def test_expand_and_flip_match(seeded):
     assert_same_distribution([d.interp for d in ours], np.random.randint(0, 5, DRAWS), 'interp')
 
 
+def test_max_expand_is_gluoncvs_max_ratio_and_1_keeps_the_canvas(seeded):
+    img = mx.nd.zeros((30, 40, 3))
+
+    def draws(max_expand):
+        return [draw_decisions(GeneratorSource(np.random.default_rng([3, i])), 40, 30,
+                               BOXES[:, :4] / 4, max_expand=max_expand) for i in range(DRAWS)]
+    expanded = [d.expand for d in draws(2.0) if d.expand is not None]
+    theirs = [gimage.random_expand(img, max_ratio=2, fill=0)[1] for _ in range(DRAWS // 2)]
+    assert max(e[2] for e in expanded) <= 80 and max(e[2] for e in expanded) > 70
+    assert_same_distribution([e[2] / 40.0 for e in expanded], [t[2] / 40.0 for t in theirs],
+                             'expand ratio at max 2')
+    kept = draws(1.0)
+    assert all(d.expand is None or d.expand == (0, 0, 40, 30) for d in kept)
+    assert sum(d.expand is not None for d in kept) > DRAWS // 3  # drawn, at ratio 1
+
+
 def test_colour_jitter_matches(seeded):
     pixel = np.array([[[200.0, 90.0, 30.0]]], np.float32)
     theirs = np.array([random_color_distort(mx.nd.array(pixel)).asnumpy().ravel()

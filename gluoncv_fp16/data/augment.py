@@ -152,6 +152,9 @@ def draw_decisions(source, width, height, boxes, max_expand=4.0, max_trial=50):
         Source image size.
     boxes : numpy.ndarray, (N, 4+)
         Ground-truth corner boxes in source pixels (the crop keeps at least one).
+    max_expand : float
+        Largest zoom-out of the random expand (GluonCV: 4, objects shrink up to 4x); 1
+        keeps the canvas.
     """
     color = draw_color_jitter(source)
     expand = None

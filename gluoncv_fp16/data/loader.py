@@ -340,7 +340,8 @@ class ValLoader(_Loader):
 
 def make_train_loader(dataset, net, batch_size, data_shape, *, num_workers=0,
                       random_shape=False, shape_interval=10, shapes=range(320, 609, 32),
-                      mixup=False, augment=True, shuffle=True, seed=0, num_parts=1,
+                      mixup=False, augment=True, max_expand=4.0, shuffle=True, seed=0,
+                      num_parts=1,
                       part_index=0, last_batch='rollover', mean=(0.485, 0.456, 0.406),
                       std=(0.229, 0.224, 0.225)):
     """Reproducible multi-scale YOLOv3 training loader (see the module docstring).
@@ -360,6 +361,8 @@ def make_train_loader(dataset, net, batch_size, data_shape, *, num_workers=0,
         GluonCV's MixupDetection (Beta(1.5, 1.5)); switch with ``loader.set_mixup``.
     augment : bool
         False: no random augmentation (plain resize + normalise).
+    max_expand : float
+        Largest zoom-out of the random expand (GluonCV: 4; 1: none).
     shuffle, seed, num_parts, part_index, last_batch
         See :class:`.sampling.EpochPlan`. Epoch `e`'s order depends only on
         ``(seed, e)``, each sample's augmentation only on ``(seed, epoch, index)``.
@@ -373,7 +376,8 @@ def make_train_loader(dataset, net, batch_size, data_shape, *, num_workers=0,
     sizes = sorted(set(int(s) for s in shapes) | {int(data_shape)}) if random_shape \
         else [int(data_shape)]
     transforms = {s: YOLO3FastTrainTransform(s, s, net, mean=mean, std=std, mixup=True,
-                                             augment=augment) for s in sizes}
+                                             augment=augment, max_expand=max_expand)
+                  for s in sizes}
     plan = EpochPlan(len(dataset), batch_size, shuffle, seed, num_parts, part_index,
                      last_batch)
     return TrainLoader(dataset, transforms, plan, data_shape, num_workers, random_shape,

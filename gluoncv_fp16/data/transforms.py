@@ -124,8 +124,9 @@ class YOLO3FastTrainTransform:
     """
 
     def __init__(self, width, height, net=None, mean=_MEAN, std=_STD, mixup=False,
-                 augment=True, seed=None, **kwargs):
+                 augment=True, seed=None, max_expand=4.0, **kwargs):
         self.width, self.height = int(width), int(height)
+        self.max_expand = float(max_expand)
         self._normalize = _Normalizer(mean, std)
         self.mixup = bool(mixup)
         self.augment = bool(augment)
@@ -153,7 +154,8 @@ class YOLO3FastTrainTransform:
         if not self.augment:
             return identity_decisions()
         source = rng if hasattr(rng, 'crop_trials') else GeneratorSource(rng)
-        return draw_decisions(source, src_shape[1], src_shape[0], label)
+        return draw_decisions(source, src_shape[1], src_shape[0], label,
+                              max_expand=self.max_expand)
 
     def apply(self, src, label, rng=None, decisions=None):
         """Transform one sample to float32 NumPy arrays (see the class docstring).

@@ -165,7 +165,7 @@ def build_training(cfg, on_workers=None):
         random_shape=not cfg.no_random_shape, mixup=cfg.mixup, seed=cfg.seed,
         num_parts=workers.num_workers, part_index=workers.rank,
         # deterministic alignment runs (scripts/align_check.py) switch these off
-        augment=cfg.augment, shuffle=cfg.shuffle)
+        augment=cfg.augment, max_expand=cfg.max_expand, shuffle=cfg.shuffle)
     val_loader = make_val_loader(val_set, cfg.batch_size, cfg.data_shape,
                                  num_workers=cfg.num_workers)
     # before AMP is switched on (for good): a disagreeing AMP must be able to fall back

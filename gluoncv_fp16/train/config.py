@@ -76,6 +76,7 @@ class TrainConfig:
     ema_decay: float = 0.9999
     tensorboard: bool = False
     augment: bool = True               # off: deterministic alignment runs (align_check)
+    max_expand: float = 4.0            # largest zoom-out of the random expand (GluonCV: 4)
     shuffle: bool = True
     amp_fp16_ops: Optional[Tuple[str, ...]] = None  # AMP's FP16 op list (None: MXNet's)
     checkpoint_every: int = 0          # > 0: also save _last.ckpt every N iterations
@@ -173,6 +174,9 @@ class TrainConfig:
             (self.checkpoint_every >= 0,
              "--checkpoint-every must be >= 0 (0: at epoch ends only), got {}".format(
                  self.checkpoint_every)),
+            (self.max_expand >= 1.0,
+             "--max-expand must be >= 1 (the largest zoom-out; 1: none), got {}".format(
+                 self.max_expand)),
             (self.accumulate >= 1,
              "--accumulate must be >= 1 (batches per optimizer update), got {}".format(
                  self.accumulate)),
