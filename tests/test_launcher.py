@@ -170,6 +170,31 @@ def test_a_worker_stopped_by_a_signal_lets_the_others_stop_at_their_step(tmp_pat
     assert_all_gone(tmp_path)
 
 
+def test_workers_that_do_not_follow_a_stopped_one_are_stopped_after_the_timeout(tmp_path,
+                                                                                 caplog):
+    """Worker 0 stops on SIGTERM (exit 143); worker 1 ignores it. The launcher waits
+    `shutdown_timeout` for worker 1, then stops the job with the signal's code."""
+    code = STOPPER.format(out=str(tmp_path)).replace(
+        "signal.signal(signal.SIGTERM, stop)",
+        "signal.signal(signal.SIGTERM, stop if os.environ[{!r}] == '0' else signal.SIG_IGN)"
+        .format(INDEX_ENV))
+    specs = plan_local(2, 1, [sys.executable, '-c', code])
+
+    def signal_first_worker():
+        wait_for_pid_files(tmp_path, len(specs))
+        for path in tmp_path.glob('role-worker-*'):
+            os.kill(int(path.name.rsplit('-', 1)[1]), signal.SIGTERM)
+
+    threading.Thread(target=signal_first_worker, daemon=True).start()
+    start = time.monotonic()
+    assert run(specs, out=io.StringIO(), timeout=JOB_TIMEOUT, shutdown_timeout=1.0,
+               grace=1.0) == 143
+    assert time.monotonic() - start < 30
+    assert len(list(tmp_path.glob('saved-worker-*'))) == 1
+    assert 'a worker stopped after SIGTERM but the others did not within 1 s' in caplog.text
+    assert_all_gone(tmp_path)
+
+
 def test_timeout_stops_a_hung_job(tmp_path, caplog):
     start = time.monotonic()
     assert run(sleepers(tmp_path), out=io.StringIO(), timeout=1.5, grace=1) == 124

@@ -387,19 +387,18 @@ def _watch(procs, poll, shutdown_timeout, timeout, relay=None):
         if timeout is not None and time.monotonic() - started > timeout:
             return 124, 'the job ran longer than its timeout ({:g} s); stopping it'.format(timeout)
         codes = [p.popen.poll() for p in workers]
-        stop = next((STOP_CODES[c] for c in codes if c in STOP_CODES), None)
-        if stop or (relay is not None and relay.name):
-            stop = stop or relay.name
+        stopped = next((STOP_CODES[c] for c in codes if c in STOP_CODES), None)
+        relayed = relay.name if relay is not None else None
+        if stopped or relayed:
+            name = stopped or relayed
             stopped_at = stopped_at or time.monotonic()
-            if all(c is not None for c in codes) and all(c in STOP_CODES or c == 0
-                                                         for c in codes):
-                return 128 + getattr(signal, stop), \
+            if all(c in STOP_CODES or c == 0 for c in codes):  # all exited, none failed
+                return 128 + getattr(signal, name), \
                     'the {} workers stopped after {} (a training job continues with ' \
-                    '--resume auto)'.format(len(workers), stop)
-            if stop and time.monotonic() - stopped_at > shutdown_timeout \
-                    and not (relay is not None and relay.name):
-                return 128 + getattr(signal, stop), 'a worker stopped after {} but the ' \
-                    'others did not within {:g} s; stopping them'.format(stop, shutdown_timeout)
+                    '--resume auto)'.format(len(workers), name)
+            if not relayed and time.monotonic() - stopped_at > shutdown_timeout:
+                return 128 + getattr(signal, name), 'a worker stopped after {} but the ' \
+                    'others did not within {:g} s; stopping them'.format(name, shutdown_timeout)
         for p in procs:
             code = p.popen.poll()
             if code not in (None, 0) and not (p in workers and code in STOP_CODES):
