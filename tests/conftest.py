@@ -14,6 +14,37 @@ def synthetic_root(tmp_path_factory):
     return generate(root, num_train=24, num_val=8, width=128, height=128, seed=3)
 
 
+def write_rec_dataset(root, count, objects, img_fmt='.png', damage=lambda split, k, packed: packed):
+    """GluonCV-layout RecordIO splits ``train.rec/.idx`` and ``val.rec/.idx`` under `root`.
+
+    Record k holds a random 48x64 image and the boxes ``objects(k)`` (rows ``[class,
+    xmin, ymin, xmax, ymax]``, relative); `damage(split, k, packed)` may alter its bytes.
+    """
+    import os
+    os.makedirs(root, exist_ok=True)
+    rs = np.random.RandomState(1)
+    for split in ('train', 'val'):
+        rec = mx.recordio.MXIndexedRecordIO(os.path.join(root, split + '.idx'),
+                                            os.path.join(root, split + '.rec'), 'w')
+        for k in range(count):
+            img = rs.randint(0, 255, (48, 64, 3)).astype(np.uint8)
+            label = np.array([2, 5] + sum(objects(k), []), dtype=np.float32)
+            packed = mx.recordio.pack_img(mx.recordio.IRHeader(0, label, k, 0), img,
+                                          quality=95, img_fmt=img_fmt)
+            rec.write_idx(k, damage(split, k, packed))
+        rec.close()
+    return root
+
+
+@pytest.fixture(scope='module')
+def mobilenet_voc():
+    """An initialised FP32 yolo3_mobilenet0.25_voc (anchors and shapes for the loaders)."""
+    from gluoncv_fp16.model_zoo import get_model
+    net = get_model('yolo3_mobilenet0.25_voc', pretrained_base=False)
+    net.initialize()
+    return net
+
+
 def yolo_training_batch(net, size=64, batch=2, seed=0):
     """(image, gt_boxes, five target arrays) for `net`, built by GluonCV's own transform."""
     from gluoncv.data.batchify import Pad, Stack, Tuple

@@ -11,6 +11,7 @@ import pytest
 from gluoncv_fp16.data import SHAPE_CLASSES
 from gluoncv_fp16.data.datasets import build_datasets
 from gluoncv_fp16.data.imageio import BadSampleError
+from conftest import write_rec_dataset
 
 
 def test_custom_folder_reads_sorted_classes_and_voc_labels(synthetic_root):
@@ -146,19 +147,8 @@ def test_coco_labels_and_gluoncv_metric(tmp_path):
 
 def test_recordio_matches_gluoncv_reader(tmp_path):
     from gluoncv.data import RecordFileDetection
-    root = str(tmp_path / 'rec')
-    os.makedirs(root)
-    rs = np.random.RandomState(1)
-    for split in ('train', 'val'):
-        rec = mx.recordio.MXIndexedRecordIO(os.path.join(root, split + '.idx'),
-                                            os.path.join(root, split + '.rec'), 'w')
-        for k in range(4):
-            img = rs.randint(0, 255, (48, 64, 3)).astype(np.uint8)
-            objs = [[k % 2, 0.1, 0.2, 0.6, 0.9], [1, 0.5, 0.5, 0.9, 0.7]]
-            label = np.array([2, 5] + sum(objs, []), dtype=np.float32)
-            header = mx.recordio.IRHeader(0, label, k, 0)
-            rec.write_idx(k, mx.recordio.pack_img(header, img, quality=95, img_fmt='.png'))
-        rec.close()
+    root = write_rec_dataset(str(tmp_path / 'rec'), 4, lambda k: [[k % 2, 0.1, 0.2, 0.6, 0.9],
+                                                                  [1, 0.5, 0.5, 0.9, 0.7]])
     with pytest.raises(ValueError, match='classes.txt'):
         build_datasets('rec', root=root)
     train, val, classes = build_datasets('rec', root=root, classes=['a', 'b'])

@@ -35,10 +35,8 @@ LAYOUTS = {
 
 
 @pytest.fixture(scope='module')
-def net():
-    net = get_model('yolo3_mobilenet0.25_voc', pretrained_base=False)
-    net.initialize()
-    return net
+def net(mobilenet_voc):
+    return mobilenet_voc
 
 
 @pytest.fixture(scope='module')

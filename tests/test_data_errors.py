@@ -25,6 +25,7 @@ from gluoncv_fp16.data.base import clip_boxes  # noqa: E402
 from gluoncv_fp16.data.datasets import build_datasets, rare_classes  # noqa: E402
 from gluoncv_fp16.data.imageio import BadSampleError, BadSampleLog, check_encoded  # noqa: E402
 from gluoncv_fp16.data.voc import ClassCount  # noqa: E402
+from conftest import write_rec_dataset  # noqa: E402
 
 PREFIX = 'yolo3_mobilenet0.25_custom'
 STRICT_TAIL = '; fix or remove the file, or drop --strict-data (strict=False) to repair or ' \
@@ -324,21 +325,11 @@ def test_every_kind_of_bad_sample_is_in_the_epoch_line_and_metrics_csv(data, tmp
 
 
 def test_scan_reads_recordio_records(tmp_path):
-    import mxnet as mx
     from gluoncv_fp16.data.scan import scan_images
-    root = str(tmp_path / 'rec')
-    os.makedirs(root)
-    rs = np.random.RandomState(1)
-    for split in ('train', 'val'):
-        rec = mx.recordio.MXIndexedRecordIO(os.path.join(root, split + '.idx'),
-                                            os.path.join(root, split + '.rec'), 'w')
-        for k in range(3):
-            img = rs.randint(0, 255, (48, 64, 3)).astype(np.uint8)
-            header = mx.recordio.IRHeader(0, np.array([2, 5, 0, .1, .2, .6, .9], np.float32),
-                                          k, 0)
-            packed = mx.recordio.pack_img(header, img, quality=95, img_fmt='.jpg')
-            rec.write_idx(k, packed[:len(packed) // 2] if (split, k) == ('val', 1) else packed)
-        rec.close()
+    root = write_rec_dataset(
+        str(tmp_path / 'rec'), 3, lambda k: [[0, .1, .2, .6, .9]], img_fmt='.jpg',
+        damage=lambda split, k, packed: packed[:len(packed) // 2] if (split, k) == ('val', 1)
+        else packed)
     train, val, _ = build_datasets('rec', root=root, classes=['a'])
     assert scan_images(train, 'training') == 0
     assert scan_images(val) == 1

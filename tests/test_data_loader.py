@@ -10,14 +10,11 @@ from gluoncv_fp16.data.device_batch import ASSIGNED_ROWS, unpack
 from gluoncv_fp16.data.loader import make_train_loader, make_val_loader, mixup_sample
 from gluoncv_fp16.data.sampling import EpochPlan
 from gluoncv_fp16.data.transforms import YOLO3FastValTransform
-from gluoncv_fp16.model_zoo import get_model
 
 
 @pytest.fixture(scope='module')
-def net():
-    net = get_model('yolo3_mobilenet0.25_voc', pretrained_base=False)
-    net.initialize()
-    return net
+def net(mobilenet_voc):
+    return mobilenet_voc
 
 
 @pytest.fixture(scope='module')
