@@ -14,6 +14,15 @@ def synthetic_root(tmp_path_factory):
     return generate(root, num_train=24, num_val=8, width=128, height=128, seed=3)
 
 
+@pytest.fixture
+def synthetic_copy(synthetic_root, tmp_path):
+    """A private copy of the synthetic set, for tests that write next to or damage it."""
+    import shutil
+    root = str(tmp_path / 'shapes')
+    shutil.copytree(synthetic_root, root)
+    return root
+
+
 def write_rec_dataset(root, count, objects, img_fmt='.png', damage=lambda split, k, packed: packed):
     """GluonCV-layout RecordIO splits ``train.rec/.idx`` and ``val.rec/.idx`` under `root`.
 

@@ -1,7 +1,6 @@
 """--cache ram|disk: same batches, shared by workers and ranks, second epoch decodes nothing."""
 import os
 import pickle
-import shutil
 
 import cv2
 import numpy as np
@@ -22,11 +21,9 @@ def net():
 
 
 @pytest.fixture
-def root(synthetic_root, tmp_path):
+def root(synthetic_copy):
     """A private copy: disk caches are written next to the dataset."""
-    path = str(tmp_path / 'shapes')
-    shutil.copytree(synthetic_root, path)
-    return path
+    return synthetic_copy
 
 
 def epoch_batches(loader, epoch):

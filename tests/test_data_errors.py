@@ -9,7 +9,6 @@ import glob
 import logging
 import os
 import re
-import shutil
 import sys
 
 import cv2
@@ -33,11 +32,9 @@ STRICT_TAIL = '; fix or remove the file, or drop --strict-data (strict=False) to
 
 
 @pytest.fixture
-def data(synthetic_root, tmp_path):
+def data(synthetic_copy):
     """A private copy of the synthetic VOC-layout set (24 training, 8 validation images)."""
-    root = str(tmp_path / 'data')
-    shutil.copytree(synthetic_root, root)
-    return root
+    return synthetic_copy
 
 
 def ids(root, split):

@@ -91,19 +91,27 @@ def _concat(arrays, pad):
     return mx.nd.array(np.concatenate(arrays, axis=0), dtype=arrays[0].dtype)
 
 
-def train_reference(data_root, out):
-    """One process, cpu:0 + cpu:1, global batch 8, context k fed worker k's shard."""
+def train_on_two_contexts(data_root, out, argv):
+    """Train `argv` (a CLI run on cpu:0,cpu:1) in this process with context k fed worker
+    k's shard of the synthetic set, as 2 workers of half the batch each would read it;
+    returns the loop."""
     os.makedirs(str(out), exist_ok=True)
-    cfg = train_yolo3.make_config(train_yolo3.parse_args(cli_args(
-        data_root, out, '--ctx', 'cpu:0,cpu:1', '--batch-size', '8', '--kvstore', 'device')))
+    cfg = train_yolo3.make_config(train_yolo3.parse_args(argv))
     loop, start = build_training(cfg)
     train_set, _, classes = build_datasets('synthetic', root=data_root)
     shape_net = get_model(cfg.model_name, classes=classes, pretrained_base=False)
     shape_net.initialize()
     loop.loader = ShardConcat([
-        make_train_loader(train_set, shape_net, 4, cfg.data_shape, seed=cfg.seed,
-                          num_parts=2, part_index=k) for k in range(2)])
+        make_train_loader(train_set, shape_net, cfg.batch_size // 2, cfg.data_shape,
+                          seed=cfg.seed, num_parts=2, part_index=k) for k in range(2)])
     loop.train(start, cfg.epochs, max_iters=cfg.max_iters)
+    return loop
+
+
+def train_reference(data_root, out):
+    """One process, cpu:0 + cpu:1, global batch 8, context k fed worker k's shard."""
+    loop = train_on_two_contexts(data_root, out, cli_args(
+        data_root, out, '--ctx', 'cpu:0,cpu:1', '--batch-size', '8', '--kvstore', 'device'))
     assert loop.iteration == STEPS
     # Rank 0 saves its own BN running statistics; take context 0's (a plain save would
     # average the two contexts' statistics).

@@ -32,18 +32,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import train_yolo3  # noqa: E402  (the CLI script at the repo root)
 
-from gluoncv_fp16.data.datasets import build_datasets  # noqa: E402
-from gluoncv_fp16.data.loader import make_train_loader  # noqa: E402
 from gluoncv_fp16.dist.horovod_launch import find_horovodrun  # noqa: E402
 from gluoncv_fp16.dist.launcher import LaunchError, _descendants, _kill_all  # noqa: E402
 from gluoncv_fp16.dist.workers import WorkerSetup, horovod_device  # noqa: E402
-from gluoncv_fp16.model_zoo import get_model  # noqa: E402
 from gluoncv_fp16.train.build import build_training  # noqa: E402
 from gluoncv_fp16.train.config import ConfigError  # noqa: E402
 from gluoncv_fp16.train.checkpoint import (load_run_state, read_params,  # noqa: E402
                                            structural_params)
 from gluoncv_fp16.utils.param_diff import compare_params  # noqa: E402
-from test_dist_training import ShardConcat  # noqa: E402
+from test_dist_training import train_on_two_contexts  # noqa: E402
 
 
 def _horovod_missing():
@@ -112,18 +109,9 @@ def train_reference(data_root, out, *extra):
     Returns (weights, optimizer arrays, skipped steps) as rank 0 would save them: the run
     state's FP32 weights (FP16 runs: the masters) with context 0's BN statistics.
     """
-    os.makedirs(str(out), exist_ok=True)
-    cfg = train_yolo3.make_config(train_yolo3.parse_args(cli_args(
+    loop = train_on_two_contexts(data_root, out, cli_args(
         data_root, out, '--ctx', 'cpu:0,cpu:1', '--batch-size', '4', '--kvstore', 'device',
-        *extra)))
-    loop, start = build_training(cfg)
-    train_set, _, classes = build_datasets('synthetic', root=data_root)
-    shape_net = get_model(cfg.model_name, classes=classes, pretrained_base=False)
-    shape_net.initialize()
-    loop.loader = ShardConcat([
-        make_train_loader(train_set, shape_net, 2, cfg.data_shape, seed=cfg.seed,
-                          num_parts=2, part_index=k) for k in range(2)])
-    loop.train(start, cfg.epochs)
+        *extra))
     assert loop.iteration == 2 * STEPS_PER_EPOCH
     weights, optimizer = numpy_state(loop.capture())
     skips = loop.scaler.total_skips if loop.scaling_active else 0
@@ -376,9 +364,8 @@ def test_the_step_vote_is_a_horovod_sum(mine, others, agreed):
     hvd = FakeHvd(mx.nd.array(others))
     workers = WorkerSetup(None, 0, 2, hvd=hvd)
     assert workers.vote(*mine) == agreed
-    assert workers.all_healthy(mine[0]) is (mine[0] and others[0] == 1)
-    assert hvd.calls == [('sum', 'gluoncv_fp16.step_vote')] * 2
-    assert WorkerSetup(None, 0, 1, hvd=hvd).vote(*mine) == mine and len(hvd.calls) == 2
+    assert hvd.calls == [('sum', 'gluoncv_fp16.step_vote')]
+    assert WorkerSetup(None, 0, 1, hvd=hvd).vote(*mine) == mine and len(hvd.calls) == 1
 
 
 def test_each_horovod_process_gets_one_device_by_local_rank():

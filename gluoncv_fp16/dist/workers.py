@@ -88,10 +88,6 @@ class WorkerSetup:
         stop = next((name for name, n in zip(STOP_SIGNALS, counts[1:]) if n), None)
         return counts[0] == self.num_workers, stop
 
-    def all_healthy(self, healthy):
-        """True when this step was healthy on every worker (see :meth:`vote`)."""
-        return self.vote(healthy)[0]
-
     def wait_for_all(self):
         """Return once every worker has called this (e.g. the chief finished writing)."""
         self.vote(True)
