@@ -7,16 +7,18 @@ Prints, from interleaved rounds of the same run (so machine noise hits both pipe
    ``mx.image.imread``, ``YOLO3DefaultTrainTransform`` without and with the net's
    target generator, ``Tuple(Stack, Pad)`` and the worker's ``ForkingPickler`` dump.
 2. Main-process cost per image consuming each loader (batch 8, fixed size, 1 and 2
-   workers): CPU seconds of the whole main process (all its threads) to receive a
-   batch, and to receive it and copy every array once into reused arrays -- what a
-   host-to-device copy from pageable memory costs the host. Three loaders, rounds
-   interleaved: GluonCV's DataLoader, gluoncv_fp16's (packed batches: uint8 image,
-   assigned target rows), and gluoncv_fp16's workers sending the dense float32 batch
-   it sent before packing (this script only). For packed batches, also the main
-   thread's CPU time to enqueue the unpacking (normalise, expand the targets) on the
-   device, and what that unpacking costs when the device is this CPU.
+   workers), split where it runs: the main thread's CPU to **receive** a batch and to
+   **enqueue** it on a device (its copies, to a second CPU context here, and for packed
+   batches the unpacking graph -- normalise, expand the targets -- built as for a GPU);
+   and the CPU to **copy** every array once into reused arrays, what a host-to-device
+   copy from pageable memory costs the host (on a GPU machine, MXNet's copy threads).
+   The main thread is the serial part: it sets one process's ceiling. Three loaders,
+   rounds interleaved: GluonCV's DataLoader, gluoncv_fp16's (packed batches: uint8
+   image, assigned target rows), and gluoncv_fp16's workers sending the dense float32
+   batch it sent before packing (this script only).
 3. ``--cache ram``: images decoded in the first and the second epoch.
-4. With ``--target-ips N``: the worker cores and the single-process ceiling needed.
+4. With ``--target-ips N``: the worker cores, the main process's cores and the
+   single-process ceiling needed.
 
     python scripts/benchmark_data.py --target-ips 2000
     python scripts/benchmark_data.py --rounds 3 --main-batches 10 --workers 1,2
@@ -49,7 +51,7 @@ from gluoncv_fp16.data.batch_ring import BatchRing, batch_layout
 from gluoncv_fp16.data.datasets import build_datasets
 from gluoncv_fp16.data.image_cache import enable_cache
 from gluoncv_fp16.data.batchify import batch_specs, fill_batch, train_fields
-from gluoncv_fp16.data.device_batch import host_view, is_packed, pack_targets, to_devices
+from gluoncv_fp16.data.device_batch import host_view, pack_targets, to_devices
 from gluoncv_fp16.data.loader import TrainLoader, make_train_loader, mixup_sample
 from gluoncv_fp16.data.sampling import EpochPlan, sample_rng
 from gluoncv_fp16.data.targets import yolo3_assigned
@@ -101,10 +103,10 @@ class _GluonCVSet(mx.gluon.data.Dataset):
         return mx.image.imread(self._paths[idx], 1), self._labels[idx]
 
 
-def _clock(fn):
-    start = time.process_time()
+def _clock(fn, clock=time.process_time):
+    start = clock()
     out = fn()
-    return time.process_time() - start, out
+    return clock() - start, out
 
 
 # ----- 1. worker stages ------------------------------------------------------------------
@@ -259,29 +261,28 @@ class _MainProcess:
         next(self.batches)  # start-up (worker pool) is not per-image cost
 
     def measure(self, count):
-        """Per image over `count` batches: receive ms, receive + copy ms, MB, and for
-        packed batches the unpacking's main-thread enqueue ms and its CPU-device ms
-        (NaN for others)."""
-        receive = copy = enqueue = unpack = 0.0
+        """Per image over `count` batches: receive, enqueue and copy ms, MB, and the
+        device-side ms when the device is this CPU (see :func:`print_main`)."""
+        receive = enqueue = copy = device = 0.0
         images = nbytes = 0
         for _ in range(count):
-            dt, batch = _clock(lambda: next(self.batches))
+            dt, batch = _clock(lambda: next(self.batches), time.thread_time)
             receive += dt
+            # the copies to a second device context and, for a packed batch, the unpacking
+            # graph as a GPU runs it (not static); they run on MXNet's engine threads
+            start = time.process_time()
+            dt, _ = _clock(lambda b=batch: to_devices(b, [mx.cpu(1)], static_alloc=False),
+                           time.thread_time)
+            enqueue += dt
+            mx.nd.waitall()
+            device += time.process_time() - start - dt
             dt, _ = _clock(lambda b=batch: self._copy(b))
             copy += dt
-            if is_packed(batch):  # unpack it, on this CPU as the device
-                thread, process = time.thread_time(), time.process_time()
-                to_devices(batch, [mx.cpu()])
-                enqueue += time.thread_time() - thread  # the ops run on engine threads
-                mx.nd.waitall()
-                unpack += time.process_time() - process
-            else:
-                enqueue = unpack = float('nan')
             images += batch[0].shape[0]
             nbytes += sum(a.size * np.dtype(a.dtype).itemsize for a in batch)
             del batch
-        return (receive * 1e3 / images, (receive + copy) * 1e3 / images,
-                nbytes / images / 1e6, enqueue * 1e3 / images, unpack * 1e3 / images)
+        return tuple(v * 1e3 / images for v in (receive, enqueue, copy)) + (
+            nbytes / images / 1e6, device * 1e3 / images)
 
     def _copy(self, batch):
         """Copy each array's bytes once (memcpy) into a buffer kept per (position, shape,
@@ -344,8 +345,8 @@ def make_loaders(args, net, dataset, workers):
 
 
 def bench_main(args, net, dataset):
-    """{(name, workers): (receive, receive + copy, MB, unpack enqueue, unpack on CPU)} per
-    image, medians of interleaved rounds; and the load averages seen (min, max)."""
+    """{(name, workers): (receive, enqueue, copy, MB, device on CPU)} ms per image,
+    medians of interleaved rounds; and the load averages seen (min, max)."""
     results, loads = {}, []
     for workers in (int(w) for w in args.workers.split(',')):
         running = {name: _MainProcess(loader)
@@ -428,39 +429,51 @@ def print_stages(costs, args):
 
 
 def print_main(results, loads, args):
-    print('main process per image (ms CPU, all its threads; {} px, batch {}, fixed size, '
-          'median of {} interleaved rounds x {} batches; load average {:.1f}-{:.1f})'.format(
+    print('main process per image (ms CPU; {} px, batch {}, fixed size, median of {} '
+          'interleaved rounds x {} batches; load average {:.1f}-{:.1f})'.format(
               args.size, args.batch_size, args.rounds, args.main_batches, *loads))
-    print('  {:<28} {:>7} {:>7} {:>8} {:>10} {:>13} {:>10} {:>8} {:>11}'.format(
-        'loader', 'workers', 'MB/img', 'receive', 'vs gluoncv', 'receive+copy', 'vs gluoncv',
-        'enqueue', 'unpack cpu'))
-    for (name, workers), (receive, both, mb, enqueue, unpack) in sorted(
+    print('  {:<28} {:>7} {:>6} {:>7} {:>7} {:>11} {:>6} {:>6} {:>7} {:>6} {:>10}'.format(
+        'loader', 'workers', 'MB/img', 'receive', 'enqueue', 'main thread', 'vs gcv', 'copy',
+        'process', 'vs gcv', 'device cpu'))
+    for (name, workers), (receive, enqueue, copy, mb, device) in sorted(
             results.items(), key=lambda kv: kv[0][1]):
-        gcv = results[('gluoncv', workers)]
-        print('  {:<28} {:>7} {:7.2f} {:8.3f} {:9.2f}x {:13.3f} {:9.2f}x {:>8} {:>11}'.format(
-            name, workers, mb, receive, receive / gcv[0], both, both / gcv[1],
-            _optional(enqueue), _optional(unpack)))
-    print('  enqueue: main-thread CPU to enqueue the unpacking of a packed batch (what a GPU '
-          'run adds on the host); unpack cpu: the unpacking run on this CPU as the device')
+        gcv = _main_costs(results[('gluoncv', workers)])
+        main_thread, process = _main_costs((receive, enqueue, copy))
+        print('  {:<28} {:>7} {:6.2f} {:7.3f} {:7.3f} {:11.3f} {:5.2f}x {:6.3f} {:7.3f} '
+              '{:5.2f}x {:10.3f}'.format(name, workers, mb, receive, enqueue, main_thread,
+                                         main_thread / gcv[0], copy, process,
+                                         process / gcv[1], device))
+    print('  receive: the main thread takes the next batch from the loader. enqueue: the main '
+          'thread enqueues the batch\'s copies to a device and, for a packed batch, its '
+          'unpacking graph as a GPU runs it. main thread = receive + enqueue: the serial, '
+          'GIL-bound part that caps one process. copy: every byte copied once (np.copyto), '
+          'what a copy from pageable memory costs the host; on a GPU machine MXNet runs it '
+          'on its copy threads (MXNET_GPU_COPY_NTHREADS per GPU), beside the main thread. '
+          'process = all three. device cpu: the copies and unpacking run on this CPU as the '
+          'device.')
 
 
-def _optional(value):
-    return '-' if np.isnan(value) else '{:.3f}'.format(value)
+def _main_costs(measured):
+    """(main thread, whole process) ms per image from (receive, enqueue, copy, ...)."""
+    receive, enqueue, copy = measured[:3]
+    return receive + enqueue, receive + enqueue + copy
 
 
 def print_sizing(costs, results, target):
     print('to feed {:.0f} img/s:'.format(target))
     for name in ('gluoncv', 'gluoncv_fp16'):
         worker_ms = sum(costs[name].values())
-        # receive + copy, plus the unpacking's enqueue where batches are packed
-        main_ms = max(v[1] + np.nan_to_num(v[3]) for (n, _), v in results.items() if n == name)
+        main_ms, process_ms = np.max([_main_costs(v) for (n, _), v in results.items()
+                                      if n == name], axis=0)
         ceiling = 1e3 / main_ms
         verdict = 'one process suffices' if ceiling >= target else \
             'needs {} processes (e.g. one per GPU with --horovod)'.format(
                 int(np.ceil(target / ceiling)))
-        print('  {:<13} {:6.1f} worker cores ({:.2f} ms/img); one main process tops out at '
-              '{:6.0f} img/s ({:.3f} ms/img): {}'.format(name, target * worker_ms / 1e3,
-                                                          worker_ms, ceiling, main_ms, verdict))
+        print('  {:<13} {:6.1f} worker cores ({:.2f} ms/img) and {:.1f} cores in the main '
+              'process ({:.3f} ms/img); its main thread ({:.3f} ms/img) tops out at {:6.0f} '
+              'img/s: {}'.format(name, target * worker_ms / 1e3, worker_ms,
+                                 target * process_ms / 1e3, process_ms, main_ms, ceiling,
+                                 verdict))
 
 
 def main(argv=None):

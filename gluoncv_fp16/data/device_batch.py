@@ -191,11 +191,14 @@ def _unpacker(batch, rows, num_rows, num_class, mean, std, static):
     return block
 
 
-def _unpack_part(image, gt_boxes, targets, info):
-    """One device's part: (image, gt_boxes) + dense targets, through the cached graph."""
+def _unpack_part(image, gt_boxes, targets, info, static_alloc=None):
+    """One device's part: (image, gt_boxes) + dense targets, through the cached graph
+    (static memory on CPUs unless `static_alloc` says otherwise)."""
     num_rows, num_class, mean, std = info
+    if static_alloc is None:
+        static_alloc = targets.context.device_type != 'gpu'
     block = _unpacker(int(targets.shape[0]), int(targets.shape[1]) - 1, num_rows, num_class,
-                      mean, std, targets.context.device_type != 'gpu')
+                      mean, std, bool(static_alloc))
     image, *dense = block(image, targets)
     return (image, gt_boxes) + tuple(dense)
 
@@ -211,8 +214,18 @@ def unpack(batch):
     return _unpack_part(*batch, batch_info(batch[2]))
 
 
-def to_devices(batch, contexts):
+def to_devices(batch, contexts, static_alloc=None):
     """Split a host batch over `contexts` and unpack each part on its device.
+
+    Parameters
+    ----------
+    batch : sequence of NDArray
+        A packed or a dense batch.
+    contexts : list of mxnet.Context
+    static_alloc : bool or None
+        Whether the unpacking graph keeps its memory (see :func:`_unpacker`); None: on
+        CPUs only. scripts/benchmark_data.py forces False to count, on a CPU, the host
+        cost of the graph a GPU runs.
 
     Returns
     -------
@@ -224,5 +237,5 @@ def to_devices(batch, contexts):
     if not is_packed(batch):
         return parts
     info = batch_info(batch[2])  # read on the host, before any copy
-    dense = [_unpack_part(*part, info) for part in zip(*parts)]
+    dense = [_unpack_part(*part, info, static_alloc) for part in zip(*parts)]
     return [list(arrays) for arrays in zip(*dense)]
