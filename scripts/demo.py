@@ -16,19 +16,12 @@ import sys
 
 import cv2
 
-from gluoncv_fp16.utils.cli import data_side
+from gluoncv_fp16.utils.cli import data_side, fraction
 from gluoncv_fp16.train.checkpoint import CheckpointError
 from gluoncv_fp16.deploy.predict import (Detections, PredictError, auto_threshold, draw_detections,
                                          load_detector, read_image)
 
 logger = logging.getLogger('demo')
-
-
-def _fraction(text):
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError('must be between 0 and 1, got {}'.format(text))
-    return value
 
 
 def parse_args(argv=None):
@@ -40,7 +33,7 @@ def parse_args(argv=None):
     source.add_argument('--exported', help='an MXNet export prefix (from scripts/export.py)')
     source.add_argument('--onnx', help='an ONNX export (scripts/export.py --format onnx), '
                         'run with ONNX Runtime')
-    parser.add_argument('--thresh', type=_fraction, default=None,
+    parser.add_argument('--thresh', type=fraction, default=None,
                         help='minimum score of a drawn box (default: half the best score '
                         'over the images)')
     parser.add_argument('--out', default='demo_out', help='output folder (default demo_out)')

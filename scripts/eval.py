@@ -8,7 +8,11 @@
 The model is a gluoncv_fp16 checkpoint, a plain .params file (GluonCV's or ours; then
 --network), an MXNet export prefix, or an ONNX file. Dataset, data shape, classes and
 normalisation default to what the checkpoint recorded. Writes detections_<dtype>.json
-(COCO results format), pr_<class>.png and summary.json to --out.
+(COCO results format), pr_<class>.png, pictures_<dtype>.csv and summary.json to --out.
+
+Beside mAP it counts the images whose demo picture would be right: at --thresh (default:
+demo.py's rule, half the best score) every drawn box matches a distinct object of its
+class (IoU >= 0.5) and no object is missed.
 """
 import argparse
 import json
@@ -19,9 +23,10 @@ import sys
 
 from gluoncv_fp16.data.datasets import DATASETS
 from gluoncv_fp16.train.checkpoint import CheckpointError
-from gluoncv_fp16.utils.cli import data_side
+from gluoncv_fp16.utils.cli import data_side, fraction
 from gluoncv_fp16.deploy.evaluate import (COCO_STAT_NAMES, EvalError, coco_stats, evaluate,
                                           load_models, write_outputs)
+from gluoncv_fp16.deploy.picture_check import check_pictures, summarise, write_csv
 
 
 
@@ -52,6 +57,9 @@ def parse_args(argv=None):
                    help="input side (default: the checkpoint's training size, else 416)")
     p.add_argument('--batch-size', type=_positive, default=8)
     p.add_argument('-j', '--num-workers', type=int, default=0, dest='num_workers')
+    p.add_argument('--thresh', type=fraction, default=None,
+                   help='score threshold of the picture check (default: as demo.py, half '
+                   'the best score over the validation set)')
     p.add_argument('--out', default='eval_out', help='output folder (default eval_out)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     return p.parse_args(argv)
@@ -90,6 +98,23 @@ def _print_table(classes, summary, dtypes):
         print(' | '.join(cells))
 
 
+def _check_pictures(records, thresh, out_dir):
+    """Print and write the per-image picture check of each dtype; its summary dicts."""
+    results = {}
+    for dtype, record in records.items():
+        used, checks = check_pictures(record, thresh)
+        counts = dict(summarise(checks), threshold=used,
+                      csv=write_csv(os.path.join(out_dir, 'pictures_{}.csv'.format(dtype)),
+                                    checks))
+        share = 100.0 * counts['right'] / counts['images'] if counts['images'] else 0.0
+        print('{} pictures at score >= {:.3f}: images right: {} of {} ({:.1f}%); with a '
+              'missed object {}, with an extra box {}, with a wrong class {}'.format(
+                  dtype, used, counts['right'], counts['images'], share, counts['missed'],
+                  counts['extra'], counts['wrong_class']))
+        results[dtype] = counts
+    return results
+
+
 def run(args):
     dtypes = [d.strip() for d in args.dtype.split(',') if d.strip()] if args.dtype else None
     detectors, info = load_models(args.model, dtypes, network=args.network,
@@ -114,12 +139,13 @@ def run(args):
         if stats:
             print('COCO {}: '.format(dtype) + ', '.join(
                 '{} {:.4f}'.format(k, stats[dtype][k]) for k in COCO_STAT_NAMES))
+    pictures = _check_pictures({d: records[d] for d in order}, args.thresh, args.out)
     with open(os.path.join(args.out, 'summary.json'), 'w') as f:
         json.dump({'model': args.model, 'dataset': name, 'images': len(val_set),
                    'data_shape': info.data_shape, 'classes': info.classes,
-                   'results': summary, 'coco': stats}, f, indent=1)
-    print('wrote {} PR curves, detections JSON and summary.json to {}'.format(len(pngs),
-                                                                           args.out))
+                   'results': summary, 'coco': stats, 'pictures': pictures}, f, indent=1)
+    print('wrote {} PR curves, detections JSON, pictures CSV and summary.json to {}'.format(
+        len(pngs), args.out))
     return 0
 
 

@@ -1,5 +1,6 @@
 """scripts/eval.py and deploy.evaluate: FP32 and FP16 mAP of one checkpoint, PR curves,
 COCO-format detections, pycocotools metrics, one-line errors."""
+import csv
 import importlib.util
 import json
 import os
@@ -79,6 +80,38 @@ def test_eval_script_reports_fp32_and_fp16_of_one_checkpoint(checkpoint, tmp_pat
     boxes = np.array([d['bbox'] for d in detections])
     assert (boxes[:, 0] + boxes[:, 2] <= 128 + 1e-3).all()  # original 128 px images
     assert {d['category_id'] for d in detections} <= {0, 1, 2}
+    _assert_pictures(text, out, summary, detections)
+
+
+def _assert_pictures(text, out, summary, detections):
+    """The picture check: a line per dtype, a CSV per dtype that its counts sum up."""
+    for dtype in ('float32', 'float16'):
+        counts = summary['pictures'][dtype]
+        with open(str(out / 'pictures_{}.csv'.format(dtype))) as f:
+            rows = list(csv.DictReader(f))
+        assert [int(r['image_id']) for r in rows] == list(range(8))
+        for row in rows:
+            faults = [int(row[k]) for k in ('missed', 'extra', 'wrong_class')]
+            assert row['right'] == ('0' if any(faults) else '1')
+        assert counts['right'] == sum(r['right'] == '1' for r in rows)
+        for kind in ('missed', 'extra', 'wrong_class'):
+            assert counts[kind] == sum(int(r[kind]) > 0 for r in rows)
+        assert 'images right: {} of 8 ('.format(counts['right']) in text
+    # demo.py's default threshold: half the best score (the JSON rounds scores to 1e-5)
+    best = max(d['score'] for d in detections)
+    assert summary['pictures']['float32']['threshold'] == pytest.approx(best / 2, abs=1e-5)
+
+
+def test_eval_script_picture_check_at_a_given_threshold(checkpoint, tmp_path, capsys):
+    # Nothing scores 1.0: no box is drawn and every image (each has objects) misses one.
+    out = tmp_path / 'ev'
+    assert eval_main([checkpoint, '--thresh', '1', '--out', str(out), '--no-progress']) == 0
+    assert ('float32 pictures at score >= 1.000: images right: 0 of 8 (0.0%); with a missed '
+            'object 8, with an extra box 0, with a wrong class 0') in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        eval_main([checkpoint, '--thresh', '2'])
+    assert exit_info.value.code == 2
+    assert 'must be between 0 and 1, got 2' in capsys.readouterr().err
 
 
 @pytest.fixture(scope='module')

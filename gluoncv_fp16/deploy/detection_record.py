@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 
-__all__ = ['DetectionRecord', 'pr_curve', 'voc07_ap', 'plot_pr_curve']
+__all__ = ['DetectionRecord', 'iou_plus_one', 'pr_curve', 'voc07_ap', 'plot_pr_curve']
 
 
 class DetectionRecord:
@@ -46,6 +46,10 @@ class DetectionRecord:
                 difficult = bool(row[5]) if len(row) > 5 and row[5] > 0 else False
                 self.truth.append((index, int(row[4]), difficult) + tuple(map(float, row[:4])))
 
+    def image_id(self, index):
+        """The id of image `index` in outputs (COCO's own id, else the index)."""
+        return self._image_id(index)
+
     def coco_json(self, inclusive=False):
         """Detections as COCO result dicts (``bbox`` = [x, y, w, h]).
 
@@ -74,7 +78,7 @@ class DetectionRecord:
         return pr_curve(dets, truth)
 
 
-def _iou_plus_one(box, boxes):
+def iou_plus_one(box, boxes):
     """VOC IoU with inclusive pixel ends (GluonCV's bbox_iou(offset=1))."""
     lt = np.maximum(box[:2], boxes[:, :2])
     rb = np.minimum(box[2:], boxes[:, 2:])
@@ -95,7 +99,7 @@ def pr_curve(detections, truth, iou_thresh=0.5):
         rows = by_image.get(image, [])
         hit, ignore = False, False
         if rows:
-            ious = _iou_plus_one(np.array(box), np.array([b for _, b in rows]))
+            ious = iou_plus_one(np.array(box), np.array([b for _, b in rows]))
             best = int(np.argmax(ious))
             if ious[best] >= iou_thresh:
                 if rows[best][0]:
