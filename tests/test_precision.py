@@ -258,3 +258,20 @@ def test_optimizer_state_round_trip_is_exact_and_named():
     for (n, pa), pb in zip(a._collect_params_with_prefix().items(),
                            b._collect_params_with_prefix().values()):
         assert np.array_equal(pa.data().asnumpy(), pb.data().asnumpy()), n
+
+
+def test_finite_flag_finds_one_bad_value_among_many_arrays_of_both_dtypes():
+    """The CPU route checks every array (one all_finite each), over both dtypes."""
+    params = []
+    for k in range(140):  # more than one multi_all_finite chunk on a GPU
+        param = gluon.Parameter('p{}'.format(k), shape=(3,),
+                                dtype='float16' if k % 3 == 0 else 'float32')
+        param.initialize(ctx=mx.cpu())
+        param.grad()[:] = 1.0
+        params.append(param)
+    assert finite_flag(params).asscalar() == 1.0
+    for index, bad in ((139, np.nan), (0, np.inf), (70, -np.inf)):
+        params[index].grad()[1] = bad
+        assert finite_flag(params).asscalar() == 0.0, (index, bad)
+        params[index].grad()[:] = 1.0
+    assert finite_flag(params).asscalar() == 1.0

@@ -43,17 +43,29 @@ def finite_flag(params):
         if param.grad_req != 'null':
             grad = param.list_grad()[0]
             by_dtype.setdefault(np.dtype(grad.dtype).name, []).append(grad)
-    flags = []
     with autograd.pause():
-        for grads in by_dtype.values():  # the op takes one input dtype per call
-            flag = mx.nd.ones((1,), ctx=grads[0].context)
-            for start in range(0, len(grads), _CHUNK):
-                chunk = grads[start:start + _CHUNK]
-                mx.nd.multi_all_finite(*chunk, num_arrays=len(chunk), init_output=False,
-                                       out=flag)
-            flags.append(flag)
+        flags = [_all_finite(grads) for grads in by_dtype.values()]
         return flags[0] if len(flags) == 1 else mx.nd.min(mx.nd.concat(*flags, dim=0),
                                                             keepdims=True)
+
+
+def _all_finite(grads):
+    """(1,) flag of arrays of one dtype on one device.
+
+    On a GPU, ``multi_all_finite`` checks up to 128 arrays in one kernel. MXNet's CPU
+    kernel of it is several times slower than one ``all_finite`` per array (84.5 vs 13.6
+    ms over 3M floats, and ~40% of a 64-px mobilenet0.25 training step here), so CPUs
+    take that route instead.
+    """
+    if grads[0].context.device_type != 'gpu':
+        flags = [mx.nd.all_finite(g) for g in grads]
+        return flags[0] if len(flags) == 1 else mx.nd.min(mx.nd.concat(*flags, dim=0),
+                                                            keepdims=True)
+    flag = mx.nd.ones((1,), ctx=grads[0].context)
+    for start in range(0, len(grads), _CHUNK):  # the op takes one input dtype per call
+        chunk = grads[start:start + _CHUNK]
+        mx.nd.multi_all_finite(*chunk, num_arrays=len(chunk), init_output=False, out=flag)
+    return flag
 
 
 def first_non_finite(params):
