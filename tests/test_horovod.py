@@ -16,6 +16,7 @@ they are skipped. The refusals at the end need no Horovod and always run. Every 
 timeout, and a job that outlives it is killed with its whole process group.
 """
 import csv
+import functools
 import json
 import os
 import shlex
@@ -109,9 +110,11 @@ def train_reference(data_root, out, *extra):
     Returns (weights, optimizer arrays, skipped steps) as rank 0 would save them: the run
     state's FP32 weights (FP16 runs: the masters) with context 0's BN statistics.
     """
+    # No start-up self-check here: the reference is only a reference (the workers keep
+    # theirs, so a check that disturbed the run would show as a difference).
     loop = train_on_two_contexts(data_root, out, cli_args(
         data_root, out, '--ctx', 'cpu:0,cpu:1', '--batch-size', '4', '--kvstore', 'device',
-        *extra))
+        '--no-self-check', *extra))
     assert loop.iteration == 2 * STEPS_PER_EPOCH
     weights, optimizer = numpy_state(loop.capture())
     skips = loop.scaler.total_skips if loop.scaling_active else 0
@@ -180,8 +183,10 @@ def _first_loss(log):
     return line.split('obj_loss=')[1].split(',')[0]
 
 
+@functools.lru_cache(maxsize=1)
 def _initial_params(data_root):
-    """The weights every run starts from: a fresh build with the same seed."""
+    """The weights every run starts from: a fresh build with the same seed (built once;
+    callers only read it)."""
     cfg = train_yolo3.make_config(train_yolo3.parse_args(cli_args(
         data_root, '/nonexistent', '--gpus', '', '--batch-size', '2')))
     fresh, _ = build_training(cfg)

@@ -151,6 +151,15 @@ def test_amp_broken_cast_stops_or_falls_back(synthetic_root, tmp_path, monkeypat
         assert not policy.uses_amp, 'the training process would have switched AMP on'
         return real_activate(policy, **kwargs)
     monkeypatch.setattr(build, 'activate_amp', guarded)
+    # The AMP child process (~10 s) runs once, for 'stop'; 'fallback' gets the same inputs,
+    # so it is handed that real result and tested on what it does with it.
+    from gluoncv_fp16.train import self_check as self_check_module
+    real_check, results = self_check_module.check_agreement, []
+
+    def check_once(*args, **kwargs):
+        results.append(results[0] if results else real_check(*args, **kwargs))
+        return results[-1]
+    monkeypatch.setattr(self_check_module, 'check_agreement', check_once)
     for mode in ('stop', 'fallback'):
         _, cfg = cfg_for(synthetic_root, tmp_path / mode, '--amp', '--self-check', mode,
                          '--epochs', '1', '--max-iters', '1')
@@ -162,6 +171,7 @@ def test_amp_broken_cast_stops_or_falls_back(synthetic_root, tmp_path, monkeypat
         else:
             loop, _ = build.build_training(cfg)
             assert loop.policy.name == 'fp32' and not amp_active()
+    assert len(results) == 2 and results[0].mode == 'amp' and results[0].problem
 
 
 def final_params(out):
