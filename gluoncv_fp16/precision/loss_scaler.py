@@ -44,9 +44,7 @@ def finite_flag(params):
             grad = param.list_grad()[0]
             by_dtype.setdefault(np.dtype(grad.dtype).name, []).append(grad)
     with autograd.pause():
-        flags = [_all_finite(grads) for grads in by_dtype.values()]
-        return flags[0] if len(flags) == 1 else mx.nd.min(mx.nd.concat(*flags, dim=0),
-                                                            keepdims=True)
+        return _all_of([_all_finite(grads) for grads in by_dtype.values()])
 
 
 def _all_finite(grads):
@@ -58,14 +56,18 @@ def _all_finite(grads):
     take that route instead.
     """
     if grads[0].context.device_type != 'gpu':
-        flags = [mx.nd.all_finite(g) for g in grads]
-        return flags[0] if len(flags) == 1 else mx.nd.min(mx.nd.concat(*flags, dim=0),
-                                                            keepdims=True)
+        return _all_of([mx.nd.all_finite(g) for g in grads])
     flag = mx.nd.ones((1,), ctx=grads[0].context)
     for start in range(0, len(grads), _CHUNK):  # the op takes one input dtype per call
         chunk = grads[start:start + _CHUNK]
         mx.nd.multi_all_finite(*chunk, num_arrays=len(chunk), init_output=False, out=flag)
     return flag
+
+
+def _all_of(flags):
+    """One (1,) flag from (1,) flags on one device: their minimum."""
+    return flags[0] if len(flags) == 1 else mx.nd.min(mx.nd.concat(*flags, dim=0),
+                                                        keepdims=True)
 
 
 def first_non_finite(params):
