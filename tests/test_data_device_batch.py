@@ -4,6 +4,8 @@ The dense targets rebuilt from the assigned rows must be bit-identical to the tr
 dense targets; the uint8 image may differ from the float32 image only by rounding the
 augmented pixel (0.5 / 255 / std in normalised units) or by clipping it to [0, 255].
 """
+import weakref
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -227,6 +229,18 @@ def test_to_devices_splits_then_unpacks_and_passes_dense_batches(net, train_set)
     assert not np.array_equal(later[0][0].asnumpy(), before[0])
     for arrays, values in zip(held, before):
         np.testing.assert_array_equal(arrays[0].asnumpy(), values)
+    # the same on another device, where the copies write into buffers kept per device:
+    # the next batch's copy must not reach the graph outputs a caller still holds
+    held = to_devices(first, contexts[1:])
+    before = [arrays[0].asnumpy() for arrays in held]
+    later = to_devices(second, contexts[1:])
+    assert device_batch._INPUT_BUFFERS[(contexts[1], 'image')].shape == first[0].shape
+    for arrays, values, expected in zip(held, before, unpack(first)):
+        np.testing.assert_array_equal(values, expected.asnumpy())
+        np.testing.assert_array_equal(arrays[0].asnumpy(), values)
+    for arrays, expected in zip(later, unpack(second)):
+        np.testing.assert_array_equal(arrays[0].asnumpy(), expected.asnumpy())
+    assert first.info == device_batch.batch_info(first[2].asnumpy())  # carried by the loader
     dense_parts = to_devices(whole, contexts)  # already dense: only split
     for arrays, full in zip(dense_parts, whole):
         np.testing.assert_array_equal(np.concatenate([a.asnumpy() for a in arrays]),
@@ -244,3 +258,30 @@ def test_batch_info_refuses_parts_of_different_batches(net):
     rows, classes, mean, std = device_batch.batch_info(targets[0])
     assert (rows, classes) == (3 * (2 * 2 + 4 * 4 + 8 * 8), 20)
     np.testing.assert_allclose(mean, MEAN, rtol=1e-6)
+
+
+def test_ndarray_view_reads_numpy_memory_in_place_and_keeps_it_alive():
+    owner = np.zeros(4096, np.uint8)
+    released = []
+    weakref.finalize(owner, released.append, True)
+    for dtype in ('uint8', 'float32', 'float16', 'int32', 'int64', 'float64'):
+        source = owner[64:64 + 12 * np.dtype(dtype).itemsize].view(dtype).reshape(3, 4)
+        source.flags.writeable = True
+        source[:] = np.arange(12).reshape(3, 4)
+        view = device_batch.ndarray_view(source)
+        assert view.dtype == np.dtype(dtype) and view.shape == (3, 4)
+        assert view.context == mx.cpu(0)
+        np.testing.assert_array_equal(view.asnumpy(), np.arange(12).reshape(3, 4))
+        assert not source.flags.writeable  # as mx.nd.from_numpy(zero_copy=True)
+    del owner, source
+    assert not released  # the last view's NDArray still holds the memory
+    doubled = view * 2
+    del view
+    doubled.wait_to_read()
+    assert released == [True]
+    np.testing.assert_array_equal(doubled.asnumpy(), 2 * np.arange(12).reshape(3, 4))
+    assert device_batch.ndarray_view(np.zeros((0, 4), np.float32)).shape == (0, 4)
+    with pytest.raises(ValueError, match='C-contiguous'):
+        device_batch.ndarray_view(np.zeros((4, 4), np.float32).T)
+    with pytest.raises(ValueError, match='int8'):
+        device_batch.ndarray_view(np.zeros(4, np.int8))

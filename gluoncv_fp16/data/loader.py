@@ -27,13 +27,12 @@ import shutil
 import weakref
 
 import cv2
-import mxnet as mx
 import numpy as np
 
 from .batch_ring import BatchRing, batch_layout
 from .batchify import (assemble, batch_specs, fill_batch, from_file, pad_stack, spool_dir,
                        to_file, train_fields)
-from .device_batch import ASSIGNED_ROWS
+from .device_batch import ASSIGNED_ROWS, from_host
 from .sampling import EpochPlan, sample_rng
 from .targets import ASSIGNED_COLUMNS
 from .transforms import YOLO3FastTrainTransform, YOLO3FastValTransform
@@ -107,13 +106,6 @@ def _val_task(state, items, shape, mixup, seed):  # pylint: disable=unused-argum
     fields = [('stack', np.float32, [o[0] for o in outs]),
               ('pad', np.float32, [o[1] for o in outs])]
     return fields, dataset.bad_samples.take_new()
-
-
-def _as_ndarray(array):
-    """NDArray on cpu(0) sharing `array`'s memory (its dtype kept); empty ones copied."""
-    if array.size == 0:  # DLPack cannot wrap empty buffers
-        return mx.nd.array(array, dtype=array.dtype)
-    return mx.nd.from_numpy(array, zero_copy=True)
 
 
 class _Loader:
@@ -239,7 +231,7 @@ class _Loader:
 
     def _finish(self, batch, records):
         self.dataset.bad_samples.merge(records)
-        return tuple(_as_ndarray(a) for a in batch)
+        return from_host(batch)
 
     def close(self):
         """Stop the worker processes (a new iteration starts them again)."""
