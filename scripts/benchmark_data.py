@@ -7,12 +7,13 @@ Prints, from interleaved rounds of the same run (so machine noise hits both pipe
    ``mx.image.imread``, ``YOLO3DefaultTrainTransform`` without and with the net's
    target generator, ``Tuple(Stack, Pad)`` and the worker's ``ForkingPickler`` dump.
 2. Main-process cost per image consuming each loader (batch 8, fixed size, 1 and 2
-   workers), split where it runs: the main thread's CPU to **receive** a batch and to
-   **enqueue** it on a device (its copies, to a second CPU context here, and for packed
-   batches the unpacking graph -- normalise, expand the targets -- built as for a GPU);
-   and the CPU to **copy** every array once into reused arrays, what a host-to-device
-   copy from pageable memory costs the host (on a GPU machine, MXNet's copy threads).
-   The main thread is the serial part: it sets one process's ceiling. Three loaders,
+   workers), split where it runs: the main thread's CPU to **receive** a batch, to
+   **enqueue** its copies on a device (a second CPU context here), and for packed
+   batches what their unpacking -- normalise, expand the targets -- adds to the training
+   step's call (**in step**: the trainer runs it inside the step's graph); and the CPU
+   to **copy** every array once into reused arrays, what a host-to-device copy from
+   pageable memory costs the host (on a GPU machine, MXNet's copy threads). The main
+   thread is the serial part: it sets one process's ceiling. Three loaders,
    rounds interleaved: GluonCV's DataLoader, gluoncv_fp16's (packed batches: uint8
    image, assigned target rows), and gluoncv_fp16's workers sending the dense float32
    batch it sent before packing (this script only).
@@ -51,7 +52,7 @@ from gluoncv_fp16.data.batch_ring import BatchRing, batch_layout
 from gluoncv_fp16.data.datasets import build_datasets
 from gluoncv_fp16.data.image_cache import enable_cache
 from gluoncv_fp16.data.batchify import batch_specs, fill_batch, train_fields
-from gluoncv_fp16.data.device_batch import host_view, pack_targets, to_devices
+from gluoncv_fp16.data.device_batch import PackedNet, host_view, pack_targets, to_devices
 from gluoncv_fp16.data.loader import TrainLoader, make_train_loader, mixup_sample
 from gluoncv_fp16.data.sampling import EpochPlan, sample_rng
 from gluoncv_fp16.data.targets import yolo3_assigned
@@ -268,10 +269,10 @@ class _MainProcess:
         for _ in range(count):
             dt, batch = _clock(lambda: next(self.batches), time.thread_time)
             receive += dt
-            # the copies to a second device context and, for a packed batch, the unpacking
-            # graph as a GPU runs it (not static); they run on MXNet's engine threads
+            # the copies to a second device context, as the trainer enqueues them (a packed
+            # batch stays packed: the step's graph unpacks it, see bench_in_step)
             start = time.process_time()
-            dt, _ = _clock(lambda b=batch: to_devices(b, [mx.cpu(1)], static_alloc=False),
+            dt, _ = _clock(lambda b=batch: to_devices(b, [mx.cpu(1)], expand=False),
                            time.thread_time)
             enqueue += dt
             mx.nd.waitall()
@@ -365,6 +366,56 @@ def bench_main(args, net, dataset):
     return results, (min(loads), max(loads))
 
 
+class _LossProbe(mx.gluon.HybridBlock):
+    """Stands in for the net in :func:`bench_in_step`: one small reduction per input, so
+    that the measured difference is the unpacking's operators, not a net's noise."""
+
+    def hybrid_forward(self, F, *inputs):  # pylint: disable=arguments-differ
+        return [F.sum(x) for x in inputs]
+
+
+def bench_in_step(args, dataset, rounds=40):
+    """Main-thread ms per image that unpacking a packed batch adds to the training step:
+    (inside the step's graph, as the trainer does; in a call of its own before it).
+
+    The trainer runs the unpacking inside the step's cached graph (``PackedNet``): its
+    cost to the main thread is a ``PackedNet`` call on a packed part minus the same net's
+    call on the part unpacked beforehand; the other figure is the unpacking's own call
+    (not static, as on a GPU). The net is :class:`_LossProbe`: a YOLOv3 step's own
+    main-thread time varies by more than the difference. Forward under
+    ``autograd.record``, interleaved, medians.
+    """
+    net = get_model('yolo3_mobilenet0.25_voc', pretrained_base=False)  # for the layout
+    net.initialize()
+    loader = make_train_loader(dataset, net, args.batch_size, args.size)
+    parts = to_devices(next(iter(loader)), [mx.cpu()], expand=False)
+    dense = [arrays[0] for arrays in parts.expand(static_alloc=False)]
+    probe = _LossProbe()
+    probe.hybridize()
+    packed = PackedNet(probe, args.batch_size, parts[2][0].shape[1] - 1, parts.info)
+    packed.hybridize()
+
+    def recorded(forward):
+        with autograd.record():
+            return forward()
+
+    calls = {'plain': lambda: recorded(lambda: probe(*dense)),
+             'packed': lambda: recorded(lambda: packed(*[arrays[0] for arrays in parts])),
+             'separate': lambda: parts.expand(static_alloc=False)}
+    took = {name: [] for name in calls}
+    for r in range(rounds + 1):  # round 0 builds the graphs
+        for name, call in calls.items():
+            mx.nd.waitall()
+            dt, out = _clock(call, time.thread_time)
+            mx.nd.waitall()
+            del out  # freed outside the clock
+            if r:
+                took[name].append(dt)
+    per_image = {name: np.median(values) * 1e3 / args.batch_size
+                 for name, values in took.items()}
+    return per_image['packed'] - per_image['plain'], per_image['separate']
+
+
 # ----- 2b. what the uint8 image changes --------------------------------------------------
 def bench_rounding(args, net, dataset):
     """The packed uint8 image against the float32 image of the same decisions, with mixup,
@@ -428,35 +479,44 @@ def print_stages(costs, args):
           'faster'.format(before, now, before / now))
 
 
+def add_in_step(results, in_step):
+    """Results with the in-step column: `in_step` for the packed loader, 0 for the
+    others (their batches reach the step already dense)."""
+    return {(name, workers): values[:2] + (in_step if name == 'gluoncv_fp16' else 0.0,) +
+            values[2:] for (name, workers), values in results.items()}
+
+
 def print_main(results, loads, args):
     print('main process per image (ms CPU; {} px, batch {}, fixed size, median of {} '
           'interleaved rounds x {} batches; load average {:.1f}-{:.1f})'.format(
               args.size, args.batch_size, args.rounds, args.main_batches, *loads))
-    print('  {:<28} {:>7} {:>6} {:>7} {:>7} {:>11} {:>6} {:>6} {:>7} {:>6} {:>10}'.format(
-        'loader', 'workers', 'MB/img', 'receive', 'enqueue', 'main thread', 'vs gcv', 'copy',
-        'process', 'vs gcv', 'device cpu'))
-    for (name, workers), (receive, enqueue, copy, mb, device) in sorted(
+    print('  {:<28} {:>7} {:>6} {:>7} {:>7} {:>7} {:>11} {:>6} {:>6} {:>7} {:>6} '
+          '{:>10}'.format('loader', 'workers', 'MB/img', 'receive', 'enqueue', 'in step',
+                          'main thread', 'vs gcv', 'copy', 'process', 'vs gcv', 'device cpu'))
+    for (name, workers), (receive, enqueue, in_step, copy, mb, device) in sorted(
             results.items(), key=lambda kv: kv[0][1]):
         gcv = _main_costs(results[('gluoncv', workers)])
-        main_thread, process = _main_costs((receive, enqueue, copy))
-        print('  {:<28} {:>7} {:6.2f} {:7.3f} {:7.3f} {:11.3f} {:5.2f}x {:6.3f} {:7.3f} '
-              '{:5.2f}x {:10.3f}'.format(name, workers, mb, receive, enqueue, main_thread,
-                                         main_thread / gcv[0], copy, process,
-                                         process / gcv[1], device))
+        main_thread, process = _main_costs((receive, enqueue, in_step, copy))
+        print('  {:<28} {:>7} {:6.2f} {:7.3f} {:7.3f} {:7.3f} {:11.3f} {:5.2f}x {:6.3f} '
+              '{:7.3f} {:5.2f}x {:10.3f}'.format(
+                  name, workers, mb, receive, enqueue, in_step, main_thread,
+                  main_thread / gcv[0], copy, process, process / gcv[1], device))
     print('  receive: the main thread takes the next batch from the loader. enqueue: the main '
-          'thread enqueues the batch\'s copies to a device and, for a packed batch, its '
-          'unpacking graph as a GPU runs it. main thread = receive + enqueue: the serial, '
-          'GIL-bound part that caps one process. copy: every byte copied once (np.copyto), '
-          'what a copy from pageable memory costs the host; on a GPU machine MXNet runs it '
-          'on its copy threads (MXNET_GPU_COPY_NTHREADS per GPU), beside the main thread. '
-          'process = all three. device cpu: the copies and unpacking run on this CPU as the '
-          'device.')
+          'thread enqueues the batch\'s copies to a device, as the trainer does. in step: what '
+          'unpacking a packed batch adds to the main thread\'s training step, where the '
+          'trainer runs it inside the step\'s graph (measured once, see the line below). main '
+          'thread = receive + enqueue + in step: the serial, GIL-bound part that caps one '
+          'process. copy: every byte copied once (np.copyto), what a copy from pageable '
+          'memory costs the host; on a GPU machine MXNet runs it on its copy threads '
+          '(MXNET_GPU_COPY_NTHREADS per GPU), beside the main thread. process = main thread + '
+          'copy. device cpu: the copies run on this CPU as the device.')
 
 
 def _main_costs(measured):
-    """(main thread, whole process) ms per image from (receive, enqueue, copy, ...)."""
-    receive, enqueue, copy = measured[:3]
-    return receive + enqueue, receive + enqueue + copy
+    """(main thread, whole process) ms per image from (receive, enqueue, in step, copy,
+    ...)."""
+    receive, enqueue, in_step, copy = measured[:4]
+    return receive + enqueue + in_step, receive + enqueue + in_step + copy
 
 
 def print_sizing(costs, results, target):
@@ -488,7 +548,12 @@ def main(argv=None):
     costs = bench_stages(args, _Stages(args, net, dataset))
     print_stages(costs, args)
     results, loads = bench_main(args, net, dataset)
+    in_step, separate = bench_in_step(args, dataset)
+    results = add_in_step(results, in_step)
     print_main(results, loads, args)
+    print('unpacking a packed batch costs the main thread {:.3f} ms per image inside the '
+          'training step\'s graph, {:.3f} ms in a call of its own (forward under '
+          'autograd.record, medians of 40 interleaved calls)'.format(in_step, separate))
     clipped, worst, mean_diff, clip_diff = bench_rounding(args, net, dataset)
     print('uint8 image vs float32 image, {} samples with mixup: {:.2%} of pixels outside '
           '[0, 255] (clipped, by {:.1f} grey levels on average); the others within {:.4f} '

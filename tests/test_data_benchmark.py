@@ -23,6 +23,7 @@ def test_benchmark_data_prints_stages_main_process_cache_and_sizing():
         assert '\n  {} '.format(stage) in out
     assert 'simplejpeg' in out and 'faster' in out
     assert 'gluoncv_fp16 dense (before)' in out and 'main thread' in out and 'enqueue' in out
+    assert 'in step' in out
     assert 'in epoch 0, 0 in epoch 1' in out  # --cache ram: the second epoch decodes nothing
     assert 'uint8 image vs float32 image' in out and 'grey levels' in out
     assert 'to feed 500 img/s' in out and 'worker cores' in out

@@ -277,7 +277,7 @@ def test_ndarray_view_reads_numpy_memory_in_place_and_keeps_it_alive():
     assert not released  # the last view's NDArray still holds the memory
     doubled = view * 2
     del view
-    doubled.wait_to_read()
+    mx.nd.waitall()  # the product, then the engine's release of the view's memory
     assert released == [True]
     np.testing.assert_array_equal(doubled.asnumpy(), 2 * np.arange(12).reshape(3, 4))
     assert device_batch.ndarray_view(np.zeros((0, 4), np.float32)).shape == (0, 4)
@@ -285,3 +285,37 @@ def test_ndarray_view_reads_numpy_memory_in_place_and_keeps_it_alive():
         device_batch.ndarray_view(np.zeros((4, 4), np.float32).T)
     with pytest.raises(ValueError, match='int8'):
         device_batch.ndarray_view(np.zeros(4, np.int8))
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float16'])
+def test_packed_net_unpacks_in_the_step_graph_with_the_same_losses_and_gradients(
+        train_set, dtype):
+    """The training step's fused graph (unpacking + net, image cast inside) against the
+    separate unpacking then the net, on two devices: the same losses and gradients."""
+    contexts = [mx.cpu(0), mx.cpu(1)]
+    model = get_model('yolo3_mobilenet0.25_voc', pretrained_base=False)
+    model.initialize(mx.init.Xavier(), ctx=contexts)
+    model.cast(dtype)
+    model.hybridize()
+    batch = next(iter(make_train_loader(train_set, model, 4, 64, mixup=True, seed=5)))
+    parts = to_devices(batch, contexts, expand=False)
+    assert isinstance(parts, device_batch.PackedParts) and parts[0][1].dtype == np.uint8
+    params = [p for p in model.collect_params().values() if p.grad_req != 'null']
+
+    def losses_and_grads(run):
+        with autograd.record():
+            losses = run()
+            totals = [mx.nd.add_n(*device) for device in losses]
+        autograd.backward(totals)
+        return ([[l.asnumpy() for l in device] for device in losses],
+                [p.grad(ctx).asnumpy() for p in params[:20] for ctx in contexts])
+
+    want = losses_and_grads(lambda: [model(x.astype(dtype), gt, *targets)
+                                     for x, gt, *targets in zip(*parts.expand())])
+    nets = [device_batch.PackedNet(model, t.shape[0], t.shape[1] - 1, parts.info, dtype)
+            for t in parts[2]]
+    for net in nets:
+        net.hybridize()
+    got = losses_and_grads(lambda: [net(*part) for net, part in zip(nets, zip(*parts))])
+    for g, w in zip(sum(got[0], []) + got[1], sum(want[0], []) + want[1]):
+        assert g.dtype == w.dtype and g.tobytes() == w.tobytes()

@@ -103,7 +103,8 @@ class TrainLoop:
         FP16-safe YOLOv3, initialised on `contexts`, in FP32 (the loop casts it).
     contexts : list of mx.Context
     loader : iterable with ``set_epoch(epoch)``
-        Yields ``(image, gt_boxes, obj_t, centers_t, scales_t, weights_t, clas_t)``.
+        Yields packed batches (`data.device_batch`) or dense ones, ``(image, gt_boxes,
+        obj_t, centers_t, scales_t, weights_t, clas_t)``.
     make_trainer : callable(net, multi_precision) -> gluon.Trainer
     scaler : LossScaler or AmpLossScaler
     policy : PrecisionPolicy
@@ -174,6 +175,7 @@ class TrainLoop:
         self.stop_signal = None      # the step's vote on it: stop after this step
         self.record = MetricsRecord()
         self.trainer = None
+        self._packed_nets = {}  # (layout, dtype) -> device_batch.PackedNet
         self.param_names = collections.OrderedDict(net._collect_params_with_prefix())
         self.param_ids = {id(p): n for n, p in self.param_names.items()}
         self.trained = [p for p in self.param_names.values() if p.grad_req != 'null']
@@ -240,6 +242,7 @@ class TrainLoop:
             self.scaler.attach(self.trainer)
         install_optimizer(self.trainer, self.param_ids, weights, optimizer)
         self.net.hybridize()
+        self._packed_nets = {}
         self.phase = phase
 
     @property
@@ -264,10 +267,28 @@ class TrainLoop:
         return get_policy(self.phase or 'fp32').cast_input(array)
 
     def to_devices(self, batch):
-        """Split a host batch over the devices (enqueued copies). A packed loader batch is
-        unpacked there: uint8 image normalised to float32, assigned target rows expanded
-        into the dense targets (`data.device_batch`); a dense batch is only split."""
-        return device_batch.to_devices(batch, self.contexts)
+        """Split a host batch over the devices (enqueued copies). A packed loader batch
+        stays packed there (`data.device_batch.PackedParts`): the step's graph unpacks
+        it (:meth:`forward`); a dense batch is only split."""
+        return device_batch.to_devices(batch, self.contexts, expand=False)
+
+    def forward(self, parts):
+        """The losses of each device's part (under ``autograd.record``)."""
+        if not isinstance(parts, device_batch.PackedParts):
+            return [self.net(self.cast_input(x), gt, *targets)
+                    for x, gt, *targets in zip(*parts)]
+        return [self._packed_net(targets.shape, parts.info)(x, gt, targets)
+                for x, gt, targets in zip(*parts)]
+
+    def _packed_net(self, shape, info):
+        """The net with the unpacking in its graph, one per layout and phase (dropped
+        when a phase change casts and hybridizes the net again)."""
+        key = (int(shape[0]), int(shape[1]) - 1, info, self._dtype(self.phase))
+        block = self._packed_nets.get(key)
+        if block is None:
+            block = self._packed_nets[key] = device_batch.PackedNet(self.net, *key)
+            block.hybridize()
+        return block
 
     def run_step(self, window, before_read=None):
         """Forward and backward of each batch in `window` (device parts from
@@ -279,8 +300,7 @@ class TrainLoop:
         loss_sums = []
         for parts in window:
             with autograd.record():
-                per_device = [self.net(self.cast_input(x), gt, *targets)
-                              for x, gt, *targets in zip(*parts)]
+                per_device = self.forward(parts)
                 totals = [mx.nd.add_n(*losses) for losses in per_device]
             scaler.backward(totals, self.trainer)
             loss_sums.extend(mx.nd.concat(*[l.sum() for l in losses], dim=0).as_in_context(ctx)
