@@ -392,7 +392,8 @@ def bench_in_step(args, dataset, rounds=40):
     dense = [arrays[0] for arrays in parts.expand(static_alloc=False)]
     probe = _LossProbe()
     probe.hybridize()
-    packed = PackedNet(probe, args.batch_size, parts[2][0].shape[1] - 1, parts.info)
+    batch, rows = parts[2][0].shape[:2]
+    packed = PackedNet(probe, batch, rows - 1, parts.info)
     packed.hybridize()
 
     def recorded(forward):
@@ -411,7 +412,7 @@ def bench_in_step(args, dataset, rounds=40):
             del out  # freed outside the clock
             if r:
                 took[name].append(dt)
-    per_image = {name: np.median(values) * 1e3 / args.batch_size
+    per_image = {name: np.median(values) * 1e3 / batch
                  for name, values in took.items()}
     return per_image['packed'] - per_image['plain'], per_image['separate']
 

@@ -25,6 +25,7 @@ batch (7 arrays, e.g. GluonCV's) is only split.
 """
 import ctypes
 import functools
+import weakref
 
 import mxnet as mx
 import numpy as np
@@ -90,8 +91,8 @@ def host_view(array):
 
 
 _DL_TYPES = {np.dtype(name): code for name, code in _nd.DLDataType.TYPE_MAP.items()}
-_py_incref = ctypes.pythonapi.Py_IncRef
-_py_incref.argtypes = [ctypes.py_object]
+_py_incref = ctypes.PYFUNCTYPE(None, ctypes.py_object)(('Py_IncRef', ctypes.pythonapi))
+_py_decref = ctypes.PYFUNCTYPE(None, ctypes.py_object)(('Py_DecRef', ctypes.pythonapi))
 
 
 def ndarray_view(array):
@@ -125,7 +126,7 @@ def ndarray_view(array):
         check_call(_LIB.MXNDArrayFromDLPackEx(ctypes.byref(managed), True,
                                               ctypes.byref(handle)))
     except BaseException:
-        ctypes.pythonapi.Py_DecRef(ctypes.py_object(array))
+        _py_decref(array)
         raise
     return mx.nd.NDArray(handle=handle)
 
@@ -310,7 +311,8 @@ class PackedNet(gluon.HybridBlock):
 class PackedParts(list):
     """``[images, gt_boxes, targets]`` of a packed batch, each one NDArray per device,
     left packed for :class:`PackedNet` (``to_devices(..., expand=False)``); ``info``
-    is the batch's :func:`batch_info`."""
+    is the batch's :func:`batch_info`. The device arrays are reused for a later batch
+    once this object is gone: read them through it, not after it."""
 
     info = None
 
@@ -335,15 +337,11 @@ def unpack(batch):
     return _unpack_part(*batch, _info_of(batch))
 
 
-def _split(array, contexts, inputs=None):
+def _split(array, contexts, name=None, taken=None):
     """`array` split over `contexts` and copied there: ``split_and_load`` without its
-    per-call overhead for one device (~20 us here).
-
-    `inputs`: a name under which each device keeps one buffer that the copy writes into
-    instead of a new array (half the main thread's cost of a copy: no allocation, no new
-    NDArray). Only for arrays the unpacking graph alone reads: MXNet's engine orders the
-    next batch's copy after this batch's reads of the buffer, and the graph's outputs
-    are new arrays. A part already on its device is used in place.
+    per-call overhead for one device (~20 us here). A part already on its device is
+    used in place. With `name`, the copies go into free input buffers of that name
+    (:func:`_take_input`), which are listed in `taken`.
     """
     parts = [array] if len(contexts) == 1 else \
         gluon.utils.split_data(array, len(contexts), even_split=False)
@@ -351,23 +349,39 @@ def _split(array, contexts, inputs=None):
     for part, ctx in zip(parts, contexts):
         if part.context == ctx:
             out.append(part)
-        elif inputs is None:
+        elif name is None:
             out.append(part.copyto(ctx))
         else:
-            out.append(part.copyto(_input_buffer(ctx, inputs, part.shape, part.dtype)))
+            buffer = _take_input(ctx, name, part.shape, part.dtype)
+            taken.append((ctx, name, buffer))
+            out.append(part.copyto(buffer))
     return out
 
 
-_INPUT_BUFFERS = {}  # (context, name) -> the latest shape's buffer on that device
+# Device arrays the copies of packed parts go into. A copy into an existing array costs
+# the main thread about half a copy into a new one (no allocation, no new NDArray). A
+# buffer is free again only when the PackedParts holding it is gone: by then the step
+# (or the unpacking) reading it has been enqueued, and MXNet's engine orders the next
+# copy into it after that read. One buffer per device would be wrong: with gradient
+# accumulation every batch of a window is copied before the first one's step runs.
+# Only the latest shape per device and array is kept, so that random input sizes do not
+# pile up device memory.
+_FREE_INPUTS = {}  # (context, name) -> (shape, dtype, [free arrays])
 
 
-def _input_buffer(ctx, name, shape, dtype):
-    key = (ctx, name)
-    buf = _INPUT_BUFFERS.get(key)
-    if buf is None or buf.shape != shape or buf.dtype != dtype:
-        # a new input size: the old buffer is freed once its pending reads are done
-        buf = _INPUT_BUFFERS[key] = mx.nd.empty(shape, ctx, dtype)
-    return buf
+def _take_input(ctx, name, shape, dtype):
+    shape, dtype = tuple(shape), np.dtype(dtype)
+    kept = _FREE_INPUTS.get((ctx, name))
+    if kept is None or kept[:2] != (shape, dtype):
+        kept = _FREE_INPUTS[(ctx, name)] = (shape, dtype, [])
+    return kept[2].pop() if kept[2] else mx.nd.empty(shape, ctx, dtype)
+
+
+def _give_back(taken):
+    for ctx, name, buffer in taken:
+        kept = _FREE_INPUTS.get((ctx, name))
+        if kept is not None and kept[:2] == (buffer.shape, np.dtype(buffer.dtype)):
+            kept[2].append(buffer)
 
 
 def to_devices(batch, contexts, static_alloc=None, expand=True):
@@ -395,8 +409,10 @@ def to_devices(batch, contexts, static_alloc=None, expand=True):
     """
     if not is_packed(batch):
         return [_split(a, contexts) for a in batch]
-    image, gt_boxes, targets = batch
-    parts = PackedParts([_split(image, contexts, 'image'), _split(gt_boxes, contexts),
-                         _split(targets, contexts, 'targets')])
+    taken = []
+    parts = PackedParts(_split(array, contexts, name, taken)
+                        for array, name in zip(batch, ('image', 'gt_boxes', 'targets')))
     parts.info = _info_of(batch)  # read on the host, before any copy
+    if taken:  # the buffers are free again once nothing can read them through `parts`
+        weakref.finalize(parts, _give_back, taken).atexit = False
     return parts.expand(static_alloc) if expand else parts
