@@ -249,6 +249,14 @@ def test_to_devices_splits_then_unpacks_and_passes_dense_batches(net, train_set)
         np.testing.assert_array_equal(arrays[0].asnumpy(), expected.asnumpy())
     for arrays, expected in zip(later.expand(), unpack(second)):
         np.testing.assert_array_equal(arrays[0].asnumpy(), expected.asnumpy())
+    # gt_boxes reach the caller as they are: a later batch of the same shapes must not
+    # write into the ones a caller holds
+    shifted = device_batch.from_host([first[0].asnumpy(), first[1].asnumpy() + 1,
+                                      first[2].asnumpy()])
+    held = to_devices(first, contexts[1:])
+    later = to_devices(shifted, contexts[1:])
+    np.testing.assert_array_equal(held[1][0].asnumpy(), first[1].asnumpy())
+    np.testing.assert_array_equal(later[1][0].asnumpy(), first[1].asnumpy() + 1)
     assert first.info == device_batch.batch_info(first[2].asnumpy())  # carried by the loader
     dense_parts = to_devices(whole, contexts)  # already dense: only split
     for arrays, full in zip(dense_parts, whole):

@@ -311,8 +311,8 @@ class PackedNet(gluon.HybridBlock):
 class PackedParts(list):
     """``[images, gt_boxes, targets]`` of a packed batch, each one NDArray per device,
     left packed for :class:`PackedNet` (``to_devices(..., expand=False)``); ``info``
-    is the batch's :func:`batch_info`. The device arrays are reused for a later batch
-    once this object is gone: read them through it, not after it."""
+    is the batch's :func:`batch_info`. The image and targets arrays are reused for a
+    later batch once this object is gone: read them through it, not after it."""
 
     info = None
 
@@ -358,11 +358,12 @@ def _split(array, contexts, name=None, taken=None):
     return out
 
 
-# Device arrays the copies of packed parts go into. A copy into an existing array costs
-# the main thread about half a copy into a new one (no allocation, no new NDArray). A
-# buffer is free again only when the PackedParts holding it is gone: by then the step
-# (or the unpacking) reading it has been enqueued, and MXNet's engine orders the next
-# copy into it after that read. One buffer per device would be wrong: with gradient
+# Device arrays the copies of a packed part's image and targets go into: only the
+# unpacking (or PackedNet's graph) reads them, never the caller. A copy into an existing
+# array costs the main thread about half a copy into a new one (no allocation, no new
+# NDArray). A buffer is free again only when the PackedParts holding it is gone: by then
+# the step (or the unpacking) reading it has been enqueued, and MXNet's engine orders
+# the next copy into it after that read. One buffer per device would be wrong: with gradient
 # accumulation every batch of a window is copied before the first one's step runs.
 # Only the latest shape per device and array is kept, so that random input sizes do not
 # pile up device memory.
@@ -410,8 +411,9 @@ def to_devices(batch, contexts, static_alloc=None, expand=True):
     if not is_packed(batch):
         return [_split(a, contexts) for a in batch]
     taken = []
+    # gt_boxes reach the caller as they are (expand), so they get new arrays
     parts = PackedParts(_split(array, contexts, name, taken)
-                        for array, name in zip(batch, ('image', 'gt_boxes', 'targets')))
+                        for array, name in zip(batch, ('image', None, 'targets')))
     parts.info = _info_of(batch)  # read on the host, before any copy
     if taken:  # the buffers are free again once nothing can read them through `parts`
         weakref.finalize(parts, _give_back, taken).atexit = False
