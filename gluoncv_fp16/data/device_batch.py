@@ -278,8 +278,9 @@ class PackedNet(gluon.HybridBlock):
     The training step's own cached graph then does the unpacking, so the main thread
     makes one call per device batch instead of two (the unpacking's call alone was
     ~0.6 ms per batch of 8 at 416 px here) and the image arrives in the compute dtype
-    without a cast of its own. The losses are the separate unpacking's to the bit
-    (tested). One block per batch layout and compute dtype, as :func:`_unpacker`.
+    without a cast of its own. The unpacking is the same :class:`_Unpack` block, so the
+    losses are the separate unpacking's to the bit (tested). One block per batch layout
+    and compute dtype, as :func:`_unpacker`.
 
     Parameters
     ----------
@@ -297,15 +298,14 @@ class PackedNet(gluon.HybridBlock):
     def __init__(self, net, batch, rows, info, dtype='float32'):
         super().__init__()
         self.net = net
-        num_rows, num_class, self._mean, self._std = info
-        self._sizes = (batch, rows, num_rows, num_class)
+        self.unpack = _Unpack(batch, rows, *info)
         self._dtype = dtype
 
     def hybrid_forward(self, F, image, gt_boxes, targets):  # pylint: disable=arguments-differ
-        x = _normalize(F, image, self._mean, self._std)
+        x, *dense = self.unpack(image, targets)
         if self._dtype != 'float32':
             x = F.cast(x, self._dtype)
-        return self.net(x, gt_boxes, *_expand(F, targets, *self._sizes))
+        return self.net(x, gt_boxes, *dense)
 
 
 class PackedParts(list):
