@@ -25,11 +25,14 @@ INSTALL_REQUIRES = [
 ONNX_REQUIRES = ['onnx==1.15.0', 'coloredlogs', 'flatbuffers', 'packaging', 'protobuf',
                  'sympy']
 
+with open('README.md', encoding='utf-8') as f:
+    LONG_DESCRIPTION = f.read()
+
 setup(
     name='gluoncv_fp16',
     version='0.1.0',
     description="Half-precision (FP16) training for GluonCV's YOLOv3",
-    long_description=open('README.md').read(),
+    long_description=LONG_DESCRIPTION,
     long_description_content_type='text/markdown',
     packages=find_packages(include=['gluoncv_fp16', 'gluoncv_fp16.*']),
     python_requires='>=3.8',
@@ -43,7 +46,9 @@ setup(
         # (gluoncv 0.10.5's COCO metric uses np.float); 1.17.3 runs with numpy 1.23.5
         # (tests/test_onnx_export.py). onnx 1.16+ breaks mx.onnx ('mapping' removed).
         'onnx': ONNX_REQUIRES,
-        # tensorboard: its event reader checks that our event files are readable
-        'test': ['pytest', 'tensorboardX>=2.6,<2.7', 'tensorboard'] + ONNX_REQUIRES,
+        # tensorboard: its event reader checks that our event files are readable;
+        # ruff: the linter CI runs (`ruff check .`, configured in pyproject.toml)
+        'test': ['pytest', 'tensorboardX>=2.6,<2.7', 'tensorboard',
+                 'ruff==0.17.6'] + ONNX_REQUIRES,
     },
 )

@@ -135,9 +135,9 @@ class _Stages:
         for i in indices:
             dt, (img, label) = _clock(lambda i=i: _waited(self.gcv_set[i]))
             took['decode'] += dt
-            dt, (img, box) = _clock(lambda: self._gcv_augment(img, label))
+            dt, (img, box) = _clock(lambda img=img, label=label: self._gcv_augment(img, label))
             took['augment'] += dt
-            dt, targets = _clock(lambda: self._gcv_target(box))
+            dt, targets = _clock(lambda box=box: self._gcv_target(box))
             took['targets'] += dt
             samples.append((img,) + targets)
         dt, batch = _clock(lambda: [a.wait_to_read() or a for a in self.gcv_batchify(samples)])
@@ -170,12 +170,13 @@ class _Stages:
             dt, img = _clock(lambda i=i: read(i))
             took['decode'] += dt
             rng = sample_rng(0, 0, i)
-            dt, decisions = _clock(lambda: self.fast.draw(img.shape, self.dataset.label(i),
-                                                          rng))
-            dt2, (image, boxes) = _clock(lambda: self.fast_aug.apply_packed(
-                img, self.dataset.label(i), decisions=decisions))
+            dt, decisions = _clock(lambda img=img, i=i, rng=rng: self.fast.draw(
+                img.shape, self.dataset.label(i), rng))
+            dt2, (image, boxes) = _clock(
+                lambda img=img, i=i, decisions=decisions: self.fast_aug.apply_packed(
+                    img, self.dataset.label(i), decisions=decisions))
             took['augment'] += dt + dt2
-            dt, targets = _clock(lambda: self._packed_targets(boxes))
+            dt, targets = _clock(lambda boxes=boxes: self._packed_targets(boxes))
             took['targets'] += dt
             outs.append((image, targets, boxes[:, :4].astype(np.float32)))
         fields = train_fields(outs)

@@ -6,6 +6,7 @@ import pickle
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import mxnet as mx
 import numpy as np
@@ -99,11 +100,11 @@ def test_malicious_pickled_checkpoint_runs_nothing(trained_fp16, tmp_path):
 @pytest.mark.parametrize('damage', ['truncated', 'garbage', 'extra_member', 'bad_json'])
 def test_damaged_checkpoints_are_one_clear_error(trained_fp16, tmp_path, damage):
     path = save_run_state(str(tmp_path / 'a.ckpt'), trained_fp16.capture(), {'model': MODEL})
-    data = open(path, 'rb').read()
+    data = Path(path).read_bytes()
     if damage == 'truncated':
-        open(path, 'wb').write(data[:len(data) // 2])
+        Path(path).write_bytes(data[:len(data) // 2])
     elif damage == 'garbage':
-        open(path, 'wb').write(b'not a checkpoint at all' * 100)
+        Path(path).write_bytes(b'not a checkpoint at all' * 100)
     elif damage == 'extra_member':
         with zipfile.ZipFile(path, 'a') as zf:
             zf.writestr('payload.bin', b'\x80\x04')
@@ -171,8 +172,7 @@ def test_temp_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     live.write_bytes(b'y')
     assert remove_stale_temp_files(str(tmp_path)) == [str(stale)]
     assert live.exists() and not stale.exists()
-    with pytest.raises(RuntimeError):
-        with atomic_write(str(tmp_path / 'w.params')) as f:
-            f.write(b'partial')
-            raise RuntimeError('killed mid-write')
+    with pytest.raises(RuntimeError), atomic_write(str(tmp_path / 'w.params')) as f:
+        f.write(b'partial')
+        raise RuntimeError('killed mid-write')
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]

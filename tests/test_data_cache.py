@@ -1,6 +1,7 @@
 """--cache ram|disk: same batches, shared by workers and ranks, second epoch decodes nothing."""
 import os
 import pickle
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -102,10 +103,10 @@ def test_disk_cache_is_reused_by_the_next_run_and_shared_by_ranks(net, root):
 
 
 def test_bad_images_are_repaired_once_and_skipped_without_rereading(root):
-    ids = open(os.path.join(root, 'ImageSets', 'Main', 'train.txt')).read().split()
+    ids = Path(root, 'ImageSets', 'Main', 'train.txt').read_text().split()
     path = os.path.join(root, 'JPEGImages', '{}.jpg')
-    data = open(path.format(ids[0]), 'rb').read()
-    open(path.format(ids[0]), 'wb').write(data[:len(data) // 2])  # truncated
+    data = Path(path.format(ids[0])).read_bytes()
+    Path(path.format(ids[0])).write_bytes(data[:len(data) // 2])  # truncated
     gray = cv2.imread(path.format(ids[1]), cv2.IMREAD_GRAYSCALE)
     cv2.imwrite(path.format(ids[1]), gray)                          # grayscale
     plain, _, _ = build_datasets('custom', root=root)

@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+from pathlib import Path
 
 import cv2
 import mxnet as mx
@@ -29,7 +30,7 @@ def test_synthetic_is_generated_once_into_root(tmp_path):
     train, _, classes = build_datasets('synthetic', root=root)
     split = os.path.join(root, 'ImageSets', 'Main', 'train.txt')
     assert classes == list(SHAPE_CLASSES)
-    assert 0 < len(train) == len(open(split).read().split())
+    assert 0 < len(train) == len(Path(split).read_text().split())
     stamp = os.path.getmtime(split)
     build_datasets('synthetic', root=root)
     assert os.path.getmtime(split) == stamp
@@ -40,30 +41,30 @@ def broken_root(synthetic_root, tmp_path):
     """A copy of the synthetic folder with one of each kind of bad sample."""
     root = str(tmp_path / 'broken')
     shutil.copytree(synthetic_root, root)
-    ids = open(os.path.join(root, 'ImageSets', 'Main', 'train.txt')).read().split()
+    ids = Path(root, 'ImageSets', 'Main', 'train.txt').read_text().split()
 
     def path(i, sub, ext):
         return os.path.join(root, sub, ids[i] + ext)
-    data = open(path(0, 'JPEGImages', '.jpg'), 'rb').read()
-    open(path(0, 'JPEGImages', '.jpg'), 'wb').write(data[:len(data) // 2])   # truncated
-    open(path(1, 'JPEGImages', '.jpg'), 'wb').write(b'not an image at all')  # unreadable
-    open(path(2, 'Annotations', '.xml'), 'w').write('<annotation><object>')  # malformed
+    data = Path(path(0, 'JPEGImages', '.jpg')).read_bytes()
+    Path(path(0, 'JPEGImages', '.jpg')).write_bytes(data[:len(data) // 2])   # truncated
+    Path(path(1, 'JPEGImages', '.jpg')).write_bytes(b'not an image at all')  # unreadable
+    Path(path(2, 'Annotations', '.xml')).write_text('<annotation><object>')  # malformed
     gray = cv2.imread(path(3, 'JPEGImages', '.jpg'), cv2.IMREAD_GRAYSCALE)
     cv2.imwrite(path(3, 'JPEGImages', '.jpg'), gray)                         # grayscale
     os.remove(path(4, 'JPEGImages', '.jpg'))
     rgba = cv2.cvtColor(cv2.imread(path(5, 'JPEGImages', '.jpg')), cv2.COLOR_BGR2BGRA)
     cv2.imwrite(path(4, 'JPEGImages', '.png'), rgba)                         # RGBA png
-    xml = open(path(6, 'Annotations', '.xml')).read()
-    open(path(6, 'Annotations', '.xml'), 'w').write(
+    xml = Path(path(6, 'Annotations', '.xml')).read_text()
+    Path(path(6, 'Annotations', '.xml')).write_text(
         xml.replace('<name>', '<name>unicorn', 1))                           # unknown
-    xml = open(path(8, 'Annotations', '.xml')).read()
-    open(path(8, 'Annotations', '.xml'), 'w').write(
+    xml = Path(path(8, 'Annotations', '.xml')).read_text()
+    Path(path(8, 'Annotations', '.xml')).write_text(
         xml.replace('<xmax>', '<xmax>9', 1))                                 # outside
-    xml = open(path(7, 'Annotations', '.xml')).read()
+    xml = Path(path(7, 'Annotations', '.xml')).read_text()
     start = xml.index('<xmin>') + len('<xmin>')
     end = xml.index('</xmin>')
     xmax = xml[xml.index('<xmax>') + 6:xml.index('</xmax>')]
-    open(path(7, 'Annotations', '.xml'), 'w').write(xml[:start] + xmax + xml[end:])  # zero
+    Path(path(7, 'Annotations', '.xml')).write_text(xml[:start] + xmax + xml[end:])  # zero
     return root, ids
 
 

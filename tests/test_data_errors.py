@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -50,14 +51,14 @@ def xml(root, image_id):
 
 
 def truncate(path):
-    data = open(path, 'rb').read()
-    open(path, 'wb').write(data[:len(data) // 2])
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[:len(data) // 2])
 
 
 def edit_xml(path, old, new):
-    text = open(path).read()
+    text = Path(path).read_text()
     assert old in text
-    open(path, 'w').write(text.replace(old, new, 1))
+    Path(path).write_text(text.replace(old, new, 1))
 
 
 def cli_args(root, out, *extra, base='--no-pretrained-base'):
@@ -99,7 +100,7 @@ def test_weights_that_cannot_be_had_are_one_line_naming_the_flags(case, data, tm
     argv = cli_args(data, tmp_path / 'out', base=None)
     if case == 'damaged cache':
         os.makedirs(models)
-        open(os.path.join(models, 'mobilenet0.25-f0046a3d.params'), 'wb').write(b'x' * 100)
+        Path(models, 'mobilenet0.25-f0046a3d.params').write_bytes(b'x' * 100)
     if case == 'unpublished':
         argv += ['--pretrained', 'voc']
     before = set(os.listdir(str(tmp_path)))
@@ -128,7 +129,7 @@ def test_weights_that_cannot_be_had_are_one_line_naming_the_flags(case, data, tm
 
 
 def test_readme_names_no_pretrained_base_for_offline_and_custom_data():
-    readme = open(os.path.join(ROOT, 'README.md')).read()
+    readme = Path(ROOT, 'README.md').read_text()
     assert re.search(r'offline[^\n]*--no-pretrained-base|--no-pretrained-base[^\n]*offline',
                      readme, re.IGNORECASE)
 
@@ -151,11 +152,11 @@ def test_strict_data_fault_mid_run_in_a_worker_is_one_line_and_keeps_the_checkpo
     # The annotation claims a 200 px wide image with a box at x 100..190: nothing is wrong
     # in the files themselves, only decoding shows the image is 128 px wide.
     bad = xml(data, ids(data, 'train')[7])
-    text = open(bad).read()
+    text = Path(bad).read_text()
     text = re.sub(r'<width>\d+</width>', '<width>200</width>', text)
     text = re.sub(r'<xmin>\d+</xmin>', '<xmin>100</xmin>', text, count=1)
     text = re.sub(r'<xmax>\d+</xmax>', '<xmax>190</xmax>', text, count=1)
-    open(bad, 'w').write(text)
+    Path(bad).write_text(text)
     code, out = run_cli(cli_args(data, out_dir, '--epochs', '2', '--resume', 'auto',
                                  '--strict-data', '-j', '2'), capsys)
     lines = out.err.strip().splitlines()
@@ -189,7 +190,7 @@ def test_strict_data_refuses_damaged_validation_images_before_training(damage, d
     elif damage == 'missing image':
         os.remove(bad)
     else:
-        open(bad, 'wb').write(b'\xff\xd8 a JPEG start, then nothing of one \xff\xd9')
+        Path(bad).write_bytes(b'\xff\xd8 a JPEG start, then nothing of one \xff\xd9')
     detail = ' (no JPEG frame header)' if damage == 'unreadable image' else ''
     code, out = run_cli(cli_args(data, tmp_path / 'out', '--strict-data'), capsys)
     assert_refused(code, out, re.escape('error: {}: {}{}{}'.format(bad, damage, detail,
@@ -291,7 +292,7 @@ def test_two_workers_warn_each_bad_file_once_over_epochs_and_count_it(data, tmp_
         loader.close()
         logger.removeHandler(handler)
         handler.close()
-    lines = open(str(tmp_path / 'warnings.log')).read().splitlines()
+    lines = (tmp_path / 'warnings.log').read_text().splitlines()
     assert lines == ['bad sample skipped: {}: truncated image'.format(bad)]
     assert train.bad_samples.counts() == {'truncated image': 1}
 
@@ -301,8 +302,8 @@ def test_every_kind_of_bad_sample_is_in_the_epoch_line_and_metrics_csv(data, tmp
     truncate(image(data, train_ids[1]))
     os.remove(image(data, val_ids[2]))
     swapped = next(xml(data, i) for i in train_ids[2:]  # an image that keeps another box
-                   if open(xml(data, i)).read().count('<object>') > 1)
-    text = open(swapped).read()
+                   if Path(xml(data, i)).read_text().count('<object>') > 1)
+    text = Path(swapped).read_text()
     xmin = re.search(r'<xmin>(\d+)</xmin>', text).group(1)
     xmax = re.search(r'<xmax>(\d+)</xmax>', text).group(1)
     edit_xml(swapped, '<xmin>{}</xmin>'.format(xmin), '<xmin>{}</xmin>'.format(int(xmax) + 5))
@@ -316,7 +317,7 @@ def test_every_kind_of_bad_sample_is_in_the_epoch_line_and_metrics_csv(data, tmp
     assert re.search(r'\[Epoch 0\] .* s, 3 bad samples so far \(' + re.escape(kinds) + r'\)',
                      out.out)
     assert read_rows(tmp_path / 'out')[0]['bad_samples'] == '3'
-    log = open(glob.glob(str(tmp_path / 'out' / '*_train.log'))[0]).read()
+    log = Path(glob.glob(str(tmp_path / 'out' / '*_train.log'))[0]).read_text()
     for kind in ('xmin > xmax', 'missing image', 'truncated image'):
         assert len(re.findall('bad sample skipped: .*' + kind, log)) == 1, kind
 

@@ -182,7 +182,7 @@ def test_labels_of_crowded_boxes_do_not_overlap():
     rects = [r for _, _, r in placed]
     assert len(rects) == 12
     for i, a in enumerate(rects):
-        assert 0 <= a[0] and a[2] <= 200 and 0 <= a[1] and a[3] <= 160
+        assert a[0] >= 0 and a[2] <= 200 and a[1] >= 0 and a[3] <= 160
         for b in rects[:i]:
             assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
     best = int(np.argmax(found.scores))

@@ -151,7 +151,7 @@ def test_nan_on_one_worker_rolls_back_every_worker_at_the_same_step(tmp_path):
     weights (BN running statistics are each worker's own, as without a rollback)."""
     proc = run_rollback_job(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    runs = [json.load(open(str(tmp_path / 'rank{}.json'.format(r)))) for r in range(2)]
+    runs = [json.loads((tmp_path / 'rank{}.json'.format(r)).read_text()) for r in range(2)]
     for run in runs:
         assert run['recoveries'] == 1 and run['iteration'] == 6 and run['phase'] == 'fp16'
     assert runs[0]['events'][0]['iteration'] == runs[1]['events'][0]['iteration'] == 3
@@ -176,7 +176,7 @@ def run_rollback_job(out, *worker_args):
 def test_dist_workers_give_up_together_after_the_chief_saved_the_last_good_state(tmp_path):
     proc = run_rollback_job(tmp_path, 'giveup')
     assert proc.returncode == 1, proc.stdout[-3000:]  # a worker failed: the job fails
-    runs = [json.load(open(str(tmp_path / 'rank{}.json'.format(r)))) for r in range(2)]
+    runs = [json.loads((tmp_path / 'rank{}.json'.format(r)).read_text()) for r in range(2)]
     assert runs[0]['iteration'] == runs[1]['iteration'] == 4, runs
     assert 'after 1 recoveries' in runs[0]['diverged'] and 'after 1 recoveries' in \
         runs[1]['diverged']
@@ -192,7 +192,7 @@ def test_sigterm_to_one_worker_stops_every_worker_after_one_step_and_the_chief_s
     exits, both print the one line, and the launcher exits 143."""
     proc = run_rollback_job(tmp_path, 'stop')
     assert proc.returncode == 143, proc.stdout[-3000:]
-    runs = [json.load(open(str(tmp_path / 'rank{}.json'.format(r)))) for r in range(2)]
+    runs = [json.loads((tmp_path / 'rank{}.json'.format(r)).read_text()) for r in range(2)]
     assert runs[0]['iteration'] == runs[1]['iteration'] == 3, runs
     line = 'stopped by SIGTERM at epoch 0, iteration 3; continue with --resume auto'
     assert proc.stdout.count(line) == 2, proc.stdout[-3000:]

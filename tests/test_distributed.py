@@ -100,7 +100,6 @@ def test_fail_fast_exits_at_once_without_shutdown_handlers(body, code, logged):
 
 
 def test_fail_fast_lets_a_clean_exit_through():
-    with pytest.raises(SystemExit) as info:
-        with fail_fast():
-            sys.exit(0)
+    with pytest.raises(SystemExit) as info, fail_fast():
+        sys.exit(0)
     assert info.value.code == 0

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mxnet as mx
 import numpy as np
@@ -241,7 +242,7 @@ def run_worker_job(out, mode):
     results = []
     for rank in range(2):
         path = os.path.join(str(out), 'rank{}.json'.format(rank))
-        results.append(json.load(open(path)) if os.path.exists(path) else None)
+        results.append(json.loads(Path(path).read_text()) if os.path.exists(path) else None)
     return code, output, results
 
 

@@ -159,7 +159,7 @@ def test_fp16_best_params_are_the_fp32_masters_and_load_into_stock_gluoncv(tmp_p
     net = gluoncv.model_zoo.get_model('yolo3_mobilenet0.25_custom', pretrained_base=False,
                                       classes=state.meta['model']['classes'])
     for name in (PREFIX + '_best.params', PREFIX + '_0000_{:.4f}.params'.format(
-            float(open(tmp_path / (PREFIX + '_best_map.log')).read().split()[-1]))):
+            float((tmp_path / (PREFIX + '_best_map.log')).read_text().split()[-1]))):
         net.load_parameters(str(tmp_path / name))  # stock GluonCV: float32 required
         loaded = {n: p.data().asnumpy() for n, p in net._collect_params_with_prefix().items()}
         masters = {n: v.asnumpy() for n, v in state.weights.items()}
@@ -213,7 +213,7 @@ def test_sigterm_then_sigint_mid_epoch_save_and_resume_bit_identically(tmp_path,
     assert found and 'Traceback' not in stderr, stderr[-2000:]
     state = load_run_state(str(stopped / (PREFIX + '_last.ckpt')))
     assert (state.meta['epoch'], state.meta['iteration']) == tuple(map(int, found.groups()))
-    assert not state.meta['epoch_done'] and 0 < state.meta['epoch_position']
+    assert not state.meta['epoch_done'] and state.meta['epoch_position'] > 0
 
     code, stdout, stderr = stop_after_a_checkpoint(
         command(synthetic_root, stopped, *INTERRUPTED, '--resume', 'auto'), stopped,

@@ -44,9 +44,8 @@ def test_stock_syncbn_accepts_fp16_in_type_inference_but_its_kernel_rejects_it()
     stock = SyncBatchNorm(in_channels=3, num_devices=1)
     stock.initialize()
     stock.cast('float16')
-    with pytest.raises(mx.base.MXNetError, match='data type do not match'):
-        with autograd.record():
-            stock(mx.nd.ones((2, 3, 4, 4), dtype='float16')).asnumpy()
+    with pytest.raises(mx.base.MXNetError, match='data type do not match'), autograd.record():
+        stock(mx.nd.ones((2, 3, 4, 4), dtype='float16')).asnumpy()
 
 
 @pytest.mark.parametrize('hybridize', [False, True])
@@ -94,9 +93,8 @@ def test_parameter_names_are_those_of_batchnorm():
 def test_training_forward_on_fewer_contexts_than_devices_raises_instead_of_hanging():
     layer = HalfSafeSyncBatchNorm(in_channels=3, num_devices=2)
     layer.initialize(ctx=mx.cpu(0))
-    with pytest.raises(RuntimeError, match='num_devices=2 .* 1 context'):
-        with autograd.record():
-            layer(mx.nd.ones((2, 3, 4, 4)))
+    with pytest.raises(RuntimeError, match='num_devices=2 .* 1 context'), autograd.record():
+        layer(mx.nd.ones((2, 3, 4, 4)))
     with autograd.predict_mode():  # inference does not synchronise: allowed
         assert layer(mx.nd.ones((2, 3, 4, 4))).shape == (2, 3, 4, 4)
 
@@ -259,7 +257,7 @@ def _child_yolo(out_dir):
     autograd.backward(totals)
     trainer.step(image.shape[0])
     means = [mean.data(c).asnumpy() for c in CTXS]
-    json.dump({
+    result = {
         'graph_output_dtypes': graph_types,
         'loss_dtypes': [np.dtype(loss.dtype).name for loss in outs[0]],
         'losses': [float(loss.sum().asscalar()) for out in outs for loss in out],
@@ -268,7 +266,9 @@ def _child_yolo(out_dir):
         'weight_changed': bool(not np.array_equal(weight.data(CTXS[0]).asnumpy(), before[0])),
         'running_mean_changed': bool(not np.array_equal(means[0], before[1])),
         'running_mean_devices_equal': bool(np.allclose(means[0], means[1], rtol=1e-5)),
-    }, open(os.path.join(out_dir, 'yolo.json'), 'w'))
+    }
+    with open(os.path.join(out_dir, 'yolo.json'), 'w') as f:
+        json.dump(result, f)
 
 
 def _fp16_graph_types(net, infer_output_dtypes):

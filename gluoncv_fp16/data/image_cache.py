@@ -202,8 +202,8 @@ def _disk_path(dataset, split):
     folder = os.path.join(dataset.cache_folder(), '.gluoncv_fp16_cache')
     try:
         os.makedirs(folder, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=folder)
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass  # a write probe
     except OSError:
         folder = os.path.join(os.path.expanduser('~'), '.cache', 'gluoncv_fp16', 'images')
         logger.info('dataset folder not writable; the disk cache goes to %s', folder)

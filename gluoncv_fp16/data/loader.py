@@ -246,7 +246,9 @@ class _Loader:
             self._spool = None
 
     def __del__(self):
-        try:
+        # Not contextlib.suppress (SIM105): at interpreter shutdown this module's globals,
+        # `contextlib` among them, may already be gone; a bare try/except needs no name.
+        try:  # noqa: SIM105
             self.close()
         except Exception:  # pylint: disable=broad-except
             pass  # interpreter shutdown

@@ -84,7 +84,7 @@ def _convert(symbol, net, data_shape, dtype, folder):
                              dynamic_input_shapes=[(None,) + shape[1:]])
     except Exception as err:  # mx.onnx raises bare AttributeError/KeyError on unsupported ops
         raise ExportError("mx.onnx could not convert the network: {}: {}".format(
-            type(err).__name__, str(err).strip().splitlines()[0] if str(err) else ''))
+            type(err).__name__, str(err).strip().splitlines()[0] if str(err) else '')) from err
     return onnx.load(path)
 
 

@@ -155,7 +155,10 @@ def pretrained_weights_file(name, root=_DEFAULT_ROOT):
     try:
         return model_store.get_model_file(key, tag=True, root=root)
     except Exception as err:  # network errors come from requests, urllib, socket ...
-        raise _unavailable(key, [_params_file(key, True)], root, err) or err
+        failure = _unavailable(key, [_params_file(key, True)], root, err)
+        if failure is None:
+            raise
+        raise failure from err
 
 
 def backbone_weights_file(network, root=_DEFAULT_ROOT):
@@ -171,7 +174,10 @@ def backbone_weights_file(network, root=_DEFAULT_ROOT):
     try:
         return model_store.get_model_file(network, root=root)
     except Exception as err:  # network errors come from requests, urllib, socket ...
-        raise _unavailable(network, [_params_file(network, True)], root, err) or err
+        failure = _unavailable(network, [_params_file(network, True)], root, err)
+        if failure is None:
+            raise
+        raise failure from err
 
 
 def _build_with_downloads(key, kwargs):
@@ -182,7 +188,10 @@ def _build_with_downloads(key, kwargs):
     except Exception as err:  # network errors come from requests, urllib, socket ...
         if not needed:
             raise
-        raise _unavailable(key, needed, kwargs.get('root', _DEFAULT_ROOT), err) or err
+        failure = _unavailable(key, needed, kwargs.get('root', _DEFAULT_ROOT), err)
+        if failure is None:
+            raise
+        raise failure from err
 
 
 def _unavailable(key, needed, root, err):
@@ -192,7 +201,7 @@ def _unavailable(key, needed, root, err):
     corrupt = [f for f in needed if f not in missing and not _intact(root, f)]
     if not missing and not corrupt:
         return None
-    failure = PretrainedWeightsUnavailable(
+    return PretrainedWeightsUnavailable(
         "Could not get pretrained weights for '{}' ({}). {}Download {} and put "
         "it in {} (GluonCV's cache; set root= or MXNET_HOME to use another folder), "
         "or pass pretrained=False, pretrained_base=False to train from scratch "
@@ -200,8 +209,6 @@ def _unavailable(key, needed, root, err):
         .format(key, type(err).__name__, _corrupt_note(corrupt),
                 ' and '.join(missing + corrupt), root),
         files=missing + corrupt, corrupt=corrupt, root=root, cause=type(err).__name__)
-    failure.__cause__ = err
-    return failure
 
 
 def _intact(root, file_name):

@@ -56,9 +56,8 @@ class AmpLossScaler(LossScaler):
 
     def backward(self, losses, trainer=None):
         from mxnet.contrib import amp
-        with autograd.record():
-            with amp.scale_loss(list(losses), trainer or self._trainer) as scaled:
-                scaled = list(scaled)
+        with autograd.record(), amp.scale_loss(list(losses), trainer or self._trainer) as scaled:
+            scaled = list(scaled)
         autograd.backward(scaled)
 
     def step(self, trainer, batch_size, finite=True, grad_factor=1.0):

@@ -181,7 +181,8 @@ class CSVHook(HookBase):
             writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction='ignore')
             writer.writeheader()
             writer.writerows(keep)
-        self._file = open(self.path, 'a', newline='', buffering=1)
+        # Open from before_train until after_train, across hook calls: no `with` can hold it.
+        self._file = open(self.path, 'a', newline='', buffering=1)  # noqa: SIM115
         self._writer = csv.DictWriter(self._file, fieldnames=self.fields,
                                       extrasaction='ignore')
 

@@ -62,7 +62,7 @@ def convert_v1_checkpoint(path, out, trust_pickle=False):
     half = meta.get('phase') == 'fp16'
     slot = 1  # gluoncv_fp16 0.1 trained with SGD, whose multi-precision state is (mom, master)
     arrays, layout, index_counts = {}, {}, {}
-    for index, (name, param) in enumerate(params):
+    for index, (name, _) in enumerate(params):
         if index not in states:
             continue
         master, inner = _split_state(states[index], half, slot)

@@ -470,8 +470,8 @@ class TrainLoop:
                     break
                 window.append(parts)
             ahead = []
-            result = self._step_with_guard(window,
-                                           lambda: ahead.append(self._next_parts(batches)))
+            result = self._step_with_guard(
+                window, lambda ahead=ahead: ahead.append(self._next_parts(batches)))
             pending = ahead[0] if ahead else self._next_parts(batches)
             if result is not None:
                 self._record_step(result, window, start)
