@@ -8,7 +8,6 @@ and defaults (except --dataset, which defaults to the built-in synthetic set), p
 This file only parses; the work is in `gluoncv_fp16.train`.
 """
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -170,22 +169,6 @@ def check_writable(prefix):
                           'can write to'.format(prefix, folder, err.strerror or err)) from None
 
 
-@contextlib.contextmanager
-def console_logging():
-    """Log records (GluonCV's download messages) to stdout only, for a while."""
-    root, handler = logging.getLogger(), logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s',
-                                           '%H:%M:%S'))
-    level = root.level
-    root.setLevel(logging.INFO)
-    root.addHandler(handler)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-
-
 def files_before(prefix):
     """(whether the --save-prefix folder exists, the files in it) before the run."""
     folder = os.path.dirname(os.path.abspath(prefix + 'x'))
@@ -252,14 +235,11 @@ def main(argv=None):
     from gluoncv_fp16.train.nan_guard import TrainingDiverged
     from gluoncv_fp16.model_zoo import PretrainedWeightsUnavailable
     from gluoncv_fp16.data import BadSampleError
-    from gluoncv_fp16.train.pretrained import check_downloads
     user_errors = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged,
                    PretrainedWeightsUnavailable, BadSampleError)
     handlers, before = [], None
     try:
         cfg = make_config(args)
-        with console_logging():  # before any file of the run exists
-            check_downloads(cfg)
         before = files_before(cfg.save_prefix)
         check_writable(cfg.save_prefix)
         handlers = setup_logging(cfg.run_prefix + '_train.log')

@@ -11,9 +11,11 @@
 
 Same options as `python -m mxnet.tools.launch` (broken on Python >= 3.9), minus the
 mpi/sge/yarn launchers and --sync-dst-dir (copy the code to the hosts yourself). If a
-worker fails, the others are stopped and the exit status is non-zero; Ctrl-C stops all.
-`--horovod` runs `horovodrun --gloo -np N -H ... sh -c '<command>'`: the `sh -c` keeps
-horovodrun from reading the command's options (`--network`) as its own.
+worker fails, the others are stopped and the exit status is non-zero. The first SIGTERM
+or Ctrl-C is passed on to the workers, which stop after their current step (training
+saves a resumable checkpoint); the exit status is then 143 / 130. A second one stops all.
+`--horovod` runs `horovodrun --gloo -np N -H ... sh -c 'exec <command>'`: the `sh -c`
+keeps horovodrun from reading the command's options (`--network`) as its own.
 """
 import argparse
 import logging

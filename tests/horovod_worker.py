@@ -18,11 +18,16 @@ measured to return finite losses with NaN gradients, which an FP32 step applies.
 
 ``stop``: rank 1 alone gets a SIGTERM after its second step; the per-step vote must stop
 both after the third, with rank 0's ``run_last.ckpt`` saved at that iteration first.
+
+``wait``: after its second step each worker prints ``rank <r> waits for a signal`` and
+waits (up to 120 s) until a SIGTERM or SIGINT has reached it -- sent by whoever runs the
+test -- then trains on; the vote must stop both after the third step, as for ``stop``.
 """
 import json
 import os
 import signal
 import sys
+import time
 from types import SimpleNamespace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,16 +65,23 @@ class LocalInfScaler(LossScaler):
 
 
 class Record(HookBase):
-    """Iterations whose update was skipped, and the signal of ``die`` / ``stop``."""
+    """Iterations whose update was skipped, the signal of ``die`` / ``stop``, the wait of
+    ``wait``."""
 
-    def __init__(self, signal_after=None, signum=None):
+    def __init__(self, signal_after=None, signum=None, wait_after=None):
         self.skipped, self.signal_after, self.signum = [], signal_after, signum
+        self.wait_after = wait_after
 
     def after_step(self, loop, step):
         if step['skipped']:
             self.skipped.append(loop.iteration)
         if self.signal_after is not None and loop.iteration == self.signal_after:
             os.kill(os.getpid(), self.signum)
+        if self.wait_after is not None and loop.iteration == self.wait_after:
+            print('rank {} waits for a signal'.format(loop.workers.rank), flush=True)
+            deadline = time.monotonic() + 120
+            while not loop.signal_received and time.monotonic() < deadline:
+                time.sleep(0.05)
 
 
 def main(out, mode):
@@ -88,7 +100,8 @@ def main(out, mode):
                      snapshot_interval=1, no_rollback_reason=workers.no_rollback_reason)
     prefix = os.path.join(out, 'run')
     signum = {'die': signal.SIGKILL, 'stop': signal.SIGTERM}.get(mode)
-    record = Record(signal_after=2 if (signum and rank == 1) else None, signum=signum)
+    record = Record(signal_after=2 if (signum and rank == 1) else None, signum=signum,
+                    wait_after=2 if mode == 'wait' else None)
     hooks = [record] + ([CheckpointHook(prefix, 1000, lambda: {})] if rank == 0 else [])
     net = make_net()
     loop = TrainLoop(net, [mx.cpu()], loader, make_trainer,

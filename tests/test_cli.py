@@ -1,9 +1,12 @@
 """train_yolo3.py: GluonCV flags, contradictions in one line, short end-to-end runs."""
 import csv
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 
+import mxnet as mx
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,6 +92,99 @@ def test_gpu_requested_on_a_machine_without_one(tmp_path, capsys, synthetic_root
     argv[argv.index('--gpus') + 1] = '0'
     code, out = run_cli(argv, capsys)
     assert code == 2 and "MXNet sees 0 GPU(s)" in out.err and "--gpus ''" in out.err
+
+
+# GluonCV's documented train_yolo3.py command lines: its YOLOv3 tutorial
+# (docs/tutorials/detection/train_yolo_v3.py), its model zoo's training commands
+# (yolo3_mobilenet1.0_voc.sh, yolo3_darknet53_voc.sh) and the Horovod one, whose words
+# every process gets under `horovodrun -np 8 -H localhost:8`.
+GLUONCV_COMMANDS = [
+    '--gpus 0',
+    '--gpus 0,1,2,3 --network darknet53 --syncbn',
+    '--network mobilenet1.0 --dataset voc --gpus 0,1,2,3,4,5,6,7 --batch-size 64 -j 32 '
+    '--log-interval 100 --lr-decay-epoch 160,180 --epochs 200 --syncbn --warmup-epochs 4',
+    '--network darknet53 --dataset coco --gpus 0,1,2,3,4,5,6,7 --batch-size 64 -j 32 '
+    '--log-interval 100 --lr-decay-epoch 220,250 --epochs 280 --syncbn --warmup-epochs 2 '
+    '--mixup --no-mixup-epochs 20',
+    '--network darknet53 --dataset voc --batch-size 8 --horovod',
+]
+no_gpu = pytest.mark.skipif(mx.context.num_gpus() > 0, reason='this machine has a GPU')
+
+
+@pytest.fixture
+def new_user(tmp_path, monkeypatch):
+    """A user's machine: no datasets and an empty GluonCV cache under an own HOME, no
+    network, and a working folder where the default --save-prefix ('') writes. Returns
+    (home, GluonCV cache, working folder)."""
+    home, cache, work = tmp_path / 'home', tmp_path / 'home' / 'mxnet', tmp_path / 'work'
+    work.mkdir(parents=True)
+    monkeypatch.setenv('HOME', str(home))  # the default dataset folders are under ~
+    monkeypatch.setenv('MXNET_HOME', str(cache))
+    monkeypatch.setenv('MXNET_GLUON_REPO', 'http://127.0.0.1:9/')  # nothing listens there
+    monkeypatch.chdir(work)
+    return home, cache, work
+
+
+def refusal(argv, capsys):
+    """The one stderr line of a refused run (exit 2, no traceback)."""
+    code, out = run_cli(argv, capsys)
+    lines = out.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and 'Traceback' not in out.err, out.err[-3000:]
+    return lines[0]
+
+
+@no_gpu
+@pytest.mark.parametrize('command', GLUONCV_COMMANDS)
+def test_gluoncv_commands_without_gpus_name_the_gpus_first(command, new_user, capsys):
+    """The devices are what a user must fix first: the first line names them, before the
+    missing dataset and before any download is tried."""
+    home, cache, work = new_user
+    line = refusal(shlex.split(command), capsys)
+    assert line.startswith('error: --gpus ') and 'MXNet sees 0 GPU(s)' in line, line
+    assert "--gpus ''" in line, line
+    assert not cache.exists() and os.listdir(str(work)) == []  # nothing fetched or written
+
+
+def voc_layout(root, synthetic_root):
+    """The synthetic images as VOC2007 trainval/test and VOC2012 trainval, its shapes
+    renamed to VOC classes."""
+    names = {'circle': 'person', 'square': 'car', 'triangle': 'dog'}
+    for year, splits in (('2007', {'trainval': 'train', 'test': 'val'}),
+                         ('2012', {'trainval': 'train'})):
+        folder = os.path.join(root, 'VOC' + year)
+        shutil.copytree(synthetic_root, folder)
+        for path in os.scandir(os.path.join(folder, 'Annotations')):
+            text = open(path.path).read()
+            for old, new in names.items():
+                text = text.replace('<name>{}</name>'.format(old), '<name>{}</name>'.format(new))
+            open(path.path, 'w').write(text)
+        main = os.path.join(folder, 'ImageSets', 'Main')
+        for image_set, source in splits.items():
+            shutil.copy(os.path.join(main, source + '.txt'), os.path.join(main, image_set + '.txt'))
+
+
+@no_gpu
+def test_gluoncv_command_refusals_come_devices_then_data_then_downloads(new_user, capsys,
+                                                                         synthetic_root):
+    """GluonCV's model-zoo command for yolo3_mobilenet1.0_voc, fixed one refusal at a time
+    as a user would: devices, then the dataset, then the ImageNet backbone download."""
+    home, cache, work = new_user
+    argv = shlex.split(GLUONCV_COMMANDS[2])
+    assert 'MXNet sees 0 GPU(s)' in refusal(argv, capsys)
+
+    argv += ['--gpus', '']
+    voc = os.path.join(str(home), '.mxnet', 'datasets', 'voc')
+    assert refusal(argv, capsys) == (
+        "error: dataset folder not found: expected a VOC-layout directory '{}' (with "
+        "Annotations/, JPEGImages/, ImageSets/Main/)".format(os.path.join(voc, 'VOC2007')))
+    assert not cache.exists() and os.listdir(str(work)) == []  # no download tried yet
+
+    voc_layout(voc, synthetic_root)
+    line = refusal(argv, capsys)
+    assert line.startswith('error: the ImageNet weights of the mobilenet1.0 backbone are not '
+                           'in {} and could not be downloaded'.format(cache / 'models')), line
+    assert '--no-pretrained-base' in line and os.listdir(str(work)) == []
+    assert (cache / 'models').is_dir()  # this time the download was tried
 
 
 def test_amp_on_cpu_says_why_in_one_line(tmp_path, capsys, synthetic_root):

@@ -99,6 +99,18 @@ def test_fail_fast_exits_at_once_without_shutdown_handlers(body, code, logged):
         assert 'worker failed' in proc.stderr or code != 1
 
 
+def test_fail_fast_reports_a_user_error_in_one_line_with_exit_2():
+    """A setting the user must fix (e.g. a dataset folder found missing after the dist
+    kvstore exists) ends a worker as it ends a single-process run: one line, exit 2."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')]))
+    child = CHILD.replace('fail_fast()', 'fail_fast(user_errors=(KeyError, ValueError))')
+    proc = subprocess.run([sys.executable, '-c', child.format(
+        body="raise ValueError('dataset folder not found')")], env=env, capture_output=True,
+        text=True, timeout=60)
+    assert proc.returncode == 2 and 'atexit ran' not in proc.stdout, proc.stderr
+    assert proc.stderr.strip() == 'error: dataset folder not found'
+
+
 def test_fail_fast_lets_a_clean_exit_through():
     with pytest.raises(SystemExit) as info, fail_fast():
         sys.exit(0)

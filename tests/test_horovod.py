@@ -6,13 +6,17 @@
   and that gradients are averaged over the global batch;
 - only rank 0 validates, logs to the main log and writes files; the batch arithmetic is
   logged;
-- an FP16 run stopped after epoch 0 and resumed with ``--resume auto`` ends where the
+- an FP16 run preempted mid-epoch (SIGTERM to ``scripts/launch.py``) ends like a
+  preempted dist_sync job -- exit 143, the launcher's one line, each worker's "stopped by
+  SIGTERM" line, no traceback -- and resumed with ``--resume auto`` ends where the
   uninterrupted reference does;
-- the NaN-guard vote, the loss-scale skip, collective give-up and a killed worker
+- the NaN-guard vote, the loss-scale skip, collective give-up, a killed worker, and a
+  stop signal that reaches one worker directly or the launcher as Ctrl-C
   (tests/horovod_worker.py).
 
 The jobs need Horovod built with MXNet (``bash scripts/install_horovod.sh``); without it
-they are skipped. The refusals at the end need no Horovod and always run. Every job has a
+they are skipped with that reason, or fail when GLUONCV_FP16_REQUIRE_HOROVOD=1 (set by
+.ci/run). The refusals at the end need no Horovod and always run. Every job has a
 timeout, and a job that outlives it is killed with its whole process group.
 """
 import csv
@@ -23,6 +27,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,10 +60,22 @@ def _horovod_missing():
     return None
 
 
-if _horovod_missing() and os.environ.get('GLUONCV_FP16_REQUIRE_HOROVOD'):  # set by .ci/run
-    raise RuntimeError('GLUONCV_FP16_REQUIRE_HOROVOD is set but ' + _horovod_missing())
-needs_horovod = pytest.mark.skipif(_horovod_missing() is not None,
-                                   reason=str(_horovod_missing()))
+HOROVOD_MISSING = _horovod_missing()
+# .ci/run sets it: there, a test that cannot run is a failed build, not a skip
+REQUIRE_HOROVOD = os.environ.get('GLUONCV_FP16_REQUIRE_HOROVOD', '') not in ('', '0')
+
+
+def needs_horovod(test):
+    """A test that needs Horovod: skipped with the reason when it is missing, failed
+    instead under GLUONCV_FP16_REQUIRE_HOROVOD=1."""
+    @functools.wraps(test)
+    def run_or_skip(*args, **kwargs):
+        if HOROVOD_MISSING is not None and REQUIRE_HOROVOD:
+            pytest.fail('GLUONCV_FP16_REQUIRE_HOROVOD is set but ' + HOROVOD_MISSING)
+        if HOROVOD_MISSING is not None:
+            pytest.skip(HOROVOD_MISSING)
+        return test(*args, **kwargs)
+    return run_or_skip
 
 JOB_TIMEOUT = 240  # s; a job takes 15-30 s on 2 busy cores
 STEPS_PER_EPOCH = 6  # 24 images / (2 workers x batch 2)
@@ -83,26 +100,59 @@ def worker_args(data_root, out, *extra):
     return cli_args(data_root, out, '--horovod', '--gpus', '', '--batch-size', '2', *extra)
 
 
-def run_job(argv, timeout=JOB_TIMEOUT):
-    """Run `argv` in its own process group; kill the group if it outlives `timeout`."""
+def run_job(argv, timeout=JOB_TIMEOUT, when=None):
+    """Run `argv` in its own process group; kill the group if it outlives `timeout`.
+
+    `when` is ``(condition, action)``: ``action(pid)`` runs once ``condition(output so
+    far)`` holds (e.g. send a signal mid-run)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                             cwd=ROOT, start_new_session=True, text=True)
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    expired = threading.Event()
+
+    def kill_job():
+        expired.set()
         below = _descendants([proc.pid])  # horovodrun's workers run in sessions of their own
         os.killpg(proc.pid, signal.SIGKILL)
         _kill_all(below)
-        output, _ = proc.communicate()
+
+    timer = threading.Timer(timeout, kill_job)
+    timer.start()
+    output = ''
+    try:
+        for line in proc.stdout:
+            output += line
+            if when is not None and when[0](output):
+                when[1](proc.pid)
+                when = None
+        proc.wait()
+    finally:
+        timer.cancel()
+    if expired.is_set():
         pytest.fail('job still running after {} s:\n{}'.format(timeout, output[-3000:]))
     return proc.returncode, output
 
 
-def launch(*args):
+LAUNCH = [sys.executable, os.path.join(ROOT, 'scripts', 'launch.py'), '--horovod', '-n', '2',
+          '--timeout', str(JOB_TIMEOUT - 20), '--']
+
+
+def launch(*args, when=None):
     """The launcher's Horovod mode, as a user types it."""
-    return run_job([sys.executable, os.path.join(ROOT, 'scripts', 'launch.py'), '--horovod',
-                    '-n', '2', '--timeout', str(JOB_TIMEOUT - 20), '--'] + list(args))
+    return run_job(LAUNCH + list(args), when=when)
+
+
+def assert_stopped_cleanly(code, output, signal_name, iteration):
+    """How a stopped job must end under the launcher, as for dist_sync: the signal's exit
+    code, each worker's line, the launcher's line, and nothing of horovodrun's own."""
+    line = 'stopped by {} at epoch 0, iteration {}; continue with --resume auto'.format(
+        signal_name, iteration)
+    assert code == 128 + getattr(signal, signal_name), output[-3000:]
+    assert output.count(line) == 2, output[-3000:]  # both workers' lines reach the log
+    assert ('launch: the 2 workers stopped after {} (a training job continues with --resume '
+            'auto)'.format(signal_name)) in output.splitlines()[-1], output[-3000:]
+    for noise in ('Traceback', 'RuntimeError', 'exit with status code', 'exited with code'):
+        assert noise not in output, output[-3000:]
 
 
 def train_reference(data_root, out, *extra):
@@ -154,7 +204,7 @@ def test_fp32_two_workers_equal_one_process_and_only_rank_0_writes(synthetic_roo
     out = tmp_path / 'hvd'
     code, output = launch(sys.executable, 'train_yolo3.py', *worker_args(synthetic_root, out))
     assert code == 0, output[-3000:]
-    assert 'launch: all 1 workers finished' in output
+    assert 'launch: all 2 workers finished' in output
 
     ref, ref_optimizer, _ = train_reference(synthetic_root, tmp_path / 'ref')
     worst = assert_equal_runs(str(out / (RUN + '_last.ckpt')), ref, ref_optimizer)
@@ -198,14 +248,21 @@ FP16 = ('--fp16', '--loss-scale', '0.25', '--lr', '0.001')  # some steps overflo
 
 
 @needs_horovod
-def test_fp16_resumed_two_worker_run_equals_one_process(synthetic_root, tmp_path):
-    """Epoch 0 through launch.py, then epoch 1 with --resume auto through horovodrun and
-    `sh -c`, as docs/distributed.md gives it; the result is the uninterrupted reference."""
+def test_fp16_run_preempted_through_the_launcher_and_resumed_equals_one_process(
+        synthetic_root, tmp_path):
+    """launch.py gets SIGTERM mid-epoch 0 (as a preempted job does): it passes it on, the
+    workers stop after one step, rank 0 saves, and the job ends like a preempted dist_sync
+    job. Then --resume auto through horovodrun and `sh -c`, as docs/distributed.md gives
+    it, finishes the run, which ends where the uninterrupted reference does."""
     out = tmp_path / 'hvd'
     args = worker_args(synthetic_root, out, *FP16)
-    code, output = launch(sys.executable, 'train_yolo3.py', *args, '--max-iters',
-                          str(STEPS_PER_EPOCH))
-    assert code == 0, output[-3000:]
+    code, output = launch(sys.executable, 'train_yolo3.py', *args,
+                          when=(lambda text: '[Epoch 0][Batch 1]' in text,
+                                lambda pid: os.kill(pid, signal.SIGTERM)))
+    assert code == 128 + signal.SIGTERM, output[-3000:]
+    stopped_at = load_run_state(str(out / (RUN + '_last.ckpt'))).meta['iteration']
+    assert 2 <= stopped_at < STEPS_PER_EPOCH, output[-3000:]  # mid-epoch 0
+    assert_stopped_cleanly(code, output, 'SIGTERM', stopped_at)
     command = ' '.join(shlex.quote(a) for a in
                        [sys.executable, 'train_yolo3.py', *args, '--resume', 'auto'])
     code, output = run_job([find_horovodrun(), '--gloo', '-np', '2', '-H', 'localhost:2',
@@ -234,11 +291,13 @@ def test_horovodrun_without_sh_c_takes_network_for_its_own_option():
     assert code != 0 and 'ambiguous option: --network could match' in output, output[-2000:]
 
 
-def run_worker_job(out, mode):
-    """tests/horovod_worker.py on 2 Horovod workers; returns (exit code, output, results)."""
-    code, output = run_job([find_horovodrun(), '--gloo', '-np', '2', '-H', 'localhost:2',
-                            sys.executable, os.path.join(ROOT, 'tests', 'horovod_worker.py'),
-                            str(out), mode])
+def run_worker_job(out, mode, launcher=False, when=None):
+    """tests/horovod_worker.py on 2 Horovod workers, started by horovodrun (or by the
+    launcher); returns (exit code, output, results)."""
+    worker = [sys.executable, os.path.join(ROOT, 'tests', 'horovod_worker.py'), str(out), mode]
+    code, output = run_job(
+        (LAUNCH if launcher else [find_horovodrun(), '--gloo', '-np', '2', '-H',
+                                  'localhost:2']) + worker, when=when)
     results = []
     for rank in range(2):
         path = os.path.join(str(out), 'rank{}.json'.format(rank))
@@ -296,17 +355,30 @@ def test_a_killed_worker_stops_the_job_with_a_message(tmp_path):
 
 
 @needs_horovod
-def test_sigterm_to_one_worker_stops_both_after_one_step_and_rank_0_saves(tmp_path):
-    """Rank 1 alone gets SIGTERM after step 2: the vote (an allreduce) stops both after
-    step 3; rank 0 saved that iteration before either exited 143."""
-    code, output, runs = run_worker_job(tmp_path, 'stop')
-    # horovodrun turns the workers' 143 into its own RuntimeError (its traceback, exit 1)
-    assert code != 0 and 'Exit code: 143' in output, output[-3000:]
+def test_sigterm_to_one_worker_stops_both_after_one_step_and_the_launcher_exits_143(tmp_path):
+    """Rank 1 alone gets SIGTERM after step 2 (as when a scheduler signals the worker
+    processes): the vote (an allreduce) stops both after step 3; rank 0 saved that
+    iteration before either exited 143, and the launcher ends the job as a stop."""
+    code, output, runs = run_worker_job(tmp_path, 'stop', launcher=True)
+    assert_stopped_cleanly(code, output, 'SIGTERM', 3)
     line = 'stopped by SIGTERM at epoch 0, iteration 3; continue with --resume auto'
     assert [r['stopped'] for r in runs] == [line, line], runs
-    assert output.count(line) == 2, output[-3000:]
-    assert not any(l.split(':', 1)[1:] == ['Traceback (most recent call last):']
-                   for l in output.splitlines() if l.startswith(('[0]', '[1]'))), output
+    state = load_run_state(str(tmp_path / 'run_last.ckpt'))
+    assert state.meta['iteration'] == 3 and not state.meta['epoch_done']
+
+
+@needs_horovod
+def test_ctrl_c_to_the_launcher_stops_both_workers_after_one_step_with_130(tmp_path):
+    """Both workers wait after step 2 until a signal reaches them; the launcher gets SIGINT
+    (Ctrl-C) and passes it on to the worker processes themselves, not to horovodrun (whose
+    own handling would SIGTERM them and kill them 5 s later)."""
+    code, output, runs = run_worker_job(
+        tmp_path, 'wait', launcher=True,
+        when=(lambda text: text.count(' waits for a signal') == 2,
+              lambda pid: os.kill(pid, signal.SIGINT)))
+    assert 'launch: SIGINT received: passed on to the workers' in output, output[-3000:]
+    assert_stopped_cleanly(code, output, 'SIGINT', 3)
+    assert [r['iteration'] for r in runs] == [3, 3], runs
     state = load_run_state(str(tmp_path / 'run_last.ckpt'))
     assert state.meta['iteration'] == 3 and not state.meta['epoch_done']
 

@@ -82,7 +82,7 @@ def require_launcher(kvstore):
 
 
 @contextlib.contextmanager
-def fail_fast(exit_code=1):
+def fail_fast(exit_code=1, user_errors=()):
     """Turn an exception in a distributed worker into a prompt, logged process exit.
 
     Use around everything after the dist kvstore is created::
@@ -94,7 +94,9 @@ def fail_fast(exit_code=1):
     output is flushed, and the process exits with ``os._exit`` -- see the module doc for
     why a normal exit would hang. An exception with an integer ``exit_code`` is a planned
     stop (`StopRequested` after SIGTERM/SIGINT): its text is the one line printed and the
-    process exits with that code. A clean exit passes through untouched.
+    process exits with that code. An instance of `user_errors` (a setting or input the
+    user must fix) is one line too, ``error: <text>``, and exit code 2, as a
+    single-process run reports it. A clean exit passes through untouched.
     """
     try:
         yield
@@ -108,6 +110,9 @@ def fail_fast(exit_code=1):
         if isinstance(code, int):
             print(err, file=sys.stderr)
             _exit_now(code)
+        if user_errors and isinstance(err, user_errors):
+            print('error: {}'.format(err), file=sys.stderr)
+            _exit_now(2)
         logger.error('worker failed:\n%s', ''.join(traceback.format_exception(
             type(err), err, err.__traceback__)).rstrip())
         _die('{}: {}'.format(type(err).__name__, err), exit_code)

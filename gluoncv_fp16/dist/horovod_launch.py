@@ -6,21 +6,39 @@ finds inside the launched command as abbreviations of its own. ``horovodrun -np 
 train_yolo3.py --network darknet53`` stops before starting with "ambiguous option:
 --network could match --network-interfaces, --network-interface"; ``--network=x`` fails
 the same way, and ``--`` before the command makes it run ``--``. Handing horovodrun
-``sh -c '<the command, shell-quoted>'`` leaves it one argument that is no option, and the
-shell on each worker splits it back into the original words.
+``sh -c 'exec <the command, shell-quoted>'`` leaves it one argument that is no option,
+and the shell on each worker splits it back into the original words. ``exec`` makes the
+command itself the process horovodrun's shell waits for, so a SIGTERM horovodrun sends
+reaches it (without ``exec`` it reaches only the inner shell, and the command runs on,
+orphaned).
 
 horovodrun itself supervises the workers: when one exits non-zero (or is killed) it
-terminates the others and exits 1 naming the first failed process.
+terminates the others (SIGTERM, SIGKILL 5 s later) and exits 1 with a traceback of its
+own RuntimeError naming the first process. That is also what it does with workers that
+stopped cleanly on a signal (exit 143 / 130), and a SIGTERM to horovodrun is passed on
+with the same 5 s limit. So :func:`.launcher.run` supervises horovodrun as a *runner*
+(:class:`HorovodRunner`): it sends a stop signal to the worker processes directly, reads
+their exit codes from horovodrun's output, and ends a job whose workers all stopped on
+the signal with 143 / 130 and its own line instead of horovodrun's traceback.
 """
 import collections
 import os
+import re
 import shlex
 import shutil
 import sys
 
 from .launcher import LaunchError, ProcessSpec
 
-__all__ = ['find_horovodrun', 'horovod_hosts', 'horovodrun_argv', 'plan_horovod']
+__all__ = ['find_horovodrun', 'horovod_hosts', 'horovodrun_argv', 'plan_horovod',
+           'HorovodRunner']
+
+# horovodrun 0.28.1's output: each worker line as "[<rank>]<stdout|stderr>:<text>", and
+# "Process <rank> exit with status code <code>." for a worker that exited non-zero.
+_WORKER_LINE = re.compile(r'\[(\d+)\]<(?:stdout|stderr)>:(.*)', re.DOTALL)
+_EXIT_REPORT = re.compile(r'Process (\d+) exit with status code (-?\d+)\.\s*$')
+# horovodrun starts each worker with its rank in this variable (``env HOROVOD_RANK=...``)
+_RANK_VARIABLE = 'HOROVOD_RANK'
 
 
 def find_horovodrun():
@@ -65,7 +83,7 @@ def horovod_hosts(num_workers, hosts=None):
 
 
 def horovodrun_argv(num_workers, command, hosts=None, horovodrun=None):
-    """``horovodrun --gloo -np N -H ... sh -c '<command>'`` as an argv list.
+    """``horovodrun --gloo -np N -H ... sh -c 'exec <command>'`` as an argv list.
 
     Parameters
     ----------
@@ -81,10 +99,62 @@ def horovodrun_argv(num_workers, command, hosts=None, horovodrun=None):
     argv = [horovodrun or find_horovodrun(), '--gloo', '-np', str(num_workers), '-H', spec]
     if port is not None:
         argv += ['-p', str(port)]
-    return argv + ['sh', '-c', ' '.join(shlex.quote(word) for word in command)]
+    return argv + ['sh', '-c', 'exec ' + ' '.join(shlex.quote(word) for word in command)]
+
+
+class HorovodRunner:
+    """What :func:`.launcher.run` needs to know to supervise horovodrun (0.28.1) and its
+    `num_workers` workers: which output lines are a worker's, the exit codes horovodrun
+    reports, and which processes on this machine are the workers."""
+
+    def __init__(self, num_workers):
+        self.num_workers = num_workers
+
+    @staticmethod
+    def worker_line(line):
+        """``(rank, text)`` of a worker's output line, None for horovodrun's own."""
+        match = _WORKER_LINE.match(line)
+        return (int(match.group(1)), match.group(2)) if match else None
+
+    @staticmethod
+    def exit_report(line):
+        """``(rank, exit code)`` from horovodrun's line on a worker that exited non-zero."""
+        match = _EXIT_REPORT.match(line)
+        return (int(match.group(1)), int(match.group(2))) if match else None
+
+    @staticmethod
+    def local_workers(pid):
+        """The worker processes below horovodrun `pid` on this machine: the topmost
+        processes with a rank in their environment (their children -- data loaders --
+        inherit it, horovodrun's own helpers and shells do not have it). Remote workers
+        are behind ssh and not found. Needs psutil (Horovod depends on it)."""
+        try:
+            import psutil
+        except ImportError:
+            return []
+        try:
+            below = psutil.Process(pid).children(recursive=True)
+        except psutil.Error:
+            return []
+        ranked = set()
+        for proc in below:
+            try:
+                if _RANK_VARIABLE in proc.environ():
+                    ranked.add(proc.pid)
+            except psutil.Error:
+                pass
+        workers = []
+        for proc in below:
+            try:
+                if proc.pid in ranked and proc.ppid() not in ranked:
+                    workers.append(proc.pid)
+            except psutil.Error:
+                pass
+        return workers
 
 
 def plan_horovod(num_workers, command, hosts=None):
-    """The job as one process (horovodrun) for :func:`.launcher.run` to supervise."""
+    """The job as one process, horovodrun, that :func:`.launcher.run` supervises as the
+    runner of `num_workers` workers."""
     return [ProcessSpec('horovodrun', 'worker', horovodrun_argv(num_workers, command, hosts),
-                        {}, 'localhost')]
+                        {}, 'localhost', HorovodRunner(num_workers))]

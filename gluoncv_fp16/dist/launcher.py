@@ -25,6 +25,13 @@ so its children (data-loader workers) die with it.
 Preemption: the first SIGTERM or Ctrl-C the launcher gets is passed on to the workers,
 which stop together after their current step (the chief saves a resumable checkpoint);
 the launcher waits for them and exits 143 / 130. A second signal stops everything at once.
+
+A process may also be a *runner* that starts and watches the workers itself (horovodrun;
+`ProcessSpec.runner` describes it, see :mod:`.horovod_launch`). The launcher then reads
+the runner's output to tell its workers' lines from its own and to learn their exit
+codes, passes a signal to the worker processes below it, and decides how the job ended:
+workers that all stopped on the signal are a stop (143 / 130, one line), whatever the
+runner itself makes of their exit codes.
 """
 import collections
 import contextlib
@@ -54,8 +61,15 @@ class LaunchError(RuntimeError):
     """A job that cannot be started as requested (bad hostfile, counts, command)."""
 
 
-ProcessSpec = collections.namedtuple('ProcessSpec', 'name role argv env host')
-ProcessSpec.__doc__ = """One process of the job: `argv` is run locally with `env` added."""
+ProcessSpec = collections.namedtuple('ProcessSpec', 'name role argv env host runner',
+                                     defaults=(None,))
+ProcessSpec.__doc__ = """One process of the job: `argv` is run locally with `env` added.
+
+`runner` is None for a process that is one worker, server or scheduler. For a process
+that starts and supervises several workers itself it describes that process's output
+and workers, with ``num_workers``, ``worker_line(line) -> (rank, text) or None``,
+``exit_report(line) -> (rank, code) or None`` and ``local_workers(pid) -> [pid]``
+(e.g. `gluoncv_fp16.dist.horovod_launch.HorovodRunner`)."""
 
 
 def read_hostfile(path):
@@ -252,23 +266,62 @@ def _ssh_argv(host, port, workdir, env, command):
 
 
 class _Process:
-    """A started ProcessSpec whose output is copied, line by line and prefixed, to `out`."""
+    """A started ProcessSpec whose output is copied, line by line and prefixed, to `out`.
+
+    For a runner (``spec.runner``), its workers' lines are copied as ``[worker R] ...``;
+    its own lines are held back once the job is stopping (a signal was passed on, or a
+    worker reported a stop code) and shown only if the runner's exit then turns out to be
+    a failure, so that a clean stop is not reported as the runner's error.
+    """
 
     def __init__(self, spec, out):
         self.spec = spec
+        self._out = out
+        self._lock = threading.RLock()  # also taken by the signal handler (`relay`)
+        self._stopping = False
+        self._held = []        # the runner's own lines while the job is stopping
+        self._reported = {}    # rank -> exit code, as the runner reported them
+        self._code = None      # the exit code as the launcher judges it (runners)
         self.popen = subprocess.Popen(
             spec.argv, env=dict(os.environ, **spec.env), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        self._pump = threading.Thread(target=self._copy, args=(out,), daemon=True)
+        self._pump = threading.Thread(target=self._copy, daemon=True)
         self._pump.start()
 
-    def _copy(self, out):
-        prefix = '[{}] '.format(self.spec.name).encode()
-        for line in iter(self.popen.stdout.readline, b''):
-            stream = out() if callable(out) else out
-            stream.write((prefix + line).decode('utf-8', 'replace'))
-            stream.flush()
+    @property
+    def num_workers(self):
+        """How many workers a worker process stands for: its runner's count, else 1."""
+        return 1 if self.spec.runner is None else self.spec.runner.num_workers
+
+    def _write(self, text):
+        stream = self._out() if callable(self._out) else self._out
+        stream.write(text)
+        stream.flush()
+
+    def _copy(self):
+        prefix = '[{}] '.format(self.spec.name)
+        runner = self.spec.runner
+        for raw in iter(self.popen.stdout.readline, b''):
+            line = raw.decode('utf-8', 'replace')
+            worker = runner.worker_line(line) if runner is not None else None
+            if worker is not None:
+                self._write('[worker {}] {}'.format(*worker))
+            elif runner is not None:
+                self._runner_line(line, prefix)
+            else:
+                self._write(prefix + line)
         self.popen.stdout.close()
+
+    def _runner_line(self, line, prefix):
+        report = self.spec.runner.exit_report(line)
+        with self._lock:
+            if report is not None:
+                self._reported[report[0]] = report[1]
+                self._stopping = self._stopping or report[1] in STOP_CODES
+            if self._stopping:
+                self._held.append(prefix + line)
+                return
+        self._write(prefix + line)
 
     def describe(self):
         return '{} (pid {}, host {})'.format(self.spec.name, self.popen.pid, self.spec.host)
@@ -278,6 +331,50 @@ class _Process:
             os.killpg(self.popen.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+    def relay(self, sig):
+        """Pass a stop signal on to this process's workers. A runner's workers run in
+        sessions of their own: they get it directly (the runner is left alone, so that it
+        does not stop them itself); if none runs on this machine, the runner gets it."""
+        if self.spec.runner is None:
+            self.signal(sig)
+            return
+        with self._lock:
+            self._stopping = True
+        pids = self.spec.runner.local_workers(self.popen.pid)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if not pids:
+            logger.warning('launch: no worker of %s runs on this machine; %s passed on to it',
+                           self.spec.name, signal.Signals(sig).name)
+            self.signal(sig)
+
+    def poll(self):
+        """The exit code, or None while running. A runner whose workers all ended with a
+        stop code (or 0) counts as stopped by that signal (128 + signal), whatever code it
+        gave itself; any other exit of a runner shows its held-back lines."""
+        code = self.popen.poll()
+        if code is None or self.spec.runner is None:
+            return code
+        if self._code is None:
+            self.finish_output()  # every exit report read
+            with self._lock:
+                codes = list(self._reported.values())
+                stops = [c for c in codes if c in STOP_CODES]
+                held, self._held = self._held, []
+                self._stopping = False  # from now on nothing is held
+            if code != 0 and stops and all(c in STOP_CODES or c == 0 for c in codes):
+                self._code = stops[0]
+                for line in held:
+                    logger.debug('%s', line.rstrip('\n'))
+            else:
+                self._code = code
+                for line in held:
+                    self._write(line)
+        return self._code
 
     def finish_output(self, timeout=2.0):
         self._pump.join(timeout)
@@ -342,9 +439,10 @@ STOP_CODES = {128 + signal.SIGTERM: 'SIGTERM', 128 + signal.SIGINT: 'SIGINT'}
 class _StopRelay:
     """The launcher's SIGTERM/SIGINT handler while a job runs.
 
-    The first signal is passed on to every worker's process group: training workers vote
-    on it at their next step, all stop after that step, and the chief saves. The launcher
-    then waits for them. A second signal stops every process at once (KeyboardInterrupt,
+    The first signal is passed on to every worker's process group (a runner's workers:
+    to each worker process, see `_Process.relay`): training workers vote on it at their
+    next step, all stop after that step, and the chief saves. The launcher then waits for
+    them. A second signal stops every process at once (KeyboardInterrupt,
     which `run` turns into SIGTERM, then SIGKILL after the grace time).
     """
 
@@ -359,7 +457,7 @@ class _StopRelay:
                        'their current step (send it again to stop at once)', self.name)
         for p in self.procs:
             if p.spec.role == 'worker':
-                p.signal(signum)
+                p.relay(signum)
 
     @contextlib.contextmanager
     def installed(self):
@@ -382,11 +480,12 @@ def _watch(procs, poll, shutdown_timeout, timeout, relay=None):
     seconds to stop at the same step before they are stopped.
     """
     workers = [p for p in procs if p.spec.role == 'worker']
+    count = sum(p.num_workers for p in workers)
     started, done_at, stopped_at = time.monotonic(), None, None
     while True:
         if timeout is not None and time.monotonic() - started > timeout:
             return 124, 'the job ran longer than its timeout ({:g} s); stopping it'.format(timeout)
-        codes = [p.popen.poll() for p in workers]
+        codes = [p.poll() for p in workers]
         stopped = next((STOP_CODES[c] for c in codes if c in STOP_CODES), None)
         relayed = relay.name if relay is not None else None
         if stopped or relayed:
@@ -395,18 +494,18 @@ def _watch(procs, poll, shutdown_timeout, timeout, relay=None):
             if all(c in STOP_CODES or c == 0 for c in codes):  # all exited, none failed
                 return 128 + getattr(signal, name), \
                     'the {} workers stopped after {} (a training job continues with ' \
-                    '--resume auto)'.format(len(workers), name)
+                    '--resume auto)'.format(count, name)
             if not relayed and time.monotonic() - stopped_at > shutdown_timeout:
                 return 128 + getattr(signal, name), 'a worker stopped after {} but the ' \
                     'others did not within {:g} s; stopping them'.format(name, shutdown_timeout)
         for p in procs:
-            code = p.popen.poll()
+            code = p.poll()
             if code not in (None, 0) and not (p in workers and code in STOP_CODES):
                 return (code if code > 0 else 128 - code), \
                     '{} {}; stopping the other processes'.format(p.describe(), _exit_text(code))
         if not stopped_at and all(c == 0 for c in codes):
-            if all(p.popen.poll() is not None for p in procs):
-                return 0, 'all {} workers finished'.format(len(workers))
+            if all(p.poll() is not None for p in procs):
+                return 0, 'all {} workers finished'.format(count)
             done_at = done_at or time.monotonic()
             if time.monotonic() - done_at > shutdown_timeout:
                 return 0, 'all workers finished; servers/scheduler did not exit within ' \
@@ -435,8 +534,10 @@ def run(specs, out=None, poll=0.1, grace=5.0, shutdown_timeout=30.0, timeout=Non
     Returns
     -------
     int
-        0 on success; otherwise the failing process's exit code (128+signal for a
-        signal), 124 after `timeout`, or 130 after Ctrl-C.
+        0 on success; 143 / 130 when the workers stopped after SIGTERM / SIGINT (passed
+        on by the launcher, or received by a worker); otherwise the failing process's exit
+        code (128+signal for a signal), 124 after `timeout`, or 130 when a second signal
+        stopped everything at once.
     """
     out = out or (lambda: sys.stdout)
     procs = []

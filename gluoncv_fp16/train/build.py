@@ -2,10 +2,13 @@
 
 Order matters and is the reason this module exists:
 1. devices are checked (GPU present, FP16 runnable, AMP runnable) before any work;
-2. datasets and the FP32 `async_net` are built, then the data loaders -- GluonCV-style
-   transforms run an FP32 forward of `async_net`, which MXNet AMP would break on CPU;
-3. only then is AMP switched on (if asked), and the training network built;
-4. the network is initialised in FP32; the loop casts it to the scheduled phase and
+2. the datasets are read, then the published weights the run starts from are fetched
+   (or refused): the start-up checks go in the order of what a user must fix first --
+   devices, data, downloads;
+3. the FP32 `async_net` and the data loaders are built -- GluonCV-style transforms run an
+   FP32 forward of `async_net`, which MXNet AMP would break on CPU;
+4. only then is AMP switched on (if asked), and the training network built;
+5. the network is initialised in FP32; the loop casts it to the scheduled phase and
    builds each `gluon.Trainer` after the cast.
 """
 import logging
@@ -35,7 +38,7 @@ from .resume import newest_readable_checkpoint, resume_from
 from .state import RunState
 from .stopping import stop_on_signals
 from .self_check import self_check
-from .pretrained import load_pretrained
+from .pretrained import check_downloads, load_pretrained
 from .schedule import make_lr_scheduler
 
 __all__ = ['build_training', 'run_training']
@@ -157,6 +160,7 @@ def build_training(cfg, on_workers=None):
         logger.info(describe(cfg, workers))
     _seed_everything(cfg.seed)
     train_set, val_set, classes = _build_data(cfg)
+    check_downloads(cfg)
     norm = _norm_layer_kwargs(cfg, contexts)
     async_net = _make_async_net(cfg, classes)
     from ..data.loader import make_train_loader, make_val_loader
@@ -289,14 +293,16 @@ def run_training(cfg, on_workers=None):
     `on_workers(WorkerSetup)` is called once the rank is known (entry points use it to
     route a non-chief worker's log). In a dist-kvstore worker an exception ends the
     process at once (`fail_fast`): a normal exit would wait forever on ps-lite's
-    shutdown barrier for the other workers.
+    shutdown barrier for the other workers. A `ConfigError` (found by the start-up
+    checks after the kvstore exists: data, downloads) still ends it with one line and
+    exit code 2.
     """
     if cfg.kvstore.startswith('dist') and not cfg.horovod:
         try:
             require_launcher(cfg.kvstore)  # a user mistake: one line, not a worker crash
         except RuntimeError as err:
             raise ConfigError(str(err)) from None
-        with fail_fast():
+        with fail_fast(user_errors=(ConfigError,)):
             return _train(cfg, on_workers)
     return _train(cfg, on_workers)
 

@@ -204,8 +204,9 @@ def load_pretrained(net, source, classes, network, root=None):
 def check_downloads(cfg):
     """Fetch the published weights the run starts from -- the ImageNet backbone unless
     --no-pretrained-base, GluonCV's detector for --pretrained voc/coco -- into GluonCV's
-    cache, or refuse in one line naming the flags (offline machines), before the run
-    writes anything.
+    cache, or refuse in one line naming the flags (offline machines), before any network
+    is built. Training calls it once devices and data have been checked: a missing GPU or
+    dataset is the more basic mistake, and should not cost a download first.
 
     Raises
     ------
