@@ -1,6 +1,7 @@
 """train_yolo3.py: GluonCV flags, contradictions in one line, short end-to-end runs."""
 import csv
 import os
+import pathlib
 import shlex
 import shutil
 import subprocess
@@ -154,10 +155,11 @@ def voc_layout(root, synthetic_root):
         folder = os.path.join(root, 'VOC' + year)
         shutil.copytree(synthetic_root, folder)
         for path in os.scandir(os.path.join(folder, 'Annotations')):
-            text = open(path.path).read()
+            xml = pathlib.Path(path.path)
+            text = xml.read_text()
             for old, new in names.items():
                 text = text.replace('<name>{}</name>'.format(old), '<name>{}</name>'.format(new))
-            open(path.path, 'w').write(text)
+            xml.write_text(text)
         main = os.path.join(folder, 'ImageSets', 'Main')
         for image_set, source in splits.items():
             shutil.copy(os.path.join(main, source + '.txt'), os.path.join(main, image_set + '.txt'))
