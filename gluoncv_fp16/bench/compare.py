@@ -400,6 +400,7 @@ def plot(table, runs, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = False
     for mode in table:
@@ -420,6 +421,7 @@ def plot(table, runs, path):
         plt.close(fig)
         return None
     ax.set_title('validation mAP per epoch: mean over seeds, band ±1 sd', fontsize=10)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel('epoch')
     ax.set_ylabel('mAP')
     ax.grid(True, alpha=0.3)
