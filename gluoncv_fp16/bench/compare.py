@@ -26,11 +26,12 @@ import glob
 import json
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
+
+from .machine import commit, cpu_model
 
 __all__ = ['StudyError', 'parse_mode', 'parse_seeds', 'check_train_args', 'epochs_of',
            'describe', 'paired_difference', 'welch_difference', 'verdict', 'summarize_run',
@@ -518,26 +519,6 @@ def collect_runs(out, epochs):
     return runs
 
 
-def _commit():
-    try:
-        done = subprocess.run(['git', '-C', ROOT, 'describe', '--always', '--dirty'],
-                              capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None
-
-
-def _cpu():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
 def run_one(out, mode, seed, train_args):
     """Train one run in a child process (AMP patches MXNet process-wide, and a crash must
     not end the study); its output is appended to ``run.out``. A run with a
@@ -573,7 +554,7 @@ def run_one(out, mode, seed, train_args):
             raise
     with open(os.path.join(folder, 'run.json'), 'w') as f:
         json.dump({'returncode': returncode, 'error': last if returncode else '',
-                   'command': cmd, 'commit': _commit(), 'cpu': _cpu()}, f, indent=1)
+                   'command': cmd, 'commit': commit(), 'cpu': cpu_model()}, f, indent=1)
     return returncode, last
 
 
