@@ -84,11 +84,10 @@ def snapshot_cost(network, repeats):
     from gluoncv_fp16.precision.loss_scaler import LossScaler
     from gluoncv_fp16.precision.policy import get_policy
     from gluoncv_fp16.train.loop import TrainLoop
-    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
-    from benchmark_mode import TensorBatches, _one_batch
+    from gluoncv_fp16.bench.mode import TensorBatches, one_batch
     name = 'yolo3_{}_custom'.format(network)
     classes = ['circle', 'square', 'triangle']
-    batch = _one_batch(name, classes, 2, 64, seed=0)
+    batch = one_batch(name, classes, 2, 64, seed=0)
     rows = {}
     loops = {}
     for mode in ('fp32', 'fp16'):
