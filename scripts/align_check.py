@@ -75,7 +75,7 @@ def parse_args(argv=None):
 
 
 def _config(args, name, contexts, precision, steps, lr, init):
-    import train_yolo3
+    from gluoncv_fp16.cli import train as train_cli
     out = os.path.join(args.out, name)
     argv = ['--network', args.network, '--data-shape', str(args.data_shape),
             '--batch-size', '8', '--dataset', args.dataset, '-j', '0', '--ctx', contexts,
@@ -92,7 +92,7 @@ def _config(args, name, contexts, precision, steps, lr, init):
         argv += ['--warmup-epochs', '3']
     if precision == 'fp16':
         argv += ['--fp16', '--loss-scale', args.loss_scale]
-    cfg = train_yolo3.make_config(train_yolo3.parse_args(argv))
+    cfg = train_cli.make_config(train_cli.parse_args(argv))
     # deterministic: no random augmentation, fixed order (the rest is fixed by the flags)
     return cfg.replace(augment=False, shuffle=False)
 

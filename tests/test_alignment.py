@@ -13,7 +13,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import train_yolo3  # noqa: E402
+from gluoncv_fp16.cli import train as train_cli  # noqa: E402
 
 from gluoncv_fp16.train.build import build_training  # noqa: E402
 from gluoncv_fp16.train.config import ConfigError  # noqa: E402
@@ -78,12 +78,14 @@ def test_syncbn_on_cpu_contexts_without_temp_copy_is_one_line_error(tmp_path, mo
     argv = ['--network', 'mobilenet0.25', '--data-shape', '64', '--batch-size', '4',
             '--dataset', 'synthetic', '--dataset-root', synthetic_root, '-j', '0',
             '--ctx', 'cpu:0,cpu:1', '--syncbn', '--save-prefix', str(tmp_path) + os.sep]
-    cfg = train_yolo3.make_config(train_yolo3.parse_args(argv))
     monkeypatch.delenv('MXNET_CPU_TEMP_COPY', raising=False)
     with pytest.raises(ConfigError, match='MXNET_CPU_TEMP_COPY unset'):
-        build_training(cfg)
+        train_cli.make_config(train_cli.parse_args(argv))  # the validation pass refuses it
+    monkeypatch.setenv('MXNET_CPU_TEMP_COPY', '1024')
+    cfg = train_cli.make_config(train_cli.parse_args(argv))
     monkeypatch.setenv('MXNET_CPU_TEMP_COPY', '64')
-    with pytest.raises(ConfigError, match='export MXNET_CPU_TEMP_COPY=1024'):
-        build_training(cfg)
+    with pytest.raises(ConfigError, match='MXNET_CPU_TEMP_COPY=64; run `export '
+                                          'MXNET_CPU_TEMP_COPY=1024`'):
+        build_training(cfg)  # which validates again
     # one CPU context: SyncBN falls back to BatchNorm, nothing to require
     build_training(cfg.replace(contexts=('cpu:0',)))
