@@ -37,7 +37,9 @@ RUNS = {  # name -> (contexts, precision)
     'fp16_1dev': ('cpu:0', 'fp16'),  # same as fp32_1dev but the precision
     'fp16_2dev_syncbn': ('cpu:0,cpu:1', 'fp16'),  # same as fp16_1dev but the devices
 }
-FP16_TOL = 3e-2  # relative L2 error of the update; derived in docs/distributed.md "FP16 vs FP32"
+# relative L2 error of the update: 2x the largest measured over seeds and oneDNN instruction
+# sets (docs/results.md "Alignment checks"; docs/distributed.md "FP16 vs FP32")
+FP16_TOL = 8e-2
 
 
 def parse_args(argv=None):

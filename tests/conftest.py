@@ -77,3 +77,24 @@ def _seed():
     random.seed(0)  # GluonCV's transforms draw from Python's `random`
     mx.random.seed(0)
     np.random.seed(0)
+
+
+# Tests whose outcome depends on how oneDNN's kernels round: FP16-vs-FP32 tolerances,
+# device-layout comparisons, loss-scale behaviour, ONNX Runtime against MXNet. `.ci/run`
+# runs them a second time with oneDNN capped to another instruction set
+# (DNNL_MAX_CPU_ISA=AVX2), so a test that holds on one CPU's last bits only fails in CI.
+NUMERICS = {
+    'test_alignment.py::test_one_device_batch8_equals_two_devices_batch4_with_syncbn_and_fp16'
+    '_is_close',
+    'test_resume_exact.py::test_rollback_after_kill_and_resume_matches_the_uninterrupted_run',
+    'test_fp16_agreement.py', 'test_self_check.py', 'test_precision.py', 'test_cpu_half.py',
+    'test_engine_loop.py', 'test_train_features.py', 'test_syncbn.py', 'test_onnx_export.py',
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.nodeid.split('/')[-1].split('::')[0]
+        name = module + '::' + item.name.split('[')[0]
+        if module in NUMERICS or name in NUMERICS:
+            item.add_marker(pytest.mark.numerics)

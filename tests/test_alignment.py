@@ -37,7 +37,8 @@ def test_one_device_batch8_equals_two_devices_batch4_with_syncbn_and_fp16_is_clo
     """Issue 5's alignment: 10 deterministic steps from trained weights (the script's own
     200-step FP32 warm start). FP32: 1 x 8 (BatchNorm) vs 2 x 4 (SyncBN) within 5e-4 per
     tensor; FP16 (masters) vs FP32, and FP16 on 2 devices vs 1: the 10-step update within
-    3e-2 relative L2."""
+    8e-2 relative L2 (2x the largest measured over seeds and oneDNN instruction sets,
+    docs/results.md)."""
     res = run([os.path.join('scripts', 'align_check.py'), '--steps', '10', '--fp16',
                '--out', str(tmp_path), '--dataset-root', synthetic_root])
     assert res.returncode in (0, 1), res.stderr[-3000:]
@@ -46,7 +47,7 @@ def test_one_device_batch8_equals_two_devices_batch4_with_syncbn_and_fp16_is_clo
         assert '{}: 10 steps, 10 applied'.format(name) in res.stdout, res.stdout[-3000:]
     assert 'OK: 247 compared, 0 above tol 0.0005' in res.stdout, res.stdout[-3000:]
     # FP16 vs FP32 on one device, then FP16 on 2 devices (SyncBN) vs 1
-    updates = re.findall(r'OK: update over 147 trained tensors: .* = [0-9.e-]+ \(tol 0.03\)',
+    updates = re.findall(r'OK: update over 147 trained tensors: .* = [0-9.e-]+ \(tol 0.08\)',
                          res.stdout)
     assert len(updates) == 2, res.stdout[-3000:]
     assert res.returncode == 0, res.stdout[-3000:]

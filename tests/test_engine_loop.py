@@ -168,6 +168,20 @@ def test_overflowing_gradients_are_skipped_not_applied(batches):
     assert loop.scaler.scale_value < 2.0 ** 24
 
 
+def test_a_skipped_step_is_logged_with_the_runs_iteration_after_an_fp32_phase(batches, caplog):
+    """After 3 FP32 iterations, the first FP16 step overflows (scale 2^24): the log line
+    names iteration 4, as the step record does, not the scaler's own first step."""
+    rec = Recorder()
+    scaler = LossScaler('dynamic', init_scale=2.0 ** 24, max_scale=2.0 ** 24)
+    loop = make_loop(ListLoader(batches), 'fp16', scaler=scaler, warmup=1, hooks=[rec])
+    with caplog.at_level('INFO', logger='gluoncv_fp16'):
+        loop.train(0, 2)
+    skipped = [it for it, phase, step in rec.steps if step['skipped']]
+    assert skipped and skipped[0] == 4, rec.steps
+    logged = [r.getMessage() for r in caplog.records if 'step skipped' in r.getMessage()]
+    assert logged[0].startswith('non-finite gradient at iteration 4:'), logged
+
+
 @pytest.mark.parametrize('precision, warmup', [('fp32', 0), ('fp16', 1)])
 def test_resume_equals_uninterrupted_run(batches, tmp_path, precision, warmup):
     straight = make_loop(ListLoader(batches), precision, warmup=warmup)

@@ -244,7 +244,10 @@ def _initial_params(data_root):
     return {k: v.asnumpy() for k, v in structural_params(fresh.net).items()}
 
 
-FP16 = ('--fp16', '--loss-scale', '0.25', '--lr', '0.001')  # some steps overflow, some apply
+# Whether a step overflows at this scale depends on the CPU's kernels: the run must equal
+# the one-process reference either way. Skips on purpose are the fault-injection test's
+# (test_rank_1_alone_overflows_then_nans_and_every_worker_skips_and_rolls_back).
+FP16 = ('--fp16', '--loss-scale', '0.25', '--lr', '0.001')
 
 
 @needs_horovod
@@ -272,7 +275,7 @@ def test_fp16_run_preempted_through_the_launcher_and_resumed_equals_one_process(
     assert main.count('[Epoch 1][Batch 5]') == 1 and '[Epoch 0][Batch 0]' in main
     rows = list(csv.DictReader(read_log(out, '_metrics.csv').splitlines()))
     skipped = [int(row['skipped_steps']) for row in rows]
-    assert len(skipped) == 2 and 0 < sum(skipped) < 2 * STEPS_PER_EPOCH, skipped
+    assert len(skipped) == 2 and sum(skipped) < 2 * STEPS_PER_EPOCH, skipped
 
     ref, ref_optimizer, ref_skips = train_reference(synthetic_root, tmp_path / 'ref', *FP16)
     assert ref_skips == sum(skipped)  # the same steps were skipped

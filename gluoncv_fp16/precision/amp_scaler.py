@@ -65,8 +65,9 @@ class AmpLossScaler(LossScaler):
         trainer.update(batch_size / grad_factor)
         return bool(finite)
 
-    def update(self, applied, params=None):
-        self.iteration += 1
+    def update(self, applied, params=None, iteration=None):
+        """Count the step; `iteration` as in `LossScaler.update`."""
+        self.iteration = self.iteration + 1 if iteration is None else int(iteration)
         if applied:
             self.consecutive_skips = 0
         else:

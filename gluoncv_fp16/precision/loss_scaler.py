@@ -160,9 +160,13 @@ class LossScaler:
         trainer.update(batch_size * self.scale_value / grad_factor)
         return True
 
-    def update(self, applied, params=None):
-        """Adjust the scale after a step; raise if too many steps were skipped in a row."""
-        self.iteration += 1
+    def update(self, applied, params=None, iteration=None):
+        """Adjust the scale after a step; raise if too many steps were skipped in a row.
+
+        `iteration` is the run's iteration after this step, the number its logs and
+        metrics files give the step (a run counts FP32 steps too, this scaler does not);
+        None counts the scaler's own updates."""
+        self.iteration = self.iteration + 1 if iteration is None else int(iteration)
         if applied:
             self.consecutive_skips = 0
             self.clean_steps += 1

@@ -323,7 +323,8 @@ class TrainLoop:
         if self.clip_grad and grad_norm is not None and grad_norm > self.clip_grad:
             factor = self.clip_grad / grad_norm
         applied = scaler.step(self.trainer, normaliser, finite, grad_factor=factor)
-        scaler.update(applied, self.trained)
+        # named by the run's iteration after this step, as steps.csv names it
+        scaler.update(applied, self.trained, iteration=self.iteration + len(window))
         self._zero_grads()
         if self.scaling_active and self.scaler.collapsed:
             problem = 'loss scale collapsed to {:g}'.format(self.scaler.scale_value)

@@ -1,0 +1,51 @@
+"""Run ``train_yolo3.py`` with faults the test chooses (for tests, not pytest-collected).
+
+``python tests/fault_injection.py --nan-loss-at I,... -- ARGS`` trains like ``python
+train_yolo3.py ARGS``, except that the step that starts at run iteration I (batches
+consumed before it) gets a NaN loss on every device, the first time this process reaches
+I (after a rollback the same iteration trains normally). The NaN guard must roll back.
+
+A fault is caused on purpose instead of counted on: whether a network overflows at a
+given loss scale depends on the CPU's kernels (tests must pass on every CPU).
+"""
+import argparse
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _iterations(text):
+    return {int(v) for v in text.split(',') if v}
+
+
+def install(nan_loss_at=()):
+    """Patch `TrainLoop` of this process to cause the chosen faults."""
+    from gluoncv_fp16.train.loop import TrainLoop
+
+    pending = set(nan_loss_at)
+    forward = TrainLoop.forward
+
+    def faulty_forward(loop, parts):
+        losses = forward(loop, parts)
+        if loop.iteration in pending:
+            pending.discard(loop.iteration)
+            losses = [[loss * float('nan') for loss in device] for device in losses]
+        return losses
+
+    TrainLoop.forward = faulty_forward
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index('--')
+    p = argparse.ArgumentParser()
+    p.add_argument('--nan-loss-at', type=_iterations, required=True)
+    install(p.parse_args(argv[:split]).nan_loss_at)
+    sys.path.insert(0, ROOT)
+    import train_yolo3
+    return train_yolo3.main(argv[split + 1:])
+
+
+if __name__ == '__main__':
+    sys.exit(main())
