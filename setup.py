@@ -37,6 +37,15 @@ setup(
     packages=find_packages(include=['gluoncv_fp16', 'gluoncv_fp16.*']),
     python_requires='>=3.8',
     install_requires=INSTALL_REQUIRES,
+    # one command per module of gluoncv_fp16/cli (train_yolo3.py and scripts/*.py are
+    # shims of the same functions)
+    entry_points={'console_scripts': [
+        'gluoncv-fp16-train = gluoncv_fp16.cli.train:main',
+        'gluoncv-fp16-eval = gluoncv_fp16.cli.eval:main',
+        'gluoncv-fp16-export = gluoncv_fp16.cli.export:main',
+        'gluoncv-fp16-demo = gluoncv_fp16.cli.demo:main',
+        'gluoncv-fp16-check = gluoncv_fp16.cli.check:main',
+    ]},
     extras_require={
         'cpu': ['mxnet==1.9.1'],
         'cu112': ['mxnet-cu112==1.9.1'],

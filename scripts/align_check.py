@@ -37,7 +37,9 @@ RUNS = {  # name -> (contexts, precision)
     'fp16_1dev': ('cpu:0', 'fp16'),  # same as fp32_1dev but the precision
     'fp16_2dev_syncbn': ('cpu:0,cpu:1', 'fp16'),  # same as fp16_1dev but the devices
 }
-FP16_TOL = 3e-2  # relative L2 error of the update; derived in docs/distributed.md "FP16 vs FP32"
+# relative L2 error of the update: 2x the largest measured over seeds and oneDNN instruction
+# sets (docs/results.md "Alignment checks"; docs/distributed.md "FP16 vs FP32")
+FP16_TOL = 8e-2
 
 
 def parse_args(argv=None):
@@ -75,7 +77,7 @@ def parse_args(argv=None):
 
 
 def _config(args, name, contexts, precision, steps, lr, init):
-    import train_yolo3
+    from gluoncv_fp16.cli import train as train_cli
     out = os.path.join(args.out, name)
     argv = ['--network', args.network, '--data-shape', str(args.data_shape),
             '--batch-size', '8', '--dataset', args.dataset, '-j', '0', '--ctx', contexts,
@@ -92,7 +94,7 @@ def _config(args, name, contexts, precision, steps, lr, init):
         argv += ['--warmup-epochs', '3']
     if precision == 'fp16':
         argv += ['--fp16', '--loss-scale', args.loss_scale]
-    cfg = train_yolo3.make_config(train_yolo3.parse_args(argv))
+    cfg = train_cli.make_config(train_cli.parse_args(argv))
     # deterministic: no random augmentation, fixed order (the rest is fixed by the flags)
     return cfg.replace(augment=False, shuffle=False)
 

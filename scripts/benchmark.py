@@ -15,7 +15,6 @@ convolutions): it proves the FP16 path works, it is not expected to be faster.
 """
 import argparse
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -71,16 +70,8 @@ def peak_tflops(name, mode):
 
 
 def run_one(args, mode, network, shape, batch, ctx):
-    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'benchmark_mode.py'), '--mode', mode,
-           '--network', 'yolo3_{}_custom'.format(network), '--data-shape', str(shape),
-           '--batch-size', str(batch), '--ctx', ctx, '--warmup', str(args.warmup),
-           '--iters', str(args.iters), '--repeats', str(args.repeats)]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    for line in out.stdout.splitlines():
-        if line.startswith('RESULT '):
-            return json.loads(line[len('RESULT '):])
-    tail = (out.stderr.strip().splitlines() or ['no output'])[-1]
-    return {'mode': mode, 'error': 'benchmark process failed: ' + tail}
+    from gluoncv_fp16.bench.mode import run_mode
+    return run_mode(mode, network, shape, batch, ctx, args.warmup, args.iters, args.repeats)
 
 
 def label(mode, on_gpu):

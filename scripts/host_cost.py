@@ -28,7 +28,7 @@ READ_METHODS = ('asnumpy', 'asscalar', 'wait_to_read')
 def count_reads(steps, extra_flags):
     """Blocking reads per training step through train_yolo3.py's config and build."""
     import mxnet as mx
-    import train_yolo3
+    from gluoncv_fp16.cli import train as train_cli
     from gluoncv_fp16.train.build import build_training
     from gluoncv_fp16.train.loop import HookBase
     counter = {'reads': 0}
@@ -51,7 +51,7 @@ def count_reads(steps, extra_flags):
                 '--batch-size', '2', '--no-random-shape', '-j', '0', '--no-plots',
                 '--epochs', '1000', '--val-interval', '1000', '--log-interval', '100000',
                 '--save-prefix', out + os.sep, *extra_flags]
-        cfg = train_yolo3.make_config(train_yolo3.parse_args(argv))
+        cfg = train_cli.make_config(train_cli.parse_args(argv))
         loop, start = build_training(cfg)
         marks = Marks()
         loop.hooks.append(marks)
@@ -84,11 +84,10 @@ def snapshot_cost(network, repeats):
     from gluoncv_fp16.precision.loss_scaler import LossScaler
     from gluoncv_fp16.precision.policy import get_policy
     from gluoncv_fp16.train.loop import TrainLoop
-    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
-    from benchmark_mode import TensorBatches, _one_batch
+    from gluoncv_fp16.bench.mode import TensorBatches, one_batch
     name = 'yolo3_{}_custom'.format(network)
     classes = ['circle', 'square', 'triangle']
-    batch = _one_batch(name, classes, 2, 64, seed=0)
+    batch = one_batch(name, classes, 2, 64, seed=0)
     rows = {}
     loops = {}
     for mode in ('fp32', 'fp16'):

@@ -47,7 +47,7 @@ def _runner_code():
     return (
         "import json, sys\n"
         "sys.path.insert(0, {root!r})\n"
-        "import train_yolo3\n"
+        "from gluoncv_fp16.cli import train as train_cli\n"
         "from gluoncv_fp16.train.build import build_training\n"
         "from gluoncv_fp16.train.config import ConfigError\n"
         "from gluoncv_fp16.train.nan_guard import TrainingDiverged\n"
@@ -58,7 +58,7 @@ def _runner_code():
         "        Track.last = sum(step[k] for k in LOSS_NAMES); Track.steps += 1\n"
         "res = {{}}\n"
         "try:\n"
-        "    cfg = train_yolo3.make_config(train_yolo3.parse_args(sys.argv[1:]))\n"
+        "    cfg = train_cli.make_config(train_cli.parse_args(sys.argv[1:]))\n"
         "    loop, start = build_training(cfg)\n"
         "    loop.hooks.append(Track())\n"
         "    try:\n"

@@ -1,7 +1,7 @@
-"""Run ``train_yolo3.py`` with faults the test chooses (for tests, not pytest-collected).
+"""Run the training command with faults the test chooses (for tests, not pytest-collected).
 
-``python tests/fault_injection.py --nan-loss-at I,... -- ARGS`` trains like ``python
-train_yolo3.py ARGS``, except that the step that starts at run iteration I (batches
+``python tests/fault_injection.py --nan-loss-at I,... -- ARGS`` trains like
+``gluoncv-fp16-train ARGS``, except that the step that starts at run iteration I (batches
 consumed before it) gets a NaN loss on every device, the first time this process reaches
 I (after a rollback the same iteration trains normally). The NaN guard must roll back.
 
@@ -12,7 +12,8 @@ import argparse
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# this checkout's package, also when another one is installed
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _iterations(text):
@@ -42,9 +43,8 @@ def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument('--nan-loss-at', type=_iterations, required=True)
     install(p.parse_args(argv[:split]).nan_loss_at)
-    sys.path.insert(0, ROOT)
-    import train_yolo3
-    return train_yolo3.main(argv[split + 1:])
+    from gluoncv_fp16.cli.train import main as train
+    return train(argv[split + 1:])
 
 
 if __name__ == '__main__':

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import train_yolo3  # noqa: E402
+from gluoncv_fp16.cli import train as train_cli  # noqa: E402
 
 from gluoncv_fp16.train.build import build_training  # noqa: E402
 from gluoncv_fp16.train.config import ConfigError  # noqa: E402
@@ -37,7 +37,8 @@ def test_one_device_batch8_equals_two_devices_batch4_with_syncbn_and_fp16_is_clo
     """Issue 5's alignment: 10 deterministic steps from trained weights (the script's own
     200-step FP32 warm start). FP32: 1 x 8 (BatchNorm) vs 2 x 4 (SyncBN) within 5e-4 per
     tensor; FP16 (masters) vs FP32, and FP16 on 2 devices vs 1: the 10-step update within
-    3e-2 relative L2."""
+    8e-2 relative L2 (2x the largest measured over seeds and oneDNN instruction sets,
+    docs/results.md)."""
     res = run([os.path.join('scripts', 'align_check.py'), '--steps', '10', '--fp16',
                '--out', str(tmp_path), '--dataset-root', synthetic_root])
     assert res.returncode in (0, 1), res.stderr[-3000:]
@@ -46,7 +47,7 @@ def test_one_device_batch8_equals_two_devices_batch4_with_syncbn_and_fp16_is_clo
         assert '{}: 10 steps, 10 applied'.format(name) in res.stdout, res.stdout[-3000:]
     assert 'OK: 247 compared, 0 above tol 0.0005' in res.stdout, res.stdout[-3000:]
     # FP16 vs FP32 on one device, then FP16 on 2 devices (SyncBN) vs 1
-    updates = re.findall(r'OK: update over 147 trained tensors: .* = [0-9.e-]+ \(tol 0.03\)',
+    updates = re.findall(r'OK: update over 147 trained tensors: .* = [0-9.e-]+ \(tol 0.08\)',
                          res.stdout)
     assert len(updates) == 2, res.stdout[-3000:]
     assert res.returncode == 0, res.stdout[-3000:]
@@ -78,12 +79,14 @@ def test_syncbn_on_cpu_contexts_without_temp_copy_is_one_line_error(tmp_path, mo
     argv = ['--network', 'mobilenet0.25', '--data-shape', '64', '--batch-size', '4',
             '--dataset', 'synthetic', '--dataset-root', synthetic_root, '-j', '0',
             '--ctx', 'cpu:0,cpu:1', '--syncbn', '--save-prefix', str(tmp_path) + os.sep]
-    cfg = train_yolo3.make_config(train_yolo3.parse_args(argv))
     monkeypatch.delenv('MXNET_CPU_TEMP_COPY', raising=False)
     with pytest.raises(ConfigError, match='MXNET_CPU_TEMP_COPY unset'):
-        build_training(cfg)
+        train_cli.make_config(train_cli.parse_args(argv))  # the validation pass refuses it
+    monkeypatch.setenv('MXNET_CPU_TEMP_COPY', '1024')
+    cfg = train_cli.make_config(train_cli.parse_args(argv))
     monkeypatch.setenv('MXNET_CPU_TEMP_COPY', '64')
-    with pytest.raises(ConfigError, match='export MXNET_CPU_TEMP_COPY=1024'):
-        build_training(cfg)
+    with pytest.raises(ConfigError, match='MXNET_CPU_TEMP_COPY=64; run `export '
+                                          'MXNET_CPU_TEMP_COPY=1024`'):
+        build_training(cfg)  # which validates again
     # one CPU context: SyncBN falls back to BatchNorm, nothing to require
     build_training(cfg.replace(contexts=('cpu:0',)))

@@ -1,4 +1,5 @@
-"""train_yolo3.py: GluonCV flags, contradictions in one line, short end-to-end runs."""
+"""The training command (gluoncv_fp16.cli.train, train_yolo3.py): GluonCV flags,
+contradictions in one line, short end-to-end runs."""
 import csv
 import os
 import pathlib
@@ -12,10 +13,11 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import train_yolo3  # noqa: E402  (the CLI script at the repo root)
+from gluoncv_fp16.cli import train as train_cli  # noqa: E402
 
 from gluoncv_fp16.train.checkpoint import read_checkpoint  # noqa: E402
-from gluoncv_fp16.train.config import ConfigError  # noqa: E402
+from gluoncv_fp16.train.config import ConfigError, TrainConfig  # noqa: E402
+from gluoncv_fp16.utils.options import declared_flags  # noqa: E402
 
 
 def small_args(data_root, out, *extra):
@@ -46,7 +48,8 @@ def read_rows(out):
     (['-j', '-1'], '--num-workers must be >= 0'),
     (['--ctx', 'cpu:0,cpu:0', '--batch-size', '4'], 'names a device twice'),
     (['--classes', 'box,box,cross'], 'box.*more than once'),
-    (['--loss-scale', 'abc'], 'only applies with --fp16 or --amp'),
+    (['--loss-scale', '64'], 'only applies with --fp16 or --amp'),
+    (['--loss-scale', 'abc'], "--loss-scale must be 'dynamic', 'none' or a positive number"),
     (['--clip-grad', '-1'], '--clip-grad must be >= 0'),
     (['--max-expand', '0.5'], '--max-expand must be >= 1'),
     (['--ema-decay', '0.99'], '--ema-decay needs --ema'),
@@ -55,11 +58,19 @@ def read_rows(out):
     (['--network', 'resnet50'], '--network'),
     (['--kvstore', 'dist_async'], 'dist_async is not supported.*Use dist_sync'),
     (['--kvstore', 'nccl2'], "--kvstore 'nccl2': choose one of"),
+    (['--log-interval', '0'], '--log-interval must be positive, got 0'),
+    (['--kvstore', 'dist_sync', '--fp16', '--fp32-warmup-epochs', '1'],
+     'a dist kvstore keeps each key.s dtype'),
+    (['--horovod', '--syncbn'], '--syncbn with --horovod'),
+    (['--horovod', '--ctx', 'cpu:0,cpu:1'], 'one device per process'),
+    (['--horovod', '--kvstore', 'dist_sync'], 'two ways to distribute'),
+    (['--kvstore', 'dist_sync'], 'needs processes started by the launcher .DMLC_ROLE'),
+    (['--self-check', 'fallback', '--horovod'], 'cannot be used with several workers'),
 ])
 def test_contradictions_fail_with_one_line(tmp_path, extra, message):
-    args = train_yolo3.parse_args(small_args(str(tmp_path), tmp_path, *extra))
+    args = train_cli.parse_args(small_args(str(tmp_path), tmp_path, *extra))
     with pytest.raises(ConfigError, match=message):
-        train_yolo3.make_config(args)
+        train_cli.make_config(args)
 
 
 @pytest.mark.parametrize('prefix', ['/proc/nope/', '/dev/null/x/'])
@@ -78,7 +89,7 @@ def test_rejected_run_writes_no_files(tmp_path, capsys, synthetic_root):
 
 
 def run_cli(argv, capsys):
-    code = train_yolo3.main(argv)
+    code = train_cli.main(argv)
     return code, capsys.readouterr()
 
 
@@ -195,7 +206,22 @@ def test_amp_on_cpu_says_why_in_one_line(tmp_path, capsys, synthetic_root):
 
 
 # ----- end-to-end runs -----------------------------------------------------------------------
+# The other flag of a field set by two (--gpus / --ctx, --fp16 / --amp, --self-check /
+# --no-self-check), and --horovod, which refuses --syncbn and --self-check fallback.
+OTHER_FLAGS = [
+    (['--ctx', 'cpu:0,cpu:1'], 'contexts', ('cpu:0', 'cpu:1')),
+    (['--amp'], 'precision', 'amp'),
+    (['--no-self-check'], 'self_check', 'off'),
+    (['--horovod'], 'horovod', True),
+    (['--pretrained-base'], 'pretrained_base', True),
+]
+
+
 def test_every_flag_reaches_the_config(tmp_path, synthetic_root):
+    """Every declared flag, given a value other than its default, changes the config; a
+    flag declared without being given here fails the last assertion."""
+    weights = tmp_path / 'w.params'
+    weights.write_bytes(b'')
     argv = small_args(synthetic_root, tmp_path, '--epochs', '7', '--lr', '0.01', '--lr-mode',
                       'cosine', '--lr-decay', '0.5', '--lr-decay-period', '2',
                       '--lr-decay-epoch', '3,5', '--warmup-lr', '0.001', '--warmup-epochs',
@@ -207,21 +233,39 @@ def test_every_flag_reaches_the_config(tmp_path, synthetic_root):
                       '--max-iters', '5', '--strict-data', '--nan-fallback-iters', '7',
                       '--max-recoveries', '2', '--resume', 'auto', '--start-epoch', '1',
                       '--no-pretrained-base', '--accumulate', '3', '--clip-grad', '5',
-                      '--ema', '--ema-decay', '0.99', '--tensorboard')
-    cfg = train_yolo3.make_config(train_yolo3.parse_args(argv))
+                      '--ema', '--ema-decay', '0.99', '--tensorboard', '--dataset', 'custom',
+                      '--max-expand', '2', '--checkpoint-every', '4', '--cache', 'ram',
+                      '--self-check', 'fallback', '--pretrained', str(weights))
+    cfg = train_cli.make_config(train_cli.parse_args(argv))
     expected = dict(network='mobilenet0.25', data_shape=64, batch_size=4, num_workers=0,
                     contexts=('cpu:0',), epochs=7, lr=0.01, lr_mode='cosine', lr_decay=0.5,
                     lr_decay_period=2, lr_decay_epoch=(3, 5), warmup_lr=0.001,
                     warmup_epochs=1, momentum=0.8, wd=0.001, log_interval=1,
+                    save_prefix=str(tmp_path) + os.sep,
                     save_interval=3, val_interval=2, seed=9, num_samples=12, syncbn=True,
                     no_random_shape=True, no_wd=True, mixup=True, no_mixup_epochs=2,
                     label_smooth=True, precision='fp16', fp32_warmup_epochs=2,
                     loss_scale='64', kvstore='local', classes=('circle', 'square', 'triangle'),
                     max_iters=5, strict_data=True, nan_fallback_iters=7, max_recoveries=2,
-                    resume='auto', start_epoch=1, plots=False, dataset='synthetic',
+                    resume='auto', start_epoch=1, plots=False, dataset='custom',
                     dataset_root=synthetic_root, pretrained_base=False, accumulate=3,
-                    clip_grad=5.0, ema=True, ema_decay=0.99, tensorboard=True)
+                    clip_grad=5.0, ema=True, ema_decay=0.99, tensorboard=True, max_expand=2.0,
+                    checkpoint_every=4, cache='ram', self_check='fallback',
+                    pretrained=str(weights))
     assert {k: getattr(cfg, k) for k in expected} == expected
+    defaults = TrainConfig()
+    for extra, field, value in OTHER_FLAGS:
+        other = train_cli.make_config(train_cli.parse_args(small_args(synthetic_root, tmp_path,
+                                                                      *extra)))
+        assert getattr(other, field) == value != getattr(defaults, field), extra
+    flagged = {field for field, _ in declared_flags(TrainConfig)}
+    assert not {f for f in flagged - {'horovod'} if getattr(cfg, f) == getattr(defaults, f)}
+    given = set(argv).union(*(extra for extra, _, _ in OTHER_FLAGS))
+    assert [f.names for _, f in declared_flags(TrainConfig) if not given & set(f.names)] == []
+
+
+def test_flag_defaults_are_the_config_defaults():
+    assert train_cli.make_config(train_cli.parse_args([])) == TrainConfig()
 
 
 def test_fp16_run_with_fp32_warmup_trains_validates_and_checkpoints(tmp_path, capsys,
@@ -261,10 +305,10 @@ def test_amp_code_path_runs_on_cpu_with_a_cpu_executable_op_list(tmp_path, synth
     execute, its whole code path (init, init_trainer, scale_loss, skip) still runs."""
     code = (
         "import sys; sys.path.insert(0, {root!r})\n"
-        "import train_yolo3\n"
+        "from gluoncv_fp16.cli import train as train_cli\n"
         "from gluoncv_fp16.train.build import run_training\n"
-        "args = train_yolo3.parse_args({argv!r})\n"
-        "cfg = train_yolo3.make_config(args)\n"
+        "args = train_cli.parse_args({argv!r})\n"
+        "cfg = train_cli.make_config(args)\n"
         "cfg = cfg.replace(amp_fp16_ops=())\n"
         "loop = run_training(cfg)\n"
         "print('PHASE', loop.phase, 'SCALE', loop.scaler.scale_value)\n").format(
@@ -316,7 +360,7 @@ def test_divergence_beyond_recovery_saves_last_good_state(tmp_path, synthetic_ro
     from gluoncv_fp16.data.device_batch import unpack
     argv = small_args(synthetic_root, tmp_path, '--epochs', '1', '--max-recoveries', '1',
                       '--nan-fallback-iters', '1')
-    cfg = train_yolo3.make_config(train_yolo3.parse_args(argv)).replace(snapshot_interval=1)
+    cfg = train_cli.make_config(train_cli.parse_args(argv)).replace(snapshot_interval=1)
     loop, start = build_training(cfg)
 
     class Poisoned:

@@ -144,20 +144,18 @@ def test_ram_cache_is_refused_when_it_would_not_fit(root, monkeypatch, caplog):
 
 def test_cli_cache_flag_reaches_the_loaders_or_is_refused(tmp_path, capsys, root,
                                                            monkeypatch):
-    import sys
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import train_yolo3
+    from gluoncv_fp16.cli import train as train_cli
     from gluoncv_fp16.train.build import build_training
     argv = ['--network', 'mobilenet0.25', '--data-shape', '64', '--batch-size', '4',
             '--dataset', 'custom', '--dataset-root', root, '-j', '0', '--gpus', '',
             '--save-prefix', str(tmp_path) + os.sep, '--no-random-shape', '--no-plots',
             '--max-iters', '1', '--epochs', '1', '--cache', 'ram', '--no-pretrained-base']
-    cfg = train_yolo3.make_config(train_yolo3.parse_args(argv))
+    cfg = train_cli.make_config(train_cli.parse_args(argv))
     assert cfg.cache == 'ram'
     loop, _ = build_training(cfg)
     assert loop.loader.dataset.image_cache is not None
     loop.loader.close()
     monkeypatch.setattr(image_cache, '_available_memory', lambda: 1000)
-    assert train_yolo3.main(argv) == 2
+    assert train_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert '--cache ram needs about' in err and len(err.strip().splitlines()) == 1

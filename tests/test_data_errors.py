@@ -1,6 +1,6 @@
 """Data-side mistakes: one line and exit 2 before any work, bad samples counted once.
 
-Each CLI case runs `train_yolo3.main` in-process on a copy of the small synthetic set
+Each CLI case runs `gluoncv_fp16.cli.train.main` in-process on a copy of the small synthetic set
 (128 px images trained at 64 px, mobilenet0.25, no ImageNet base unless the case is
 about it) with one thing broken.
 """
@@ -18,7 +18,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import train_yolo3  # noqa: E402  (the CLI script at the repo root)
+from gluoncv_fp16.cli import train as train_cli  # noqa: E402
 
 from gluoncv_fp16.data import make_train_loader  # noqa: E402
 from gluoncv_fp16.data.base import clip_boxes  # noqa: E402
@@ -69,7 +69,7 @@ def cli_args(root, out, *extra, base='--no-pretrained-base'):
 
 
 def run_cli(argv, capsys):
-    code = train_yolo3.main(argv)
+    code = train_cli.main(argv)
     return code, capsys.readouterr()
 
 

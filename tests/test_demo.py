@@ -1,5 +1,5 @@
-"""scripts/demo.py and deploy.predict: detections drawn on images, clear user errors."""
-import importlib.util
+"""The demo command (gluoncv_fp16.cli.demo, scripts/demo.py) and deploy.predict:
+detections drawn on images, clear user errors."""
 import os
 import subprocess
 import sys
@@ -9,6 +9,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from gluoncv_fp16.cli import demo as demo_cli
 from gluoncv_fp16.data.synthetic import SHAPE_CLASSES, render_sample
 from gluoncv_fp16.train.checkpoint import save_checkpoint
 from gluoncv_fp16.deploy.export import export_detector
@@ -25,10 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Cannot decide type:UserWarning")
 
 
 def demo_main(argv):
-    spec = importlib.util.spec_from_file_location('demo', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(argv)
+    return demo_cli.main(argv)
 
 
 @pytest.fixture(scope='module')

@@ -1,12 +1,7 @@
-"""scripts/device_check.py writes its report on this CPU machine."""
-import os
-import sys
-
+"""The device report (gluoncv_fp16.cli.check, scripts/device_check.py) on this CPU machine."""
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'scripts'))
-import device_check  # noqa: E402
+from gluoncv_fp16.cli import check as device_check
 
 
 def test_report_on_two_cpu_contexts(tmp_path, capsys):

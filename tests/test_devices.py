@@ -9,7 +9,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import train_yolo3  # noqa: E402
+from gluoncv_fp16.cli import train as train_cli  # noqa: E402
 
 from gluoncv_fp16.precision.policy import get_policy  # noqa: E402
 from gluoncv_fp16.train import devices  # noqa: E402
@@ -146,7 +146,7 @@ def test_the_real_probe_passes_on_this_cpu():
 def test_an_fp32_run_on_a_card_without_code_stops_in_one_line(monkeypatch, tmp_path, capsys,
                                                               synthetic_root):
     fail_probe_with(monkeypatch, REAL_ERRORS['1.9.1 Orin'])
-    code = train_yolo3.main(['--dataset', 'synthetic', '--dataset-root', synthetic_root,
+    code = train_cli.main(['--dataset', 'synthetic', '--dataset-root', synthetic_root,
                              '--gpus', '', '--save-prefix', str(tmp_path) + os.sep])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and 'Traceback' not in err

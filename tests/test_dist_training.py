@@ -17,7 +17,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import train_yolo3  # noqa: E402  (the CLI script at the repo root)
+from gluoncv_fp16.cli import train as train_cli  # noqa: E402
 
 from gluoncv_fp16.data.datasets import build_datasets  # noqa: E402
 from gluoncv_fp16.data.loader import make_train_loader  # noqa: E402
@@ -96,7 +96,7 @@ def train_on_two_contexts(data_root, out, argv):
     k's shard of the synthetic set, as 2 workers of half the batch each would read it;
     returns the loop."""
     os.makedirs(str(out), exist_ok=True)
-    cfg = train_yolo3.make_config(train_yolo3.parse_args(argv))
+    cfg = train_cli.make_config(train_cli.parse_args(argv))
     loop, start = build_training(cfg)
     train_set, _, classes = build_datasets('synthetic', root=data_root)
     shape_net = get_model(cfg.model_name, classes=classes, pretrained_base=False)
@@ -138,7 +138,7 @@ def test_dist_sync_equals_one_process_on_two_contexts(synthetic_root, tmp_path):
 
 
 def _fresh_params(data_root):
-    cfg = train_yolo3.make_config(train_yolo3.parse_args(cli_args(
+    cfg = train_cli.make_config(train_cli.parse_args(cli_args(
         data_root, '/nonexistent', '--ctx', 'cpu:0', '--batch-size', '4')))
     loop, _ = build_training(cfg)
     return {k: v.asnumpy() for k, v in structural_params(loop.net).items()}

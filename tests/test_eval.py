@@ -1,14 +1,14 @@
-"""scripts/eval.py and deploy.evaluate: FP32 and FP16 mAP of one checkpoint, PR curves,
-COCO-format detections, pycocotools metrics, one-line errors."""
+"""The eval command (gluoncv_fp16.cli.eval, scripts/eval.py) and deploy.evaluate: FP32
+and FP16 mAP of one checkpoint, PR curves, COCO-format detections, pycocotools metrics,
+one-line errors."""
 import csv
-import importlib.util
 import json
-import os
 
 import mxnet as mx
 import numpy as np
 import pytest
 
+from gluoncv_fp16.cli import eval as eval_cli
 from gluoncv_fp16.data.datasets import build_datasets
 from gluoncv_fp16.data.synthetic import SHAPE_CLASSES
 from gluoncv_fp16.deploy.detection_record import DetectionRecord
@@ -18,17 +18,12 @@ from test_export import random_detector
 
 NAME = 'yolo3_mobilenet0.25_custom'
 SIDE = 96
-REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 
 
 def eval_main(argv):
-    spec = importlib.util.spec_from_file_location('eval_script',
-                                                  os.path.join(REPO, 'scripts', 'eval.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(argv)
+    return eval_cli.main(argv)
 
 
 @pytest.fixture(scope='module')

@@ -37,7 +37,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import train_yolo3  # noqa: E402  (the CLI script at the repo root)
+from gluoncv_fp16.cli import train as train_cli  # noqa: E402
 
 from gluoncv_fp16.dist.horovod_launch import find_horovodrun  # noqa: E402
 from gluoncv_fp16.dist.launcher import LaunchError, _descendants, _kill_all  # noqa: E402
@@ -238,7 +238,7 @@ def _first_loss(log):
 def _initial_params(data_root):
     """The weights every run starts from: a fresh build with the same seed (built once;
     callers only read it)."""
-    cfg = train_yolo3.make_config(train_yolo3.parse_args(cli_args(
+    cfg = train_cli.make_config(train_cli.parse_args(cli_args(
         data_root, '/nonexistent', '--gpus', '', '--batch-size', '2')))
     fresh, _ = build_training(cfg)
     return {k: v.asnumpy() for k, v in structural_params(fresh.net).items()}
@@ -403,7 +403,7 @@ def test_launcher_timeout_stops_horovodrun_and_its_workers():
 
 # ----- no Horovod needed ------------------------------------------------------------------
 def _cli_error(capsys, *args):
-    code = train_yolo3.main(['--dataset', 'synthetic', '--network', 'mobilenet0.25',
+    code = train_cli.main(['--dataset', 'synthetic', '--network', 'mobilenet0.25',
                              '--data-shape', '64', '--no-plots', '-j', '0', '--horovod',
                              *args])
     err = capsys.readouterr().err.strip()

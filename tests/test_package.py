@@ -4,6 +4,8 @@ MXNet is an extra (`[cpu]` or `[cu112]`) because pip cannot choose between its C
 CUDA builds, so "pip install gluoncv_fp16" alone leaves it out. The import must then say
 which extra to install instead of failing with a bare ModuleNotFoundError.
 """
+import ast
+import importlib
 import os
 import re
 import subprocess
@@ -13,6 +15,7 @@ import textwrap
 import gluoncv_fp16
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI_COMMANDS = ('train', 'eval', 'export', 'demo', 'check')  # gluoncv_fp16/cli/<command>.py
 
 # Runs in a fresh interpreter: a meta-path finder that makes `import mxnet` (and any
 # submodule) fail exactly as it does when MXNet is not installed.
@@ -66,3 +69,25 @@ def test_the_extras_named_by_the_guard_exist_in_setup_py():
 def test_package_version_matches_setup_py():
     declared = re.search(r"version='([^']+)'", setup_py()).group(1)
     assert gluoncv_fp16.__version__ == declared
+
+
+def _setup_keyword(name):
+    """The literal value of keyword `name` of the setup() call in setup.py."""
+    with open(os.path.join(REPO, 'setup.py'), encoding='utf-8') as f:
+        tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == 'setup':
+            for keyword in node.keywords:
+                if keyword.arg == name:
+                    return ast.literal_eval(keyword.value)
+    raise AssertionError('setup() has no {}='.format(name))
+
+
+def test_setup_declares_the_five_console_entry_points():
+    scripts = dict(re.match(r'\s*(\S+)\s*=\s*(\S+)\s*$', spec).groups()
+                   for spec in _setup_keyword('entry_points')['console_scripts'])
+    assert sorted(scripts) == sorted('gluoncv-fp16-' + c for c in CLI_COMMANDS)
+    for command in CLI_COMMANDS:
+        module, _, function = scripts['gluoncv-fp16-' + command].partition(':')
+        assert module == 'gluoncv_fp16.cli.' + command
+        assert callable(getattr(importlib.import_module(module), function))

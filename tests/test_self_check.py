@@ -10,7 +10,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import train_yolo3  # noqa: E402
+from gluoncv_fp16.cli import train as train_cli  # noqa: E402
 
 from gluoncv_fp16.data.datasets import build_datasets  # noqa: E402
 from gluoncv_fp16.model_zoo import get_model  # noqa: E402
@@ -84,7 +84,7 @@ def cfg_for(root, out, *extra):
             '--dataset', 'synthetic', '--dataset-root', root, '-j', '0', '--gpus', '',
             '--save-prefix', str(out) + os.sep, '--no-random-shape', '--no-plots',
             '--log-interval', '1', *extra]
-    return argv, train_yolo3.make_config(train_yolo3.parse_args(argv))
+    return argv, train_cli.make_config(train_cli.parse_args(argv))
 
 
 def test_the_check_leaves_global_random_state_alone(data, synthetic_root, tmp_path):
@@ -126,14 +126,14 @@ def test_overflowing_scale_stops_in_one_line_or_falls_back_to_fp32(synthetic_roo
                                                                      capsys):
     argv, _ = cfg_for(synthetic_root, tmp_path / 'stop', '--fp16', '--loss-scale', '1e6',
                       '--epochs', '1', '--max-iters', '1')
-    assert train_yolo3.main(argv) == 2
+    assert train_cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and 'Traceback' not in err
     assert err.startswith('error: self-check fp16 vs fp32 on cpu(0)')
     assert 'not finite at loss scale 1e+06' in err and '--self-check fallback' in err
     argv, _ = cfg_for(synthetic_root, tmp_path / 'fallback', '--fp16', '--loss-scale', '1e6',
                       '--self-check', 'fallback', '--epochs', '1', '--max-iters', '1')
-    assert train_yolo3.main(argv) == 0
+    assert train_cli.main(argv) == 0
     assert 'training in FP32 instead' in capsys.readouterr().out
     assert phases(tmp_path / 'fallback') == ['fp32']
 
@@ -188,7 +188,7 @@ def test_a_run_with_the_check_trains_and_resumes_bit_identically(synthetic_root,
         for epochs, iters, resume in (('1', '2', []), ('2', '4', ['--resume', 'auto'])):
             argv, _ = cfg_for(synthetic_root, out, '--fp16', '--epochs', epochs,
                               '--max-iters', iters, *resume, *flags)
-            assert train_yolo3.main(argv) == 0, capsys.readouterr().err[-2000:]
+            assert train_cli.main(argv) == 0, capsys.readouterr().err[-2000:]
         log = capsys.readouterr().out
         assert (log.count('self-check fp16 vs fp32 on cpu(0) (16 images at 64 px): agrees')
                 == (2 if run == 'checked' else 0)), log[-2000:]

@@ -10,10 +10,10 @@ import logging
 import mxnet as mx
 
 from ..train.config import ConfigError
-from .distributed import init_horovod, prepare_dist_params, require_launcher, worker_info
+from .distributed import init_horovod, prepare_dist_params, worker_info
 
-__all__ = ['WorkerSetup', 'setup_workers', 'check_horovod_config', 'horovod_device',
-           'prepare_dist_params', 'describe']
+__all__ = ['WorkerSetup', 'setup_workers', 'horovod_device', 'prepare_dist_params',
+           'describe']
 
 logger = logging.getLogger(__name__)
 
@@ -96,17 +96,8 @@ class WorkerSetup:
 def setup_workers(cfg, contexts):
     """Create the kvstore / Horovod for `cfg` and describe this process's part."""
     if cfg.horovod:
-        return _setup_horovod(cfg, contexts)
-    if cfg.kvstore.startswith('dist'):
-        if cfg.fp32_warmup_epochs:
-            raise ConfigError(
-                "--fp32-warmup-epochs with --kvstore {}: a dist kvstore keeps each key's "
-                "dtype, so precision cannot change mid-run. Run the FP32 warm-up as its own "
-                "job, then a new --fp16 job with --resume".format(cfg.kvstore))
-        try:
-            require_launcher(cfg.kvstore)
-        except RuntimeError as err:
-            raise ConfigError(str(err)) from None
+        return _setup_horovod(contexts)
+    if cfg.kvstore.startswith('dist'):  # the launcher's variables: TrainConfig.validate
         kv = mx.kv.create(cfg.kvstore)
         rank, size = worker_info(kv)
         # pushpull sums the workers' gradients; each worker normalises by its own batch.
@@ -116,35 +107,18 @@ def setup_workers(cfg, contexts):
     return WorkerSetup(cfg.kvstore if len(contexts) > 1 else None)
 
 
-def _setup_horovod(cfg, contexts):
-    """Horovod: refuse what it cannot do before `hvd.init()`, then pick this process's
-    device. DistributedTrainer averages gradients over the workers itself (grad_scale 1),
-    and a new trainer after a precision switch broadcasts and all-reduces like the first,
-    so precision may change mid-run."""
-    check_horovod_config(cfg, contexts)
+def _setup_horovod(contexts):
+    """Horovod: `hvd.init()`, then pick this process's device. What Horovod cannot do
+    (--syncbn, several CPU contexts in a process) `TrainConfig.validate` has refused.
+    DistributedTrainer averages gradients over the workers itself (grad_scale 1), and a
+    new trainer after a precision switch broadcasts and all-reduces like the first, so
+    precision may change mid-run."""
     try:
         hvd, rank, size, local_rank = init_horovod()
     except ImportError as err:
         raise ConfigError(str(err)) from None
     return WorkerSetup(None, rank, size, hvd=hvd,
                        contexts=[horovod_device(contexts, local_rank)])
-
-
-def check_horovod_config(cfg, contexts):
-    """Raise `ConfigError` for settings a Horovod process cannot train with."""
-    if cfg.syncbn:
-        raise ConfigError(
-            "--syncbn with --horovod: MXNet's SyncBatchNorm synchronises the devices of one "
-            "process and a Horovod process trains on one device, so it would do nothing "
-            "(there is no Horovod SyncBatchNorm for MXNet). Drop --syncbn (each process "
-            "normalises over its own batch), or train one machine's devices in one process "
-            "without Horovod: --gpus 0,1,2,3 --syncbn")
-    cpus = [c for c in contexts if c.device_type == 'cpu']
-    if len(cpus) > 1:
-        raise ConfigError(
-            "--horovod trains one device per process (Horovod all-reduces only the first "
-            "device's gradients), got {} CPU contexts; use one (--gpus '') and start more "
-            "processes (horovodrun -np N)".format(len(cpus)))
 
 
 def horovod_device(contexts, local_rank):

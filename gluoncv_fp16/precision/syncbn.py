@@ -33,7 +33,8 @@ device's operator cannot start while another waits at the barrier:
   A device-0 operator *after* the barrier can then hold the queue of a resource that a
   device-1 operator *before* the barrier needs. Measured on yolo3_mobilenet0.25 (two CPU
   contexts, 64 px): hangs with 4 or 64 copies, trains with 256 or 1024. Set e.g.
-  ``MXNET_CPU_TEMP_COPY=1024`` before MXNet starts; a warning says so.
+  ``MXNET_CPU_TEMP_COPY=1024`` before MXNet starts; a warning says so, and training
+  refuses to start (both decided by :func:`cpu_temp_pool_shortfall`).
 """
 import functools
 import logging
@@ -44,7 +45,8 @@ from mxnet import autograd, context, ndarray
 from mxnet.gluon import nn
 from mxnet.gluon.contrib.nn import SyncBatchNorm
 
-__all__ = ['HalfSafeSyncBatchNorm', 'syncbn_kwargs']
+__all__ = ['HalfSafeSyncBatchNorm', 'syncbn_kwargs', 'cpu_temp_pool_shortfall',
+           'CPU_TEMP_COPY_NEEDED']
 
 logger = logging.getLogger(__name__)
 
@@ -56,28 +58,48 @@ def _check_num_devices(num_devices):
                          "batch is split over), got {!r}".format(num_devices))
 
 
-_CPU_TEMP_COPY_ADVICE = 256  # measured: enough for yolo3_mobilenet0.25 on 2 CPU contexts
+CPU_TEMP_COPY_NEEDED = 256  # measured: 4 and 64 hang yolo3_mobilenet0.25 on 2 CPU contexts
+
+
+def cpu_temp_pool_shortfall(num_cpu_contexts, environ=None):
+    """How ``MXNET_CPU_TEMP_COPY`` is set when it is too small for SyncBatchNorm over
+    `num_cpu_contexts` CPU contexts (see module doc), e.g. ``'MXNET_CPU_TEMP_COPY=64'``
+    or ``'MXNET_CPU_TEMP_COPY unset (MXNet default 4)'``; None when it is large enough or
+    fewer than two CPU contexts synchronise.
+
+    The one place that decides: training refuses such a run (`TrainConfig.validate`),
+    the layer itself warns (for networks built without the training config).
+    """
+    environ = os.environ if environ is None else environ
+    if num_cpu_contexts < 2:
+        return None
+    text = environ.get('MXNET_CPU_TEMP_COPY')
+    try:
+        copies = int(text if text is not None else '4')
+    except ValueError:
+        copies = 0
+    if copies >= CPU_TEMP_COPY_NEEDED:
+        return None
+    if text is None:
+        return 'MXNET_CPU_TEMP_COPY unset (MXNet default 4)'
+    return 'MXNET_CPU_TEMP_COPY=' + text
 
 
 def _warn_if_cpu_pool_small(contexts):
     """Warn about the shared CPU temp-space pool deadlock (see module doc)."""
-    if sum(ctx.device_type.startswith('cpu') for ctx in contexts) < 2:
-        return
-    try:
-        copies = int(os.environ.get('MXNET_CPU_TEMP_COPY', '4'))
-    except ValueError:
-        return
-    if copies < _CPU_TEMP_COPY_ADVICE:
-        _warn_once(len(contexts), copies)
+    cpus = sum(ctx.device_type.startswith('cpu') for ctx in contexts)
+    setting = cpu_temp_pool_shortfall(cpus)
+    if setting is not None:
+        _warn_once(cpus, setting)
 
 
 @functools.lru_cache(maxsize=None)
-def _warn_once(num_cpu_contexts, copies):
+def _warn_once(num_cpu_contexts, setting):
     # Every SyncBN layer checks at graph-build time; one message per setting is enough.
     logger.warning(
-        "SyncBatchNorm over %d CPU contexts with MXNET_CPU_TEMP_COPY=%d may deadlock (CPU "
-        "contexts share MXNet's temp-space pool); export MXNET_CPU_TEMP_COPY=1024 before "
-        "starting Python", num_cpu_contexts, copies)
+        "SyncBatchNorm over %d CPU contexts with %s may deadlock (CPU contexts share "
+        "MXNet's temp-space pool); export MXNET_CPU_TEMP_COPY=1024 before starting Python",
+        num_cpu_contexts, setting)
 
 
 def _check_engine(num_devices):

@@ -1,6 +1,8 @@
 """Turn a validated `TrainConfig` into a ready `TrainLoop` (and run it).
 
 Order matters and is the reason this module exists:
+0. the settings are validated (`TrainConfig.validate`: every check of the settings and
+   environment variables, one pass);
 1. devices are checked (GPU present, FP16 runnable, AMP runnable) before any work;
 2. the datasets are read, then the published weights the run starts from are fetched
    (or refused): the start-up checks go in the order of what a user must fix first --
@@ -25,7 +27,7 @@ from ..precision.loss_scaler import LossScaler, make_loss_scaler
 from ..precision.policy import activate_amp, get_policy
 from .config import ConfigError
 from .devices import check_devices, make_contexts
-from ..dist.distributed import fail_fast, horovod_trainer, require_launcher
+from ..dist.distributed import fail_fast, horovod_trainer
 from ..dist.workers import describe, prepare_dist_params, setup_workers
 from .ema import ModelEMA
 from .evaluation import Evaluator, make_metric
@@ -148,8 +150,6 @@ def build_training(cfg, on_workers=None):
     contexts = make_contexts(cfg.contexts)
     policy = get_policy(cfg.precision)
     check_devices(contexts, policy, amp_restricted=cfg.amp_fp16_ops is not None)
-    _check_tensorboard(cfg)
-    _check_syncbn_cpu_pool(cfg, contexts)
     workers = setup_workers(cfg, contexts)
     if on_workers is not None:
         on_workers(workers)
@@ -208,28 +208,6 @@ def build_training(cfg, on_workers=None):
     return loop, start_epoch
 
 
-_MIN_CPU_TEMP_COPY = 256  # measured in docs/distributed.md: 4 and 64 hang, 256 trains
-
-
-def _check_syncbn_cpu_pool(cfg, contexts):
-    """--syncbn over several CPU contexts deadlocks with MXNet's default temp-space pool;
-    the size is read when MXNet starts, so all we can do is say so before any work."""
-    cpus = [c for c in contexts if c.device_type == 'cpu']
-    if not cfg.syncbn or len(cpus) < 2:
-        return
-    try:
-        copies = int(os.environ.get('MXNET_CPU_TEMP_COPY', '4'))
-    except ValueError:
-        copies = 0
-    if copies < _MIN_CPU_TEMP_COPY:
-        raise ConfigError(
-            '--syncbn on {} CPU contexts deadlocks with MXNET_CPU_TEMP_COPY {}; run '
-            '`export MXNET_CPU_TEMP_COPY=1024` before starting Python (see '
-            'docs/distributed.md)'.format(len(cpus), '=' + os.environ['MXNET_CPU_TEMP_COPY']
-                                          if 'MXNET_CPU_TEMP_COPY' in os.environ
-                                          else 'unset (MXNet default 4)'))
-
-
 def _norm_layer_kwargs(cfg, contexts):
     if not cfg.syncbn:
         return {}
@@ -269,16 +247,6 @@ def _make_hooks(cfg, loader, model_desc, total_steps, chief):
     return hooks
 
 
-def _check_tensorboard(cfg):
-    if not cfg.tensorboard:
-        return
-    try:
-        import tensorboardX  # noqa: F401
-    except ImportError:
-        raise ConfigError("--tensorboard needs tensorboardX: pip install -e '.[tensorboard]'"
-                          ) from None
-
-
 def _plain_config(cfg):
     plain = cfg.to_dict()
     return {k: list(v) if isinstance(v, tuple) else v for k, v in plain.items()}
@@ -297,11 +265,8 @@ def run_training(cfg, on_workers=None):
     checks after the kvstore exists: data, downloads) still ends it with one line and
     exit code 2.
     """
+    cfg.validate()  # a mistake (e.g. no launcher's variables): one line, not a worker crash
     if cfg.kvstore.startswith('dist') and not cfg.horovod:
-        try:
-            require_launcher(cfg.kvstore)  # a user mistake: one line, not a worker crash
-        except RuntimeError as err:
-            raise ConfigError(str(err)) from None
         with fail_fast(user_errors=(ConfigError,)):
             return _train(cfg, on_workers)
     return _train(cfg, on_workers)

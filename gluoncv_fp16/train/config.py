@@ -1,88 +1,342 @@
-"""The settings of one training run, validated before any work starts.
+"""The settings of one training run, declared once and validated before any work starts.
 
-`TrainConfig` is built once (from the CLI or by hand) and never mutated; derived values
-are properties. Every contradiction a user can type is caught by :meth:`validate` with
-one line saying what was received and what to do.
+Each field of `TrainConfig` is the one declaration of its command-line flag(s): names,
+default as typed, help, the ``--help`` group (GluonCV's ``train_yolo3.py`` flags or this
+package's), how the typed text becomes the value, and the check of the value on its
+own (:mod:`gluoncv_fp16.utils.options`). The command line (:mod:`gluoncv_fp16.cli`),
+this typed config, the one-line errors and ``docs/options.md`` all come from these
+declarations. :meth:`TrainConfig.validate` is the one validation pass: every per-option
+check, then every check of a combination of options.
+
+`TrainConfig` is built once and never mutated; derived values are properties.
 """
 import dataclasses
+import importlib.util
 import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from ..data.datasets import DATASETS
+from ..dist.distributed import require_launcher
 from ..model_zoo.zoo import BACKBONES as NETWORKS
+from ..precision.syncbn import cpu_temp_pool_shortfall
+from ..utils.options import failed_checks, flag, one_of, rule, setting
 
-__all__ = ['TrainConfig', 'ConfigError', 'parse_contexts']
+__all__ = ['TrainConfig', 'ConfigError', 'parse_contexts', 'GLUONCV_FLAGS', 'OUR_FLAGS',
+           'FLAG_GROUPS']
 
 LR_MODES = ('step', 'poly', 'cosine')
 KVSTORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync')
 SELF_CHECKS = ('stop', 'fallback', 'off')
+PRECISIONS = ('fp32', 'fp16', 'amp')
+
+GLUONCV_FLAGS = 'GluonCV train_yolo3.py flags'
+OUR_FLAGS = 'gluoncv_fp16 flags'
+FLAG_GROUPS = (GLUONCV_FLAGS, OUR_FLAGS)
 
 
 class ConfigError(ValueError):
     """A setting, or a combination of settings, that cannot work."""
 
 
+def gluoncv(*names, **kwargs):
+    """A flag of GluonCV's train_yolo3.py (same meaning and default)."""
+    return flag(*names, group=GLUONCV_FLAGS, **kwargs)
+
+
+def ours(*names, **kwargs):
+    """A flag this package adds."""
+    return flag(*names, group=OUR_FLAGS, **kwargs)
+
+
+# ----- converters: typed text -> value (ConfigError for text that cannot be read) ------------
+def parse_contexts(gpus, ctx=None):
+    """Device names from GluonCV's `--gpus` ('' = CPU) or an explicit `--ctx` list.
+
+    Returns e.g. ('gpu:0', 'gpu:1') or ('cpu:0',).
+    """
+    if ctx:
+        names = [c.strip().lower() for c in ctx.split(',') if c.strip()]
+        for name in names:
+            kind, _, index = name.partition(':')
+            if kind not in ('cpu', 'gpu') or (index and not index.isdigit()):
+                raise ConfigError("--ctx {!r}: use a comma list like cpu:0,cpu:1 or gpu:0,gpu:1"
+                                  .format(ctx))
+        return tuple(n if ':' in n else n + ':0' for n in names)
+    ids = [g.strip() for g in str(gpus).split(',') if g.strip()]
+    for g in ids:
+        if not g.isdigit():
+            raise ConfigError("--gpus {!r}: use GPU ids like 0,1 or '' for CPU".format(gpus))
+    return tuple('gpu:' + g for g in ids) or ('cpu:0',)
+
+
+def _precision(fp16, amp):
+    if fp16 and amp:
+        raise ConfigError('--fp16 and --amp are two different precision modes; choose one')
+    return 'fp16' if fp16 else 'amp' if amp else 'fp32'
+
+
+def _epochs(text):
+    try:
+        return tuple(int(e) for e in text.split(',') if e.strip())
+    except ValueError:
+        raise ConfigError('--lr-decay-epoch {!r}: use comma-separated epochs like 160,180'
+                          .format(text)) from None
+
+
+def _names(text):
+    return tuple(c.strip() for c in text.split(',') if c.strip()) if text else None
+
+
+# ----- per-option checks ----------------------------------------------------------------------
+def _loss_scale_problem(text):
+    if text in ('dynamic', 'none'):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if value > 0:
+        return None
+    return ("--loss-scale must be 'dynamic', 'none' or a positive number, got {!r}"
+            .format(text))
+
+
+def _repeated(names):
+    return sorted({n for n in names if names.count(n) > 1})
+
+
+def _tensorboard_missing(on):
+    if on and importlib.util.find_spec('tensorboardX') is None:
+        return "--tensorboard needs tensorboardX: pip install -e '.[tensorboard]'"
+    return None
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """All settings of a run. Defaults are GluonCV's `train_yolo3.py` defaults."""
-    network: str = 'darknet53'
-    data_shape: int = 416
-    batch_size: int = 64
-    dataset: str = 'voc'
-    dataset_root: Optional[str] = None
-    classes: Optional[Tuple[str, ...]] = None
-    num_workers: int = 4
-    contexts: Tuple[str, ...] = ('gpu:0',)
-    epochs: int = 200
-    resume: str = ''
-    start_epoch: int = 0
-    lr: float = 0.001
-    lr_mode: str = 'step'
-    lr_decay: float = 0.1
-    lr_decay_period: int = 0
-    lr_decay_epoch: Tuple[int, ...] = (160, 180)
-    warmup_lr: float = 0.0
-    warmup_epochs: int = 0
-    momentum: float = 0.9
-    wd: float = 0.0005
-    log_interval: int = 100
-    save_prefix: str = ''
-    save_interval: int = 10
-    val_interval: int = 1
-    seed: int = 233
-    num_samples: int = -1
-    syncbn: bool = False
-    no_random_shape: bool = False
-    no_wd: bool = False
-    mixup: bool = False
-    no_mixup_epochs: int = 20
-    label_smooth: bool = False
-    precision: str = 'fp32'            # fp32 | fp16 | amp
-    fp32_warmup_epochs: int = 0
-    loss_scale: str = 'dynamic'        # dynamic | none | <number>; fp16/amp only
-    kvstore: str = 'device'
-    horovod: bool = False
-    max_iters: int = 0                 # > 0: stop after this many iterations (smoke runs)
-    strict_data: bool = False
-    nan_fallback_iters: int = 100
-    max_recoveries: int = 3
-    snapshot_interval: int = 50
-    plots: bool = True
-    pretrained_base: Optional[bool] = None   # None: on, off for the synthetic set
-    accumulate: int = 1                # batches per optimizer update
-    clip_grad: float = 0.0             # > 0: clip the global gradient L2 norm to this
-    ema: bool = False
-    ema_decay: float = 0.9999
-    tensorboard: bool = False
+    """All settings of a run, each declared with its flag(s). Defaults are GluonCV's
+    `train_yolo3.py` defaults, except `dataset` (the built-in synthetic set)."""
+    network: str = setting(
+        gluoncv('--network', default='darknet53',
+                help='base network: darknet53, mobilenet1.0 or mobilenet0.25'),
+        check=one_of('--network', NETWORKS))
+    data_shape: int = setting(
+        gluoncv('--data-shape', default=416, help='input size, a multiple of 32'),
+        check=rule(lambda v: v > 0 and v % 32 == 0,
+                   "--data-shape {} must be a positive multiple of 32 (YOLOv3's largest "
+                   "stride), e.g. 320, 416 or 608"))
+    batch_size: int = setting(
+        gluoncv('--batch-size', default=64, help='images per step, all devices'),
+        check=rule(lambda v: v > 0, '--batch-size must be positive, got {}'))
+    dataset: str = setting(
+        gluoncv('--dataset', default='synthetic',
+                help='voc, coco, custom (--dataset-root), rec (--dataset-root) or synthetic'),
+        check=one_of('--dataset', DATASETS))
+    dataset_root: Optional[str] = setting(
+        ours('--dataset-root',
+             help='dataset folder (custom/rec; voc/coco/synthetic: overrides default)'),
+        check=rule(lambda v: v is None or os.path.isdir(v),
+                   '--dataset-root {!r} does not exist or is not a folder'))
+    classes: Optional[Tuple[str, ...]] = setting(
+        ours('--classes',
+             help='comma-separated class names (custom/rec/synthetic); without it a custom '
+                  'set takes the names in its annotations, logged with their counts'),
+        convert=_names,
+        check=rule(lambda v: v is None or not _repeated(v),
+                   lambda v: '--classes names {} more than once; each class needs one name'
+                   .format(_repeated(v))))
+    num_workers: int = setting(
+        gluoncv('-j', '--num-workers', default=4, help='data loading worker processes'),
+        check=rule(lambda v: v >= 0, '-j/--num-workers must be >= 0 (0 loads data in the '
+                                     'main process), got {}'))
+    contexts: Tuple[str, ...] = setting(
+        gluoncv('--gpus', default='0', help="GPU ids like 0,1; '' trains on the CPU"),
+        ours('--ctx', help='explicit devices, e.g. cpu:0,cpu:1 (overrides --gpus); --syncbn '
+                           'on several CPU contexts needs `export MXNET_CPU_TEMP_COPY=1024` '
+                           'first'),
+        convert=parse_contexts,
+        check=rule(lambda v: len(set(v)) == len(v),
+                   lambda v: '--ctx {} names a device twice; list each device once'.format(
+                       ','.join(v))))
+    epochs: int = setting(gluoncv('--epochs', default=200, help='epochs to train'))
+    resume: str = setting(
+        gluoncv('--resume', default='',
+                help="checkpoint to continue from (.ckpt: everything -- weights, optimizer, "
+                     "loss scaler, precision phase, LR position, RNG; GluonCV .params: "
+                     "weights, with --start-epoch), or 'auto' for this run's last one (its "
+                     "_best.ckpt when _last.ckpt is damaged)"),
+        convert=str.strip)
+    start_epoch: int = setting(
+        gluoncv('--start-epoch', default=0,
+                help='first epoch when resuming from a weights-only .params file'))
+    lr: float = setting(gluoncv('--lr', default=0.001, help='learning rate'),
+                        check=rule(lambda v: v > 0, '--lr must be positive, got {}'))
+    lr_mode: str = setting(gluoncv('--lr-mode', default='step', help='step, poly or cosine'),
+                           check=one_of('--lr-mode', LR_MODES))
+    lr_decay: float = setting(gluoncv('--lr-decay', default=0.1, help='step decay factor'))
+    lr_decay_period: int = setting(
+        gluoncv('--lr-decay-period', default=0,
+                help='decay every N epochs (overrides --lr-decay-epoch)'))
+    lr_decay_epoch: Tuple[int, ...] = setting(
+        gluoncv('--lr-decay-epoch', default='160,180', help='epochs at which to decay'),
+        convert=_epochs)
+    warmup_lr: float = setting(
+        gluoncv('--warmup-lr', default=0.0, help='LR at the start of warm-up'))
+    warmup_epochs: int = setting(
+        gluoncv('--warmup-epochs', default=0, help='linear LR warm-up epochs'))
+    momentum: float = setting(gluoncv('--momentum', default=0.9, help='SGD momentum'))
+    wd: float = setting(gluoncv('--wd', default=0.0005, help='weight decay'))
+    log_interval: int = setting(
+        gluoncv('--log-interval', default=100, help='log every N batches'),
+        check=rule(lambda v: v > 0, '--log-interval must be positive, got {}'))
+    save_prefix: str = setting(
+        gluoncv('--save-prefix', default='', help='prefix of every output file'))
+    save_interval: int = setting(
+        gluoncv('--save-interval', default=10,
+                help='also save {prefix}_{epoch:04d}_{map:.4f}.params every N epochs'),
+        check=rule(lambda v: v > 0, '--save-interval must be positive, got {}'))
+    val_interval: int = setting(
+        gluoncv('--val-interval', default=1, help='validate every N epochs'),
+        check=rule(lambda v: v > 0, '--val-interval must be positive, got {}'))
+    seed: int = setting(gluoncv('--seed', default=233, help='random seed'))
+    num_samples: int = setting(
+        gluoncv('--num-samples', default=-1,
+                help='training images per epoch for the LR schedule (-1: dataset size)'))
+    syncbn: bool = setting(
+        gluoncv('--syncbn', switch=True, help='synchronised BatchNorm across devices (FP16 too)'))
+    no_random_shape: bool = setting(
+        gluoncv('--no-random-shape', switch=True,
+                help='train at --data-shape only (no multi-scale 320..608)'))
+    no_wd: bool = setting(gluoncv('--no-wd', switch=True, help='no weight decay on BN and bias'))
+    mixup: bool = setting(gluoncv('--mixup', switch=True, help='mixup augmentation'))
+    no_mixup_epochs: int = setting(
+        gluoncv('--no-mixup-epochs', default=20, help='turn mixup off for the last N epochs'))
+    label_smooth: bool = setting(gluoncv('--label-smooth', switch=True, help='label smoothing'))
+    precision: str = setting(
+        ours('--fp16', switch=True,
+             help='FP16 training with FP32 master weights and loss scaling: the network is '
+                  'cast to float16 (BatchNorm, decode, targets and loss stay FP32), SGD with '
+                  'multi_precision'),
+        gluoncv('--amp', switch=True,
+                help="MXNet AMP, for comparison (GPU only: MXNet's CPU build cannot run "
+                     "FP16 convolutions)"),
+        convert=_precision, check=one_of('precision', PRECISIONS))
+    fp32_warmup_epochs: int = setting(
+        ours('--fp32-warmup-epochs', default=0,
+             help='with --fp16: train the first N epochs in FP32, then switch to FP16 in the '
+                  'same run (master weights and momentum kept)'),
+        check=rule(lambda v: v >= 0, '--fp32-warmup-epochs must be >= 0'))
+    loss_scale: str = setting(
+        ours('--loss-scale', default='dynamic',
+             help="'dynamic' (backs off on overflow, grows after 1000 clean steps), 'none' "
+                  "(the plain FP16 recipe) or a fixed number"),
+        check=_loss_scale_problem)
+    kvstore: str = setting(
+        ours('--kvstore', default='device',
+             help='local, device, nccl, dist_sync or dist_device_sync (dist_*: start the '
+                  'processes with scripts/launch.py; docs/distributed.md)'),
+        check=lambda v: (
+            "--kvstore dist_async is not supported: asynchronous updates run on the servers "
+            "(MXNet requires update_on_kvstore for them), where FP16 loss-scale skipping, "
+            "FP32 master weights and NaN rollback cannot act. Use dist_sync"
+            if v == 'dist_async' else one_of('--kvstore', KVSTORES)(v)))
+    horovod: bool = setting(
+        gluoncv('--horovod', switch=True,
+                help='distribute with Horovod, one process per device (bash '
+                     'scripts/install_horovod.sh first); start it with scripts/launch.py '
+                     '--horovod -n N -- python train_yolo3.py --horovod ..., or horovodrun '
+                     '... sh -c "python train_yolo3.py ..." (without sh -c horovodrun takes '
+                     '--network for its own option; docs/distributed.md)'))
+    max_iters: int = setting(
+        ours('--max-iters', default=0, help='stop after N iterations (smoke runs)'),
+        check=rule(lambda v: v >= 0, '--max-iters must be >= 0'))
+    strict_data: bool = setting(
+        ours('--strict-data', switch=True,
+             help='fail (one line naming the file, exit 2) on the first bad sample instead '
+                  'of repairing or skipping it. Damage visible in the files (missing, empty, '
+                  'truncated, no image header) is found by a start-up scan before training; '
+                  'the rest when read. Grayscale, RGBA and 16-bit images are valid'))
+    nan_fallback_iters: int = setting(
+        ours('--nan-fallback-iters', default=100,
+             help='after a NaN rollback, iterations trained in FP32 before FP16 again (dist '
+                  'runs: all workers roll back together; dist_sync has no FP32 fallback, '
+                  'Horovod keeps it)'))
+    max_recoveries: int = setting(
+        ours('--max-recoveries', default=3, help='NaN rollbacks allowed before the run stops'))
+    snapshot_interval: int = 50        # iterations between NaN-guard snapshots
+    plots: bool = setting(
+        ours('--no-plots', switch=True, help='do not draw PNG plots at the end'),
+        convert=lambda off: not off)
+    pretrained_base: Optional[bool] = setting(
+        ours('--pretrained-base', negatable=True,
+             help='ImageNet backbone weights (default: on, off for --dataset synthetic), '
+                  'downloaded once into ~/.mxnet/models ($MXNET_HOME/models); offline, '
+                  'train from scratch with --no-pretrained-base (or --pretrained FILE)'))
+    accumulate: int = setting(
+        ours('--accumulate', default=1,
+             help='batches per optimizer update (gradient accumulation); the effective '
+                  'batch is --batch-size x N; loss-scale skips, the LR schedule and the '
+                  'all-reduce count updates'),
+        check=rule(lambda v: v >= 1, '--accumulate must be >= 1 (batches per optimizer '
+                                     'update), got {}'))
+    clip_grad: float = setting(
+        ours('--clip-grad', default=0.0, metavar='MAXNORM',
+             help='clip the global L2 norm of the unscaled gradients, all devices and '
+                  'workers (0: off); logged per step'),
+        check=rule(lambda v: v >= 0, '--clip-grad must be >= 0 (0: no clipping), got {}'))
+    ema: bool = setting(
+        ours('--ema', switch=True,
+             help='keep an EMA of the FP32 weights, updated by applied steps only; '
+                  'validate, save _best and export it'))
+    ema_decay: float = setting(
+        ours('--ema-decay', default=0.9999,
+             help='EMA decay (ramped as YOLOv5: d * (1 - exp(-updates / 2000)))'),
+        check=rule(lambda v: 0.0 < v < 1.0, '--ema-decay must be between 0 and 1, got {}'))
+    tensorboard: bool = setting(
+        ours('--tensorboard', switch=True,
+             help="TensorBoard event files under the save prefix (pip install "
+                  "'.[tensorboard]')"),
+        check=_tensorboard_missing)
     augment: bool = True               # off: deterministic alignment runs (align_check)
-    max_expand: float = 4.0            # largest zoom-out of the random expand (GluonCV: 4)
+    max_expand: float = setting(
+        ours('--max-expand', default=4.0,
+                help="largest zoom-out of the random expand augmentation (GluonCV's recipe: "
+                     "4, objects shrink up to 4x; 1: none). Small inputs and small datasets "
+                     "learn much faster with less (docs/training.md)"),
+        check=rule(lambda v: v >= 1.0, '--max-expand must be >= 1 (the largest zoom-out; 1: '
+                                       'none), got {}'))
     shuffle: bool = True
     amp_fp16_ops: Optional[Tuple[str, ...]] = None  # AMP's FP16 op list (None: MXNet's)
-    checkpoint_every: int = 0          # > 0: also save _last.ckpt every N iterations
-    cache: str = ''                    # '' | ram | disk: decoded images kept across epochs
-    self_check: str = 'stop'           # stop | fallback | off; fp16/amp start-up check
-    pretrained: str = ''               # '' | 'voc' | 'coco' | a .params file or checkpoint
+    checkpoint_every: int = setting(
+        ours('--checkpoint-every', default=0, metavar='N',
+             help='also save the resumable state every N iterations, mid-epoch (0: at epoch '
+                  'ends only); a resume continues exactly there'),
+        check=rule(lambda v: v >= 0, '--checkpoint-every must be >= 0 (0: at epoch ends '
+                                     'only), got {}'))
+    cache: str = setting(
+        ours('--cache', choices=('ram', 'disk'),
+             help='keep decoded images (in memory, or in a file next to the dataset) so that '
+                  'epochs after the first decode nothing; the size estimate is logged first, '
+                  'RAM is refused when it would not fit'),
+        convert=lambda v: v or '',
+        check=rule(lambda v: v in ('', 'ram', 'disk'),
+                   '--cache {!r}: choose ram or disk (or leave it out)'))
+    self_check: str = setting(
+        ours('--self-check', default='stop', choices=('stop', 'fallback'),
+             help='--fp16/--amp: one step is compared with FP32 on the devices at start-up '
+                  '(losses, gradient cosine and norm); on disagreement stop (exit 2) or '
+                  'train in FP32 (docs/benchmark.md)'),
+        ours('--no-self-check', switch=True, help='skip that start-up check'),
+        convert=lambda mode, off: 'off' if off else mode,
+        check=one_of('--self-check', SELF_CHECKS))
+    pretrained: str = setting(
+        ours('--pretrained', default='',
+             help="start from these weights: 'voc' / 'coco' (GluonCV's), a .params file or a "
+                  "checkpoint; shared classes keep their predictions (by name)"),
+        convert=str.strip,
+        check=rule(lambda v: v in ('', 'voc', 'coco') or os.path.isfile(v),
+                   "--pretrained {!r}: no such file; give a .params file, a checkpoint, or "
+                   "'voc' / 'coco' (GluonCV's published weights)"))
 
     @property
     def model_name(self):
@@ -107,6 +361,11 @@ class TrainConfig:
         """Prefix of every file the run writes (GluonCV: save_prefix + net name)."""
         return self.save_prefix + self.run_name
 
+    @property
+    def distributed(self):
+        """Several worker processes: Horovod or a dist kvstore."""
+        return self.horovod or self.kvstore.startswith('dist')
+
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
@@ -114,129 +373,81 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self):
-        """Raise `ConfigError` for the first impossible setting; returns self."""
+        """The one validation pass: raise `ConfigError` for the first impossible setting,
+        each option on its own first (in declaration order), then the combinations;
+        returns self.
+
+        Environment variables are settings too (MXNET_CPU_TEMP_COPY for --syncbn, the
+        launcher's for a dist kvstore). Checks that need more run where training meets
+        what they check, in the order a user fixes things: devices (GPU present, FP16
+        runnable), then data, then downloads (:mod:`.build`); Horovod's import and each
+        rank's device when the workers are set up (:mod:`..dist.workers`).
+        """
+        for message in failed_checks(self):
+            raise ConfigError(message)
+        for message in self._combination_problems():
+            raise ConfigError(message)
+        return self
+
+    def _combination_problems(self):
+        """Messages of the checks of several options, in order."""
+        cpus = sum(c.startswith('cpu') for c in self.contexts)
         checks = [
-            (self.network in NETWORKS,
-             "--network {!r}: choose one of {}".format(self.network, list(NETWORKS))),
-            (self.dataset in DATASETS,
-             "--dataset {!r}: choose one of {}".format(self.dataset, list(DATASETS))),
-            (self.data_shape > 0 and self.data_shape % 32 == 0,
-             "--data-shape {} must be a positive multiple of 32 (YOLOv3's largest stride), "
-             "e.g. 320, 416 or 608".format(self.data_shape)),
-            (self.batch_size > 0, "--batch-size must be positive, got {}".format(self.batch_size)),
             (self.batch_size % max(1, len(self.contexts)) == 0,
              "--batch-size {} is not divisible by the {} devices ({}); use a multiple of {}"
              .format(self.batch_size, len(self.contexts), ','.join(self.contexts),
                      len(self.contexts))),
-            (self.precision in ('fp32', 'fp16', 'amp'),
-             "unknown precision {!r}".format(self.precision)),
             (self.fp32_warmup_epochs == 0 or self.precision == 'fp16',
              "--fp32-warmup-epochs needs --fp16 (it trains FP32 first, then switches to FP16)"),
-            (self.fp32_warmup_epochs >= 0, "--fp32-warmup-epochs must be >= 0"),
-            (self.lr_mode in LR_MODES,
-             "--lr-mode {!r}: choose one of {}".format(self.lr_mode, list(LR_MODES))),
-            (self.lr > 0, "--lr must be positive, got {}".format(self.lr)),
             (self.epochs > self.start_epoch or self.max_iters > 0,
              "--epochs {} leaves nothing to train after --start-epoch {}".format(
                  self.epochs, self.start_epoch)),
             (self.warmup_epochs < self.epochs,
              "--warmup-epochs {} must be smaller than --epochs {}".format(
                  self.warmup_epochs, self.epochs)),
-            (self.kvstore != 'dist_async',
-             "--kvstore dist_async is not supported: asynchronous updates run on the "
-             "servers (MXNet requires update_on_kvstore for them), where FP16 loss-scale "
-             "skipping, FP32 master weights and NaN rollback cannot act. Use dist_sync"),
-            (self.kvstore in KVSTORES,
-             "--kvstore {!r}: choose one of {}".format(self.kvstore, list(KVSTORES))),
-            (self.dataset in ('custom', 'rec') or self.classes is None or
-             self.dataset == 'synthetic',
+            (self.dataset in ('custom', 'rec', 'synthetic') or self.classes is None,
              "--classes only applies to --dataset custom/rec/synthetic; VOC and COCO have "
              "fixed classes"),
             (self.dataset != 'custom' or self.dataset_root,
              "--dataset custom needs --dataset-root DIR (a Pascal VOC layout folder)"),
-            (self.dataset_root is None or os.path.isdir(self.dataset_root),
-             "--dataset-root {!r} does not exist or is not a folder".format(self.dataset_root)),
-            (self.val_interval > 0 and self.save_interval > 0 and self.log_interval > 0,
-             "--val-interval, --save-interval and --log-interval must be positive"),
-            (self.max_iters >= 0, "--max-iters must be >= 0"),
-            (self.num_workers >= 0,
-             "-j/--num-workers must be >= 0 (0 loads data in the main process), got {}".format(
-                 self.num_workers)),
-            (len(set(self.contexts)) == len(self.contexts),
-             "--ctx {} names a device twice; list each device once".format(
-                 ','.join(self.contexts))),
-            (self.classes is None or len(set(self.classes)) == len(self.classes),
-             "--classes names {} more than once; each class needs one name".format(
-                 sorted({c for c in (self.classes or ()) if self.classes.count(c) > 1}))),
             (self.precision in ('fp16', 'amp') or self.loss_scale in ('dynamic', 'none'),
              "--loss-scale {} only applies with --fp16 or --amp (FP32 training does not scale "
              "the loss)".format(self.loss_scale)),
-            (self.checkpoint_every >= 0,
-             "--checkpoint-every must be >= 0 (0: at epoch ends only), got {}".format(
-                 self.checkpoint_every)),
-            (self.max_expand >= 1.0,
-             "--max-expand must be >= 1 (the largest zoom-out; 1: none), got {}".format(
-                 self.max_expand)),
-            (self.accumulate >= 1,
-             "--accumulate must be >= 1 (batches per optimizer update), got {}".format(
-                 self.accumulate)),
-            (self.clip_grad >= 0, "--clip-grad must be >= 0 (0: no clipping), got {}".format(
-                self.clip_grad)),
-            (0.0 < self.ema_decay < 1.0,
-             "--ema-decay must be between 0 and 1, got {}".format(self.ema_decay)),
             (self.ema or self.ema_decay == TrainConfig.ema_decay,
              "--ema-decay needs --ema (it sets the decay of the EMA weights)"),
-            (self.cache in ('', 'ram', 'disk'),
-             "--cache {!r}: choose ram or disk (or leave it out)".format(self.cache)),
-            (self.pretrained in ('', 'voc', 'coco') or os.path.isfile(self.pretrained),
-             "--pretrained {!r}: no such file; give a .params file, a checkpoint, or 'voc' / "
-             "'coco' (GluonCV's published weights)".format(self.pretrained)),
             (not (self.horovod and self.kvstore.startswith('dist')),
              "--horovod and --kvstore {} are two ways to distribute; pick one".format(
                  self.kvstore)),
-            (self.self_check in SELF_CHECKS,
-             "--self-check {!r}: choose one of {}".format(self.self_check, list(SELF_CHECKS))),
-            (self.self_check != 'fallback' or not (self.horovod or
-                                                   self.kvstore.startswith('dist')),
+            (self.self_check != 'fallback' or not self.distributed,
              "--self-check fallback cannot be used with several workers (each could fall "
              "back on its own, and workers must train in one precision); use --self-check "
              "stop"),
+            (not (self.kvstore.startswith('dist') and self.fp32_warmup_epochs),
+             "--fp32-warmup-epochs with --kvstore {}: a dist kvstore keeps each key's "
+             "dtype, so precision cannot change mid-run. Run the FP32 warm-up as its own "
+             "job, then a new --fp16 job with --resume".format(self.kvstore)),
+            (not (self.horovod and self.syncbn),
+             "--syncbn with --horovod: MXNet's SyncBatchNorm synchronises the devices of one "
+             "process and a Horovod process trains on one device, so it would do nothing "
+             "(there is no Horovod SyncBatchNorm for MXNet). Drop --syncbn (each process "
+             "normalises over its own batch), or train one machine's devices in one process "
+             "without Horovod: --gpus 0,1,2,3 --syncbn"),
+            (not (self.horovod and cpus > 1),
+             "--horovod trains one device per process (Horovod all-reduces only the first "
+             "device's gradients), got {} CPU contexts; use one (--gpus '') and start more "
+             "processes (horovodrun -np N)".format(cpus)),
         ]
         for ok, message in checks:
             if not ok:
-                raise ConfigError(message)
-        if self.precision in ('fp16', 'amp'):
-            _check_loss_scale(self.loss_scale)
-        return self
-
-
-def _check_loss_scale(text):
-    if text in ('dynamic', 'none'):
-        return
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if not value > 0:
-        raise ConfigError("--loss-scale must be 'dynamic', 'none' or a positive number, got "
-                          "{!r}".format(text))
-
-
-def parse_contexts(gpus, ctx=None):
-    """Device names from GluonCV's `--gpus` ('' = CPU) or an explicit `--ctx` list.
-
-    Returns e.g. ('gpu:0', 'gpu:1') or ('cpu:0',).
-    """
-    if ctx:
-        names = [c.strip().lower() for c in ctx.split(',') if c.strip()]
-        for name in names:
-            kind, _, index = name.partition(':')
-            if kind not in ('cpu', 'gpu') or (index and not index.isdigit()):
-                raise ConfigError("--ctx {!r}: use a comma list like cpu:0,cpu:1 or gpu:0,gpu:1"
-                                  .format(ctx))
-        return tuple(n if ':' in n else n + ':0' for n in names)
-    ids = [g.strip() for g in str(gpus).split(',') if g.strip()]
-    for g in ids:
-        if not g.isdigit():
-            raise ConfigError("--gpus {!r}: use GPU ids like 0,1 or '' for CPU".format(gpus))
-    return tuple('gpu:' + g for g in ids) or ('cpu:0',)
+                yield message
+        # MXNet reads the variable once at start-up: all we can do is say so before any work
+        shortfall = cpu_temp_pool_shortfall(cpus) if self.syncbn else None
+        if shortfall:
+            yield ('--syncbn on {} CPU contexts deadlocks with {}; run `export '
+                   'MXNET_CPU_TEMP_COPY=1024` before starting Python (see '
+                   'docs/distributed.md)'.format(cpus, shortfall))
+        if self.kvstore.startswith('dist') and not self.horovod:
+            try:  # without the launcher's variables ps-lite fails deep inside mx.kv.create
+                require_launcher(self.kvstore)
+            except RuntimeError as err:
+                yield str(err)

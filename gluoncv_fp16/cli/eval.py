@@ -1,0 +1,164 @@
+"""Evaluate a detector on a validation set: mAP per class, FP32 vs FP16, PR curves, JSON.
+
+``gluoncv-fp16-eval``, ``python -m gluoncv_fp16.cli.eval`` or ``scripts/eval.py``:
+
+    python scripts/eval.py runs/yolo3_mobilenet0.25_synthetic_best.ckpt --dtype float32,float16
+    python scripts/eval.py yolo3_darknet53_voc.params --network yolo3_darknet53_voc --dataset voc
+    python scripts/eval.py deploy/yolo3.onnx --dataset synthetic
+
+The model is a gluoncv_fp16 checkpoint, a plain .params file (GluonCV's or ours; then
+--network), an MXNet export prefix, or an ONNX file. Dataset, data shape, classes and
+normalisation default to what the checkpoint recorded. Writes detections_<dtype>.json
+(COCO results format), pr_<class>.png, pictures_<dtype>.csv and summary.json to --out.
+
+Beside mAP it counts the images whose demo picture would be right: at --thresh (default:
+demo.py's rule, half the best score) every drawn box matches a distinct object of its
+class (IoU >= 0.5) and no object is missed.
+"""
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+
+from ..data.datasets import DATASETS
+from ..train.checkpoint import CheckpointError
+from ..utils.cli import data_side, fraction
+from ..deploy.evaluate import (COCO_STAT_NAMES, EvalError, coco_stats, evaluate,
+                                          load_models, write_outputs)
+from ..deploy.picture_check import check_pictures, summarise, write_csv
+
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError('must be a positive integer, got {}'.format(text))
+    return value
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('model', help='checkpoint, .params file, export prefix or .onnx file')
+    p.add_argument('--dtype', default=None,
+                   help='float32, float16 or float32,float16 (both on the same batches); '
+                   "default float32, or an export's own dtype")
+    p.add_argument('--dataset', choices=DATASETS, default=None,
+                   help="validation set (default: the checkpoint's, else voc)")
+    p.add_argument('--dataset-root', default=None, help="dataset folder (default: the "
+                   "checkpoint's, else the dataset's default)")
+    p.add_argument('--network', help='model name, for a plain .params file')
+    p.add_argument('--classes', type=lambda s: [c.strip() for c in s.split(',') if c],
+                   help='comma-separated class names (plain .params file; custom/rec data)')
+    p.add_argument('--data-shape', type=data_side, default=None,
+                   help="input side (default: the checkpoint's training size, else 416)")
+    p.add_argument('--batch-size', type=_positive, default=8)
+    p.add_argument('-j', '--num-workers', type=int, default=0, dest='num_workers')
+    p.add_argument('--thresh', type=fraction, default=None,
+                   help='score threshold of the picture check (default: as demo.py, half '
+                   'the best score over the validation set)')
+    p.add_argument('--out', default='eval_out', help='output folder (default eval_out)')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return p.parse_args(argv)
+
+
+def _dataset(args, info, classes):
+    from ..data.datasets import build_datasets
+    name = args.dataset or info.config.get('dataset') or 'voc'
+    root = args.dataset_root or (info.config.get('dataset_root')
+                                 if name == info.config.get('dataset') else None)
+    wanted = classes if name in ('custom', 'rec', 'synthetic') else None
+    try:
+        _, val_set, found = build_datasets(name, root=root, classes=wanted)
+    except (ValueError, OSError) as err:
+        raise EvalError('--dataset {}: {}'.format(name, err)) from None
+    if list(found) != list(classes):
+        raise EvalError("the model predicts {} classes ({}) but the {} validation set has {} "
+                        "({}); evaluate on the data it was trained for".format(
+                            len(classes), ','.join(classes[:5]), name, len(found),
+                            ','.join(found[:5])))
+    return name, val_set
+
+
+def _print_table(classes, summary, dtypes):
+    head = ['class'] + ['AP ' + d for d in dtypes]
+    both = len(dtypes) == 2
+    if both:
+        head.append('{} - {}'.format(dtypes[1], dtypes[0]))
+    print(' | '.join(head))
+    rows = [(name, [summary[d]['aps'][c] for d in dtypes]) for c, name in enumerate(classes)]
+    rows.append(('mAP', [summary[d]['map'] for d in dtypes]))
+    for name, values in rows:
+        cells = [name] + ['{:.4f}'.format(v) if not math.isnan(v) else 'n/a' for v in values]
+        if both:
+            cells.append('{:+.4f}'.format(values[1] - values[0]))
+        print(' | '.join(cells))
+
+
+def _check_pictures(records, thresh, out_dir):
+    """Print and write the per-image picture check of each dtype; its summary dicts."""
+    results = {}
+    for dtype, record in records.items():
+        used, checks = check_pictures(record, thresh)
+        counts = dict(summarise(checks), threshold=used,
+                      csv=write_csv(os.path.join(out_dir, 'pictures_{}.csv'.format(dtype)),
+                                    checks))
+        share = 100.0 * counts['right'] / counts['images'] if counts['images'] else 0.0
+        print('{} pictures at score >= {:.3f}: images right: {} of {} ({:.1f}%); with a '
+              'missed object {}, with an extra box {}, with a wrong class {}'.format(
+                  dtype, used, counts['right'], counts['images'], share, counts['missed'],
+                  counts['extra'], counts['wrong_class']))
+        results[dtype] = counts
+    return results
+
+
+def run(args):
+    dtypes = [d.strip() for d in args.dtype.split(',') if d.strip()] if args.dtype else None
+    detectors, info = load_models(args.model, dtypes, network=args.network,
+                                  classes=args.classes, data_shape=args.data_shape)
+    name, val_set = _dataset(args, info, info.classes)
+    coco = name == 'coco'
+    image_ids = sorted(val_set.coco.getImgIds()) if coco else None
+    records = evaluate(detectors, val_set, info, batch_size=args.batch_size,
+                       num_workers=args.num_workers, progress=not args.no_progress,
+                       image_ids=image_ids.__getitem__ if coco else None,
+                       category_ids=val_set.contiguous_id_to_json.__getitem__ if coco
+                       else None)
+    os.makedirs(args.out, exist_ok=True)
+    stats = {d: coco_stats(r, val_set, os.path.join(args.out, 'detections_{}.json'.format(d)))
+             for d, r in records.items()} if coco else {}
+    summary, pngs = write_outputs(records, args.out, info.classes)
+    order = list(detectors)
+    print('{} on {} ({} images, {} px)'.format(args.model, name, len(val_set),
+                                               info.data_shape))
+    _print_table(info.classes, summary, order)
+    for dtype in order:
+        if stats:
+            print('COCO {}: '.format(dtype) + ', '.join(
+                '{} {:.4f}'.format(k, stats[dtype][k]) for k in COCO_STAT_NAMES))
+    pictures = _check_pictures({d: records[d] for d in order}, args.thresh, args.out)
+    with open(os.path.join(args.out, 'summary.json'), 'w') as f:
+        json.dump({'model': args.model, 'dataset': name, 'images': len(val_set),
+                   'data_shape': info.data_shape, 'classes': info.classes,
+                   'results': summary, 'coco': stats, 'pictures': pictures}, f, indent=1)
+    print('wrote {} PR curves, detections JSON, pictures CSV and summary.json to {}'.format(
+        len(pngs), args.out))
+    return 0
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.WARNING, format='%(message)s')
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (EvalError, CheckpointError) as err:
+        print('eval.py: error: {}'.format(err), file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

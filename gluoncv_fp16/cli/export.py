@@ -1,0 +1,80 @@
+"""Export a trained detector: MXNet symbol + params (FP32 or FP16), or one ONNX file.
+
+``gluoncv-fp16-export``, ``python -m gluoncv_fp16.cli.export`` or ``scripts/export.py``:
+
+    python scripts/export.py runs/best.ckpt --out deploy/yolo3 --dtype float16
+    python scripts/export.py runs/best.ckpt --format onnx --out deploy/yolo3
+    python scripts/export.py yolo3_darknet53_voc.params --network yolo3_darknet53_voc \
+        --out deploy/yolo3
+
+MXNet format: load with mx.gluon.SymbolBlock.imports('PREFIX-symbol.json', ['data'],
+'PREFIX-0000.params'). ONNX format: PREFIX.onnx with input 'data' (N, 3, S, S) and
+outputs ids / scores / boxes after per-class NMS, checked against MXNet with ONNX
+Runtime before this script returns. Outputs are float32 for either dtype. Data shape,
+classes and normalisation come from the checkpoint (see docs/export_demo.md).
+"""
+import argparse
+import logging
+import sys
+
+from ..utils.cli import data_side
+from ..train.checkpoint import CheckpointError
+from ..deploy.export import TARGETS, ExportError, export_detector
+from ..deploy.onnx_runtime import OnnxRuntimeError
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('checkpoint', help='gluoncv_fp16 checkpoint, or a plain .params file '
+                        '(then also --network)')
+    parser.add_argument('--out', required=True, help='output prefix, e.g. deploy/yolo3')
+    parser.add_argument('--format', choices=('mxnet', 'onnx'), default='mxnet',
+                        help='mxnet: PREFIX-symbol.json + PREFIX-0000.params; onnx: PREFIX.onnx')
+    parser.add_argument('--dtype', choices=('float32', 'float16'), default='float32',
+                        help='input/compute dtype of the export (outputs are always float32)')
+    parser.add_argument('--data-shape', type=data_side, default=None,
+                        help="square input side (default: the checkpoint's training size, "
+                        "else 416)")
+    parser.add_argument('--target', choices=TARGETS, default='gpu',
+                        help="mxnet float16 only: 'gpu' (default) is the plain FP16 graph; "
+                        "'cpu' keeps FP32-widened convolutions so it runs on a CPU")
+    parser.add_argument('--network', help='model name, for a plain .params file')
+    parser.add_argument('--classes', type=lambda s: [c.strip() for c in s.split(',') if c],
+                        help='comma-separated class names, for a plain .params file')
+    parser.add_argument('--no-check', action='store_true',
+                        help='onnx: skip the ONNX Runtime vs MXNet check')
+    return parser.parse_args(argv)
+
+
+def _export(args):
+    if args.format == 'mxnet':
+        files = export_detector(args.checkpoint, args.out, dtype=args.dtype,
+                                target=args.target, data_shape=args.data_shape,
+                                network=args.network, classes=args.classes)
+        print('wrote {} and {} (+ {})'.format(files.symbol, files.params, files.meta))
+        return 0
+    from ..deploy.onnx_export import export_onnx
+    result = export_onnx(args.checkpoint, args.out, dtype=args.dtype,
+                         data_shape=args.data_shape, network=args.network,
+                         classes=args.classes, check_images=False if args.no_check else None)
+    print('wrote {} ({}, {} px, classes {})'.format(
+        result.path, args.dtype, result.metadata['data_shape'],
+        ','.join(result.metadata['classes'])))
+    if result.check is not None:
+        print(result.check)
+        return 0 if result.check.ok else 1
+    return 0
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.WARNING, format='%(message)s')
+    args = parse_args(argv)
+    try:
+        return _export(args)
+    except (ExportError, CheckpointError, OnnxRuntimeError) as err:
+        print('export.py: error: {}'.format(err), file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Settings declared once: a dataclass field that also says how a user types it.
+
+A field made with :func:`setting` carries its command-line flags (:class:`Flag`: names,
+help, group, the default as typed), how the flags' values become the field's value
+(`convert`, when that is more than taking the one flag's value), and the check of that
+value on its own (`check`). Everything else is generated from the declarations:
+
+* :func:`add_flags` -- the argparse arguments, in groups, in field order;
+* :func:`from_namespace` -- the typed dataclass from a parsed namespace;
+* :func:`failed_checks` -- the per-option checks, in field order;
+* :func:`flag_rows` -- the rows of the flag reference (``docs/options.md``).
+
+A field's default is its flags' defaults run through `convert`, so the default a user
+gets on the command line and the default of the dataclass cannot disagree. Fields made
+without :func:`setting` are settings no flag reaches (set with ``dataclasses.replace``).
+
+In the spirit of HfArgumentParser / simple-parsing; no gluoncv_fp16 knowledge here.
+"""
+import argparse
+import dataclasses
+import typing
+
+__all__ = ['Flag', 'Setting', 'flag', 'setting', 'rule', 'one_of', 'add_flags',
+           'from_namespace', 'failed_checks', 'flag_rows', 'declared_flags']
+
+_KEY = 'gluoncv_fp16.setting'
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """One command-line flag.
+
+    Attributes
+    ----------
+    names : tuple of str
+        What a user types, e.g. ``('-j', '--num-workers')``; the last name gives the
+        argparse destination (``num_workers``).
+    help : str
+    group : str
+        The ``--help`` section (and reference table) it is listed under.
+    default : object
+        What the flag holds when it is not given, as typed (``'160,180'``, not the tuple).
+    type : callable or None
+        Parser of the typed text (``int``, ``float``, ``str``); None: the field's own type
+        when the flag sets the field directly, else ``str``. Its errors are argparse's.
+    switch : bool
+        A flag without a value (``store_true``; its default is False).
+    negatable : bool
+        An on/off flag, ``--x`` / ``--no-x`` (its default may be None: neither given).
+    choices, metavar
+        As in argparse.
+    """
+    names: typing.Tuple[str, ...]
+    help: str
+    group: str
+    default: object = None
+    type: typing.Optional[typing.Callable] = None
+    switch: bool = False
+    negatable: bool = False
+    choices: typing.Optional[tuple] = None
+    metavar: typing.Optional[str] = None
+
+    @property
+    def dest(self):
+        return self.names[-1].lstrip('-').replace('-', '_')
+
+
+def flag(*names, help, group, default=None, type=None, switch=False, negatable=False,
+         choices=None, metavar=None):
+    """A :class:`Flag` (keyword arguments as its attributes)."""
+    if switch and default is None:
+        default = False
+    return Flag(tuple(names), help, group, default, type, switch, negatable,
+                tuple(choices) if choices else None, metavar)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """The declaration a :func:`setting` field carries in its metadata."""
+    flags: typing.Tuple[Flag, ...]
+    convert: typing.Optional[typing.Callable] = None
+    check: typing.Optional[typing.Callable] = None
+
+    def value(self, *raw):
+        """The field's value from its flags' values (in `flags` order)."""
+        return self.convert(*raw) if self.convert is not None else raw[0]
+
+
+def setting(*flags, convert=None, check=None):
+    """A dataclass field set from `flags`.
+
+    Parameters
+    ----------
+    *flags : Flag
+        One flag, whose value becomes the field's value, or several with `convert`.
+    convert : callable, optional
+        ``convert(*flag_values) -> field value``; may raise the caller's error type for
+        text it cannot read. Required with several flags.
+    check : callable, optional
+        ``check(value) -> None or str``: the one-line message when the value alone is
+        wrong (see :func:`rule`, :func:`one_of`).
+    """
+    if not flags or (len(flags) > 1 and convert is None):
+        raise TypeError('setting() needs one flag, or several flags and convert=')
+    declared = Setting(tuple(flags), convert, check)
+    return dataclasses.field(default=declared.value(*[f.default for f in flags]),
+                             metadata={_KEY: declared})
+
+
+def rule(ok, message):
+    """A check: fine when ``ok(value)``, else ``message.format(value)`` (or
+    ``message(value)`` when `message` is callable)."""
+    def check(value):
+        if ok(value):
+            return None
+        return message(value) if callable(message) else message.format(value)
+    return check
+
+
+def one_of(flag_name, choices):
+    """A check that the value is one of `choices`."""
+    return rule(lambda value: value in choices,
+                lambda value: '{} {!r}: choose one of {}'.format(flag_name, value,
+                                                                 list(choices)))
+
+
+def _settings(cls):
+    for field in dataclasses.fields(cls):
+        declared = field.metadata.get(_KEY)
+        if declared is not None:
+            yield field, declared
+
+
+def declared_flags(cls):
+    """``(field name, Flag)`` for every flag of `cls`, in field order."""
+    return [(field.name, f) for field, declared in _settings(cls) for f in declared.flags]
+
+
+def _optional_of(annotation):
+    """`T` for ``Optional[T]``, else None."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Union and len(args) == 2 and \
+            type(None) in args:
+        return next(a for a in args if a is not type(None))
+    return None
+
+
+def _argparse_kwargs(f, field_type):
+    """argparse keyword arguments of flag `f`; `field_type` when it sets the field
+    directly, else None."""
+    kwargs = dict(dest=f.dest, default=f.default, help=f.help)
+    if f.switch:
+        return dict(kwargs, action='store_true')
+    if f.negatable:
+        return dict(kwargs, action=argparse.BooleanOptionalAction)
+    if field_type is not None:
+        field_type = _optional_of(field_type) or field_type
+    kwargs['type'] = f.type or field_type or str
+    if f.choices:
+        kwargs['choices'] = f.choices
+    if f.metavar:
+        kwargs['metavar'] = f.metavar
+    return kwargs
+
+
+def _field_type(field, declared):
+    return field.type if declared.convert is None else None
+
+
+def add_flags(parser, cls, groups):
+    """Add every flag of dataclass `cls` to `parser`, in the argument groups `groups`
+    (titles, in the order they are listed), each group in field order."""
+    sections = {title: parser.add_argument_group(title) for title in groups}
+    for field, declared in _settings(cls):
+        for f in declared.flags:
+            if f.group not in sections:
+                raise ValueError('flag {} names the unknown group {!r}'.format(
+                    f.names[-1], f.group))
+            sections[f.group].add_argument(*f.names,
+                                           **_argparse_kwargs(f, _field_type(field, declared)))
+    return parser
+
+
+def from_namespace(cls, namespace):
+    """An instance of `cls` from a namespace parsed with :func:`add_flags`; fields no
+    flag sets keep their defaults. Converters run here, in field order."""
+    return cls(**{field.name: declared.value(*[getattr(namespace, f.dest)
+                                               for f in declared.flags])
+                  for field, declared in _settings(cls)})
+
+
+def failed_checks(obj):
+    """The messages of the per-option checks `obj` fails, in field order."""
+    for field, declared in _settings(type(obj)):
+        if declared.check is not None:
+            message = declared.check(getattr(obj, field.name))
+            if message:
+                yield message
+
+
+def _value_form(f, field_type):
+    if f.switch or f.negatable:
+        return ''
+    if f.metavar:
+        return f.metavar
+    if f.choices:
+        return '{' + ','.join(f.choices) + '}'
+    kind = _argparse_kwargs(f, field_type)['type']
+    return {int: 'INT', float: 'FLOAT'}.get(kind, 'TEXT')
+
+
+def _default_form(f):
+    if f.switch or f.default is None:
+        return ''
+    return "''" if f.default == '' else str(f.default)
+
+
+def flag_rows(cls):
+    """``(group, names, value, default, help)`` per flag of `cls`, in field order:
+    names a tuple like ``('-j', '--num-workers')`` (``--x`` and ``--no-x`` for an on/off
+    flag), value the form of its argument (``INT``, ``{ram,disk}``, a metavar; '' for a
+    switch), default as typed ('' when none)."""
+    rows = []
+    for field, declared in _settings(cls):
+        field_type = _field_type(field, declared)
+        for f in declared.flags:
+            names = f.names
+            if f.negatable:
+                names += tuple('--no-' + n[2:] for n in f.names if n.startswith('--'))
+            rows.append((f.group, names, _value_form(f, field_type),
+                         _default_form(f), f.help))
+    return rows
