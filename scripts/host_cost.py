@@ -102,7 +102,7 @@ def snapshot_cost(network, repeats):
                                     update_on_kvstore=False)
         loop = TrainLoop(net, [mx.cpu()], TensorBatches(batch, 1), make_trainer,
                          LossScaler('dynamic' if mode == 'fp16' else 'none', init_scale=1.0),
-                         get_policy(mode), 2)
+                         get_policy(mode), options=2)
         loop.train(0, 1)
         loops[mode] = loop
         rows[mode] = {'snapshot': [], 'copy': []}

@@ -10,6 +10,10 @@ either exits non-zero (which makes the launcher stop the job), as the trainer do
 ``stop``: rank 1 alone gets a SIGTERM after its second step. The per-step vote must stop
 both workers after the third, rank 0 must have saved ``run_last.ckpt`` at that iteration
 before either exits, and both exit 143 with the one-line message.
+
+``request``: rank 0 alone has a hook that asks to stop after its second step (as early
+stopping on the chief's mAP does). The vote must end both workers' training, without an
+error, after the same step.
 """
 import json
 import os
@@ -27,7 +31,7 @@ from gluoncv_fp16.train.build import train_or_save_last_good  # noqa: E402
 from gluoncv_fp16.train.checkpoint import structural_params  # noqa: E402
 from gluoncv_fp16.train.hooks import CheckpointHook  # noqa: E402
 from gluoncv_fp16.dist.distributed import fail_fast, worker_info  # noqa: E402
-from gluoncv_fp16.train.loop import HookBase, TrainLoop  # noqa: E402
+from gluoncv_fp16.train.loop import HookBase, LoopOptions, TrainLoop  # noqa: E402
 from gluoncv_fp16.train.stopping import stop_on_signals  # noqa: E402
 from gluoncv_fp16.train.nan_guard import NanGuard, TrainingDiverged  # noqa: E402
 from gluoncv_fp16.dist.workers import WorkerSetup, prepare_dist_params  # noqa: E402
@@ -36,6 +40,17 @@ from gluoncv_fp16.precision.policy import get_policy  # noqa: E402
 from test_engine_loop import ListLoader, make_batches, make_net  # noqa: E402
 
 NAN_AT = 2  # rank 1's third batch
+
+
+class RequestStop(HookBase):
+    """Ask the loop to stop after step `after` (this worker only)."""
+
+    def __init__(self, after):
+        self.after = after
+
+    def after_step(self, loop, step):
+        if loop.iteration == self.after:
+            loop.request_stop('rank 0 has seen enough')
 
 
 class SignalSelf(HookBase):
@@ -72,11 +87,11 @@ def main(out, mode=None):
     hooks = [CheckpointHook(prefix, 1000, lambda: {})] if rank == 0 else []
     if mode == 'stop' and rank == 1:
         hooks.append(SignalSelf(after=2))
+    if mode == 'request' and rank == 0:
+        hooks.append(RequestStop(after=2))
     loop = TrainLoop(make_net(), [mx.cpu()], loader, make_trainer,
-                     LossScaler('dynamic', init_scale=0.25), get_policy('fp16'), batch_size=2,
-                     grad_scale=workers.grad_scale, nan_guard=guard, hooks=hooks,
-                     no_switch_reason=workers.no_switch_reason, vote=workers.vote)
-    loop.workers = workers
+                     LossScaler('dynamic', init_scale=0.25), get_policy('fp16'), hooks,
+                     LoopOptions(2, nan_guard=guard, workers=workers))
     if mode == 'stop':
         try:
             with stop_on_signals(loop):
@@ -99,7 +114,8 @@ def main(out, mode=None):
     mx.nd.save(os.path.join(out, 'rank{}.params'.format(rank)), structural_params(loop.net))
     with open(os.path.join(out, 'rank{}.json'.format(rank)), 'w') as f:
         json.dump({'iteration': loop.iteration, 'events': guard.events,
-                   'recoveries': guard.recoveries, 'phase': loop.phase}, f)
+                   'recoveries': guard.recoveries, 'phase': loop.phase,
+                   'stop_reason': loop.stop_reason}, f)
 
 
 if __name__ == '__main__':

@@ -42,7 +42,7 @@ from gluoncv_fp16.precision.policy import get_policy  # noqa: E402
 from gluoncv_fp16.train.build import train_or_save_last_good  # noqa: E402
 from gluoncv_fp16.train.checkpoint import structural_params  # noqa: E402
 from gluoncv_fp16.train.hooks import CheckpointHook  # noqa: E402
-from gluoncv_fp16.train.loop import HookBase, StopRequested, TrainLoop  # noqa: E402
+from gluoncv_fp16.train.loop import HookBase, LoopOptions, StopRequested, TrainLoop  # noqa: E402
 from gluoncv_fp16.train.stopping import stop_on_signals  # noqa: E402
 from gluoncv_fp16.train.nan_guard import NanGuard, TrainingDiverged  # noqa: E402
 from test_engine_loop import ListLoader, make_batches, make_net  # noqa: E402
@@ -107,10 +107,7 @@ def main(out, mode):
     loop = TrainLoop(net, [mx.cpu()], loader, make_trainer,
                      LocalInfScaler(net, poke=(mode == 'rollback' and rank == 1),
                                     init_scale=0.25),
-                     get_policy('fp16'), batch_size=2, grad_scale=workers.grad_scale,
-                     nan_guard=guard, hooks=hooks, no_switch_reason=workers.no_switch_reason,
-                     vote=workers.vote)
-    loop.workers = workers
+                     get_policy('fp16'), hooks, LoopOptions(2, nan_guard=guard, workers=workers))
     result = {'rank': rank, 'size': size}
     try:
         with stop_on_signals(loop):

@@ -186,6 +186,18 @@ def test_dist_workers_give_up_together_after_the_chief_saved_the_last_good_state
     assert params and all(np.isfinite(v).all() for v in params.values())
 
 
+def test_a_hooks_stop_request_on_the_chief_stops_every_worker_after_the_same_step(tmp_path):
+    """Rank 0's hook asks to stop after step 2 (tests/dist_rollback_worker.py ``request``):
+    the request rides the per-step vote, so both workers end training after step 3, and
+    without an error."""
+    proc = run_rollback_job(tmp_path, 'request')
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    runs = [json.loads((tmp_path / 'rank{}.json'.format(r)).read_text()) for r in range(2)]
+    assert runs[0]['iteration'] == runs[1]['iteration'] == 3, runs
+    assert runs[0]['stop_reason'] == 'rank 0 has seen enough'
+    assert runs[1]['stop_reason'] == 'stop requested by another worker'
+
+
 def test_sigterm_to_one_worker_stops_every_worker_after_one_step_and_the_chief_saves(tmp_path):
     """Rank 1 alone gets SIGTERM after step 2 (tests/dist_rollback_worker.py ``stop``): the
     per-step vote stops both after step 3, rank 0 saves that iteration before either

@@ -6,7 +6,7 @@ from mxnet import gluon
 
 from conftest import yolo_training_batch
 from gluoncv_fp16.train.checkpoint import save_run_state, structural_params
-from gluoncv_fp16.train.loop import LOSS_NAMES, HookBase, TrainLoop
+from gluoncv_fp16.train.loop import LOSS_NAMES, HookBase, LoopOptions, TrainLoop
 from gluoncv_fp16.train.nan_guard import NanGuard, TrainingDiverged
 from gluoncv_fp16.train.resume import resume_from
 from gluoncv_fp16.model_zoo import get_model
@@ -75,14 +75,15 @@ def make_trainer(net, multi_precision):
 
 
 def make_loop(loader, precision='fp32', scaler=None, warmup=0, guard=None, hooks=(), net=None,
-              contexts=None, batch_size=2, **kwargs):
+              contexts=None, batch_size=2, **options):
     # These runs are a few steps, too short to back off from 2^15; at initialisation
     # YOLOv3's summed loss overflows FP16 gradients even at scale 1 (measured), so start low.
     scaler = scaler or (LossScaler('dynamic', init_scale=0.25) if precision == 'fp16'
                         else LossScaler('none'))
     return TrainLoop(net or make_net(), contexts or [mx.cpu()], loader, make_trainer, scaler,
-                     get_policy(precision), batch_size=batch_size, fp32_warmup_epochs=warmup,
-                     nan_guard=guard, hooks=hooks, **kwargs)
+                     get_policy(precision), hooks,
+                     LoopOptions(batch_size, fp32_warmup_epochs=warmup, nan_guard=guard,
+                                 **options))
 
 
 class Recorder(HookBase):

@@ -435,12 +435,14 @@ class FakeHvd:
 
 
 @pytest.mark.parametrize('mine, others, agreed', [
-    ((True, None), [1, 0, 0], (True, None)),
-    ((True, None), [0, 0, 0], (False, None)),
-    ((False, None), [1, 0, 0], (False, None)),
-    ((True, None), [1, 1, 0], (True, 'SIGTERM')),      # the other worker got SIGTERM
-    ((True, 'SIGINT'), [1, 0, 0], (True, 'SIGINT')),
-    ((True, 'SIGINT'), [1, 1, 0], (True, 'SIGTERM'))])  # SIGTERM wins
+    ((True, None), [1, 0, 0, 0], (True, None)),
+    ((True, None), [0, 0, 0, 0], (False, None)),
+    ((False, None), [1, 0, 0, 0], (False, None)),
+    ((True, None), [1, 1, 0, 0], (True, 'SIGTERM')),      # the other worker got SIGTERM
+    ((True, 'SIGINT'), [1, 0, 0, 0], (True, 'SIGINT')),
+    ((True, 'SIGINT'), [1, 1, 0, 0], (True, 'SIGTERM')),  # SIGTERM wins
+    ((True, None), [1, 0, 0, 1], (True, 'request')),      # the other worker's hook asked
+    ((True, 'request'), [1, 0, 1, 0], (True, 'SIGINT'))])  # a signal before a request
 def test_the_step_vote_is_a_horovod_sum(mine, others, agreed):
     hvd = FakeHvd(mx.nd.array(others))
     workers = WorkerSetup(None, 0, 2, hvd=hvd)

@@ -1,4 +1,6 @@
-"""EMA, gradient accumulation, gradient clipping and rollback of the whole run state."""
+"""EMA, gradient accumulation, gradient clipping, rollback of the whole run state, and what
+hooks may do: add scalars to the record, request a stop."""
+import inspect
 import math
 
 import mxnet as mx
@@ -9,7 +11,9 @@ from conftest import yolo_training_batch
 from gluoncv_fp16.model_zoo import get_model
 from gluoncv_fp16.precision.loss_scaler import LossScaler
 from gluoncv_fp16.train.ema import ModelEMA
-from gluoncv_fp16.train.loop import HookBase
+from gluoncv_fp16.train.hooks import TensorBoardHook, csv_hooks, read_metrics
+from gluoncv_fp16.train.loop import HookBase, TrainLoop
+from gluoncv_fp16.train.metrics import EPOCH_FIELDS
 from gluoncv_fp16.train.nan_guard import NanGuard
 from test_engine_loop import CLASSES, MODEL, ListLoader, make_batches, make_loop, make_net
 
@@ -68,7 +72,7 @@ def test_ema_equals_numpy_reference_and_ignores_skipped_steps(batches):
     ema = ModelEMA(decay=0.9, ramp=2.0)
     rec = WeightsAfterStep()
     scaler = OverflowOn(poison={0, 3}, init_scale=0.25)
-    loop = make_loop(ListLoader(batches * 2), 'fp16', scaler=scaler, hooks=[rec], ema=ema)
+    loop = make_loop(ListLoader(batches * 2), 'fp16', scaler=scaler, hooks=[ema, rec])
     start = initial_weights()  # same seed, same init
     loop.train(0, 1)
     applied = [w for ok, w in rec.seen if ok]
@@ -187,7 +191,7 @@ def state_as_numpy(loop):
 
 
 def test_rollback_restores_weights_optimizer_scaler_and_ema_exactly(batches):
-    loop = make_loop(ListLoader(batches), 'fp16', ema=ModelEMA(decay=0.5, ramp=1.0),
+    loop = make_loop(ListLoader(batches), 'fp16', hooks=[ModelEMA(decay=0.5, ramp=1.0)],
                      guard=NanGuard(snapshot_interval=1000))
     loop.train(0, 1)
     before = state_as_numpy(loop)
@@ -202,3 +206,89 @@ def test_rollback_restores_weights_optimizer_scaler_and_ema_exactly(batches):
     differing = [k for k in before[0] if not np.array_equal(after[0][k], before[0][k])]
     assert not differing, differing[:5]
     assert after[1] == before[1] and after[2] == before[2]
+
+
+# ----- what hooks may do -------------------------------------------------------------------
+def test_train_loop_takes_at_most_8_parameters():
+    params = [p for p in inspect.signature(TrainLoop).parameters.values()]
+    assert len(params) <= 8, [p.name for p in params]
+
+
+class AddsScalars(HookBase):
+    """A per-step scalar from the start, a per-epoch one from epoch 1 on only."""
+
+    def after_update(self, loop, applied):
+        loop.record.put_scalar('my_step', float(loop.iteration))
+
+    def end_of_epoch(self, loop):
+        if loop.epoch >= 1:
+            loop.record.put_scalar('my_epoch', 10.0 + loop.epoch)
+
+
+def test_a_hooks_new_scalar_reaches_the_csv_files_and_tensorboard(batches, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    prefix = str(tmp_path / 'run')
+    loop = make_loop(ListLoader(batches), hooks=[AddsScalars(), *csv_hooks(prefix),
+                                                TensorBoardHook(prefix + '_tb')])
+    loop.train(0, 2)
+    steps = read_metrics(prefix + '_steps.csv')
+    assert [float(r['my_step']) for r in steps] == [float(r['iteration']) for r in steps]
+    epochs = read_metrics(prefix + '_metrics.csv')
+    # the column appeared in the second row: the header widened, the first row kept
+    assert [r['my_epoch'] for r in epochs] == ['', '11.0']
+    assert list(epochs[0])[:len(EPOCH_FIELDS)] == list(EPOCH_FIELDS)
+    events = EventAccumulator(prefix + '_tb')
+    events.Reload()
+    assert [e.value for e in events.Scalars('epoch/my_epoch')] == [11.0]
+    assert [e.step for e in events.Scalars('train/my_step')] == \
+        [int(r['iteration']) for r in steps]
+
+
+class RequestStop(HookBase):
+    def __init__(self, at_iteration=None, at_epoch=None):
+        self.at_iteration, self.at_epoch = at_iteration, at_epoch
+
+    def after_step(self, loop, step):
+        if loop.iteration == self.at_iteration:
+            loop.request_stop('enough steps')
+
+    def after_epoch(self, loop, epoch):
+        if loop.epoch == self.at_epoch:
+            loop.request_stop('enough epochs')
+
+
+def test_a_stop_request_during_a_step_ends_training_after_the_voted_step(batches):
+    rec = WeightsAfterStep()
+    loop = make_loop(ListLoader(batches), hooks=[RequestStop(at_iteration=2), rec])
+    loop.train(0, 3)
+    # requested after step 2, voted at step 3: every worker stops there
+    assert loop.iteration == 3 and len(rec.seen) == 3
+    assert loop.stop_requested and loop.stop_reason == 'enough steps'
+
+
+def test_a_stop_request_at_an_epoch_end_ends_training_after_that_epoch(batches):
+    loop = make_loop(ListLoader(batches), hooks=[RequestStop(at_epoch=0)])
+    loop.train(0, 3)
+    assert loop.epoch == 0 and loop.iteration == len(batches) and loop.epoch_done
+    assert loop.stop_reason == 'enough epochs'
+
+
+class PeerRequests:
+    """Two workers; the other one's hook asks to stop at its step `at` (one process)."""
+    rank, num_workers, grad_scale, no_switch_reason = 0, 2, 1.0, None
+
+    def __init__(self, at):
+        self.at, self.votes = at, 0
+
+    def vote(self, healthy, stop=None):
+        self.votes += 1
+        return healthy, stop or ('request' if self.votes == self.at else None)
+
+    def wait_for_all(self):
+        pass
+
+
+def test_another_workers_stop_request_stops_this_worker_at_the_same_step(batches):
+    loop = make_loop(ListLoader(batches), workers=PeerRequests(at=2))
+    loop.train(0, 3)
+    assert loop.iteration == 2 and loop.stop_reason == 'stop requested by another worker'

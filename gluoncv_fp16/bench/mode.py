@@ -101,7 +101,7 @@ def measure(mode, model_name, data_shape, batch_size, contexts, warmup=3, iters=
     scaler = AmpLossScaler() if policy.uses_amp else LossScaler(
         'dynamic' if policy.needs_loss_scaling else 'none', init_scale=1.0)
     loop = TrainLoop(net, contexts, TensorBatches(batch, 0), make_trainer, scaler, policy,
-                     batch_size)
+                     options=batch_size)
     loop.set_phase(mode)
     window = [loop.to_devices(batch)]
     for _ in range(warmup):

@@ -12,7 +12,7 @@ import mxnet as mx
 from ..train.config import ConfigError
 from .distributed import init_horovod, prepare_dist_params, worker_info
 
-__all__ = ['WorkerSetup', 'setup_workers', 'horovod_device', 'prepare_dist_params',
+__all__ = ['WorkerSetup', 'STOP_REQUEST', 'setup_workers', 'horovod_device', 'prepare_dist_params',
            'describe']
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,9 @@ VOTE_KEY = 1 << 30
 VOTE_NAME = 'gluoncv_fp16.step_vote'
 # Signals that stop a run cleanly, in the order a vote prefers them
 STOP_SIGNALS = ('SIGTERM', 'SIGINT')
+# A hook's stop request (`TrainLoop.request_stop`), voted after the signals
+STOP_REQUEST = 'request'
+_STOP_KINDS = STOP_SIGNALS + (STOP_REQUEST,)
 
 
 class WorkerSetup:
@@ -61,22 +64,25 @@ class WorkerSetup:
         a non-finite loss a step before the others (its NaN gradients reach them through
         the summed update). A preempted job must stop at one step too, or the others wait
         forever in the next all-reduce; the signal often reaches one worker only (or at
-        different steps). So every worker contributes ``[healthy, got SIGTERM, got SIGINT]``
+        different steps). A hook's stop request (e.g. early stopping on the chief's mAP) is
+        voted the same way. So every worker contributes ``[healthy, got SIGTERM, got
+        SIGINT, a hook requested a stop]``
         to a sum over all workers at every step -- a Horovod allreduce, or on a dist
         kvstore a pushpull of one extra key -- rolls back when the first sum is short, and
-        stops when any worker got a signal (SIGTERM before SIGINT). A collective call:
+        stops when any worker got a signal (SIGTERM before SIGINT) or a request. A collective call:
         every worker must make it at every step. One process needs no vote.
 
         Parameters
         ----------
         healthy : bool
         stop : str or None
-            A name from `STOP_SIGNALS` when this worker received that signal.
+            A name from `STOP_SIGNALS` when this worker received that signal,
+            `STOP_REQUEST` when one of its hooks asked to stop.
         """
         if self.num_workers == 1:
             return healthy, stop
         ballot = mx.nd.array([1.0 if healthy else 0.0] +
-                             [1.0 if stop == name else 0.0 for name in STOP_SIGNALS])
+                             [1.0 if stop == name else 0.0 for name in _STOP_KINDS])
         if self.hvd is not None:
             ballot = self.hvd.allreduce(ballot, op=self.hvd.Sum, name=VOTE_NAME)
         else:
@@ -85,7 +91,7 @@ class WorkerSetup:
                 self._vote_ready = True
             self.kvstore.pushpull(VOTE_KEY, ballot, out=ballot)
         counts = [int(round(v)) for v in ballot.asnumpy().tolist()]
-        stop = next((name for name, n in zip(STOP_SIGNALS, counts[1:]) if n), None)
+        stop = next((name for name, n in zip(_STOP_KINDS, counts[1:]) if n), None)
         return counts[0] == self.num_workers, stop
 
     def wait_for_all(self):

@@ -30,10 +30,10 @@ from .devices import check_devices, make_contexts
 from ..dist.distributed import fail_fast, horovod_trainer
 from ..dist.workers import describe, prepare_dist_params, setup_workers
 from .ema import ModelEMA
-from .evaluation import Evaluator, make_metric
+from .evaluation import EvalHook, make_metric
 from .hooks import (CheckpointHook, MixupScheduleHook, PlotHook, ProgressHook,
                     TensorBoardHook, csv_hooks)
-from .loop import HookBase, StopRequested, TrainLoop
+from .loop import HookBase, LoopOptions, StopRequested, TrainLoop
 from .nan_guard import NanGuard, TrainingDiverged
 from .checkpoint import remove_stale_temp_files
 from .resume import newest_readable_checkpoint, resume_from
@@ -188,21 +188,20 @@ def build_training(cfg, on_workers=None):
     model_desc = {'name': cfg.model_name, 'classes': classes}
     hooks = _make_hooks(cfg, loader, model_desc, total_steps=len(loader),
                         chief=workers.is_chief)
-    evaluator = Evaluator(val_loader, make_metric(cfg.dataset, val_set, classes, cfg.data_shape,
-                                                  cfg.run_prefix),
-                          cfg.val_interval, cfg.epochs) if workers.is_chief else None
+    if workers.is_chief:  # first: the epoch's row has the scores when the others read it
+        hooks.insert(0, EvalHook(val_loader, make_metric(cfg.dataset, val_set, classes,
+                                                         cfg.data_shape, cfg.run_prefix),
+                                 cfg.val_interval, cfg.epochs))
+    if cfg.ema:  # first of all: evaluation and saving see its weights
+        hooks.insert(0, ModelEMA(cfg.ema_decay))
+    options = LoopOptions(cfg.batch_size, accumulate=cfg.accumulate, clip_grad=cfg.clip_grad,
+                          fp32_warmup_epochs=cfg.fp32_warmup_epochs,
+                          nan_guard=NanGuard(cfg.nan_fallback_iters, cfg.max_recoveries,
+                                             cfg.snapshot_interval,
+                                             no_rollback_reason=workers.no_rollback_reason),
+                          workers=workers)
     loop = TrainLoop(net, contexts, loader, _make_trainer_factory(cfg, lr_scheduler, workers),
-                     _make_scaler(cfg, policy), policy, cfg.batch_size,
-                     grad_scale=workers.grad_scale, fp32_warmup_epochs=cfg.fp32_warmup_epochs,
-                     nan_guard=NanGuard(cfg.nan_fallback_iters, cfg.max_recoveries,
-                                        cfg.snapshot_interval,
-                                        no_rollback_reason=workers.no_rollback_reason),
-                     hooks=hooks, no_switch_reason=workers.no_switch_reason,
-                     vote=workers.vote, accumulate=cfg.accumulate,
-                     clip_grad=cfg.clip_grad,
-                     ema=ModelEMA(cfg.ema_decay) if cfg.ema else None, evaluator=evaluator,
-                     num_workers=workers.num_workers)
-    loop.workers = workers
+                     _make_scaler(cfg, policy), policy, hooks, options)
     loop.record.add_source(lambda: bad_sample_scalars(train_set, val_set))
     start_epoch = _resume(loop, cfg, model_desc) if cfg.resume else cfg.start_epoch
     return loop, start_epoch
@@ -321,9 +320,7 @@ def train_or_save_last_good(loop, cfg, start_epoch):
 def _wait_for_chief(loop):
     """All workers stop (or give up) at the same step (the loop's vote); none may exit,
     which makes the launcher stop the job, before the chief has written its file."""
-    workers = getattr(loop, 'workers', None)
-    if workers is not None:
-        workers.wait_for_all()
+    loop.workers.wait_for_all()
 
 
 def _save_last_good(loop, path):

@@ -11,18 +11,25 @@ The update is one fused ``multi_sgd_update`` call per group of 32 arrays: with w
 ema, gradient = w, lr = 1 - d, wd = 1 and rescale_grad = -1 it computes
 ``(1 - (1 - d)) * ema + (1 - d) * w`` on the device, without a host read and without one
 operator launch per parameter.
+
+`ModelEMA` is a hook: it starts from the weights training starts from, updates after
+each applied step, offers its weights for evaluation and deployment
+(`HookBase.weights_for_evaluation`: the evaluation hook and the ``.params`` files use
+them), and saves and restores its own state (its arrays included).
 """
 import math
 
 import mxnet as mx
+
+from .loop import HookBase
 
 __all__ = ['ModelEMA']
 
 _GROUP = 32  # multi_sgd_update's kernel takes a bounded number of arrays per call
 
 
-class ModelEMA:
-    """EMA of a run's FP32 weights.
+class ModelEMA(HookBase):
+    """EMA of a run's FP32 weights, as a hook.
 
     Parameters
     ----------
@@ -39,6 +46,18 @@ class ModelEMA:
         self.ramp = float(ramp)
         self.updates = 0
         self.weights = {}
+
+    name = 'ema'
+
+    def before_train(self, loop):
+        self.start(loop.fp32_weights())
+
+    def after_update(self, loop, applied):
+        if applied:
+            self.update(loop.fp32_weights())
+
+    def weights_for_evaluation(self, loop):
+        return self.weights or None
 
     def current_decay(self):
         return self.decay * (1.0 - math.exp(-self.updates / self.ramp))
@@ -61,8 +80,15 @@ class ModelEMA:
                                    rescale_grad=-1.0, num_weights=len(group), out=ema)
 
     def state_dict(self):
-        """Plain values; the arrays are `weights`."""
-        return {'updates': self.updates, 'decay': self.decay, 'ramp': self.ramp}
+        """Plain values, and the weights as ``'w:<structural name>'`` arrays."""
+        state = {'updates': self.updates, 'decay': self.decay, 'ramp': self.ramp}
+        state.update({'w:' + k: v for k, v in self.weights.items()})
+        return state
+
+    def load_state_dict(self, state):
+        """The inverse of :meth:`state_dict` (arrays copied to this EMA's device)."""
+        weights = {k[2:]: v for k, v in state.items() if k.startswith('w:')}
+        self.load(weights, {k: v for k, v in state.items() if not k.startswith('w:')})
 
     def load(self, weights, state):
         """Restore `weights` (copied to this device) and :meth:`state_dict` output."""
@@ -72,3 +98,4 @@ class ModelEMA:
         self.weights = {k: v.copyto(ctx) if ctx is not None else v.copy()
                         for k, v in weights.items()}
         self.updates = int(state['updates'])
+

@@ -3,7 +3,9 @@ import logging
 
 from mxnet import autograd, gluon
 
-__all__ = ['make_metric', 'evaluate', 'Evaluator']
+from .loop import HookBase
+
+__all__ = ['make_metric', 'evaluate', 'EvalHook']
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +53,10 @@ def _update_metric(metric, net, images, labels, cast_input):
     metric.update(det_boxes, det_ids, det_scores, gt_boxes, gt_ids, gt_difficults)
 
 
-class Evaluator:
-    """The loop's end-of-epoch validation: every `interval` epochs, after the last one,
-    and when training stops early. Returns ``{'map': ..., 'AP/<class>': ...}`` or None."""
+class EvalHook(HookBase):
+    """End-of-epoch validation: every `interval` epochs, after the last one, and when
+    training stops early. Puts ``map`` (NaN when not due) and ``AP/<class>`` into the
+    epoch's record; the network holds the evaluation weights (e.g. EMA) meanwhile."""
 
     def __init__(self, val_loader, metric, interval, last_epoch):
         self.val_loader = val_loader
@@ -61,13 +64,20 @@ class Evaluator:
         self.interval = interval
         self.last_epoch = last_epoch
 
-    def __call__(self, loop):
-        due = (loop.epoch + 1) % self.interval == 0 or loop.epoch + 1 >= self.last_epoch \
+    def end_of_epoch(self, loop):
+        scores = self.evaluate(loop) if self.due(loop) else {'map': float('nan')}
+        for name, value in scores.items():
+            loop.record.put_scalar(name, value)
+
+    def due(self, loop):
+        return (loop.epoch + 1) % self.interval == 0 or loop.epoch + 1 >= self.last_epoch \
             or loop.stop_requested
-        if not due:
-            return None
-        names, values = evaluate(loop.net, self.val_loader, loop.contexts, self.metric,
-                                 loop.cast_input)
+
+    def evaluate(self, loop):
+        """``{'map': ..., 'AP/<class>': ...}`` of the evaluation weights."""
+        with loop.evaluation_weights():
+            names, values = evaluate(loop.net, self.val_loader, loop.contexts, self.metric,
+                                     loop.cast_input)
         names, values = _as_list(names), _as_list(values)
         scores = {'AP/' + str(n).strip(): _number(v) for n, v in zip(names[:-1], values[:-1])}
         scores = {k: v for k, v in scores.items() if v is not None}

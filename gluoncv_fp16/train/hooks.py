@@ -62,7 +62,7 @@ class ProgressHook(HookBase):
                     epoch['steps'], epoch['skipped_steps'], epoch['images_per_sec'],
                     epoch['epoch_time'], _bad_sample_note(epoch))
         scores = [(k, v) for k, v in epoch.items() if k.startswith('AP/')]
-        if not math.isnan(epoch['map']):
+        if not math.isnan(epoch.get('map', math.nan)):
             logger.info('[Epoch %d] validation: %s', epoch['epoch'], ', '.join(
                 '{}={:.4f}'.format(k, v) for k, v in scores + [('mAP', epoch['map'])]))
 
@@ -127,10 +127,10 @@ class CheckpointHook(HookBase):
 
     @staticmethod
     def deploy_weights(loop):
-        return loop.ema.weights if loop.ema is not None else loop.fp32_weights()
+        return loop.deploy_weights()
 
     def after_epoch(self, loop, epoch):
-        current = epoch['map']
+        current = epoch.get('map', math.nan)
         if not math.isnan(current) and current > self.best_map:
             self.best_map, self.best_epoch = current, loop.epoch
             self.save(loop, self.prefix + '_best.ckpt')
@@ -158,9 +158,11 @@ class CheckpointHook(HookBase):
 
 
 class CSVHook(HookBase):
-    """Rows of `fields` from the record, one per step (``per='step'``) or per epoch.
+    """Rows of the record, one per step (``per='step'``) or per epoch.
 
-    Rows are appended as they come; a resumed run first drops the rows past its
+    `fields` are the columns known in advance, in their order; a scalar a hook adds
+    appends its column (the file is rewritten once with the wider header), so no value is
+    dropped. Rows are appended as they come; a resumed run first drops the rows past its
     checkpoint, so a restart never duplicates one.
     """
 
@@ -169,30 +171,52 @@ class CSVHook(HookBase):
         self.fields = tuple(fields)
         self.per = per
         self._file = None
+        self._columns = list(self.fields)
 
     def before_train(self, loop):
-        rows = read_metrics(self.path) if os.path.isfile(self.path) else []
+        rows, header = [], []
+        if os.path.isfile(self.path):
+            with open(self.path, newline='') as f:
+                reader = csv.DictReader(f)
+                rows, header = list(reader), list(reader.fieldnames or [])
         key, last = ('epoch', loop.epoch) if self.per == 'epoch' else \
             ('iteration', loop.iteration)
         if self.per == 'epoch' and not loop.epoch_done:
             last -= 1  # a mid-epoch checkpoint: its epoch has no row yet
         keep = [r for r in rows if float(r[key]) <= last] if loop.iteration else []
+        self._columns = list(self.fields)
+        if keep:  # the columns the kept rows have, known ones first
+            self._columns += [c for c in header if c not in self._columns]
+        self._rewrite(keep)
+
+    def _rewrite(self, rows):
+        """Write `rows` under the current columns and reopen the file for appending."""
+        self.after_train(None)
         with atomic_write(self.path, 'w') as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction='ignore')
+            writer = csv.DictWriter(f, fieldnames=self._columns)
             writer.writeheader()
-            writer.writerows(keep)
+            writer.writerows(rows)
         # Open from before_train until after_train, across hook calls: no `with` can hold it.
         self._file = open(self.path, 'a', newline='', buffering=1)  # noqa: SIM115
-        self._writer = csv.DictWriter(self._file, fieldnames=self.fields,
-                                      extrasaction='ignore')
+        self._writer = csv.DictWriter(self._file, fieldnames=self._columns)
+
+    def _write(self, row):
+        new = [k for k in row if k not in self._columns]
+        if new:  # a scalar no row had: widen the header once, keep every value
+            self._file.close()
+            self._file = None
+            old = read_metrics(self.path)
+            self._columns += new
+            self._rewrite(old)
+        self._writer.writerow(row)
 
     def after_step(self, loop, step):
         if self.per == 'step':
-            self._writer.writerow(step)
+            self._write(step)
 
     def after_epoch(self, loop, epoch):
         if self.per == 'epoch':
-            self._writer.writerow(epoch)
+            self._write(epoch)
         self._file.flush()
 
     def after_train(self, loop):
@@ -224,8 +248,10 @@ class PlotHook(HookBase):
 
 class TensorBoardHook(HookBase):
     """TensorBoard event files under ``{prefix}_tensorboard/`` (tensorboardX, no
-    TensorFlow): per-step losses, lr, loss scale, skipped steps, grad norm and img/s;
-    per-epoch mAP and per-class AP. A resumed run purges events past its checkpoint."""
+    TensorFlow): every finite number of each step's record under ``train/`` (losses, lr,
+    loss scale, skipped steps, grad norm, img/s, what hooks add); per epoch, mAP and
+    per-class AP under ``val/`` and what hooks add under ``epoch/``. A resumed run purges
+    events past its checkpoint."""
 
     def __init__(self, logdir):
         self.logdir = logdir
@@ -236,22 +262,33 @@ class TensorBoardHook(HookBase):
         self._writer = SummaryWriter(self.logdir, purge_step=loop.iteration or None)
 
     def after_step(self, loop, step):
-        for key in STEP_FIELDS:
-            value = step.get(key)
-            if key not in ('iteration', 'epoch', 'phase') and value is not None and \
-                    math.isfinite(value):  # a skipped step's norm is inf/NaN
+        for key, value in step.items():
+            if key not in ('iteration', 'epoch') and _finite_number(value):
                 self._writer.add_scalar('train/' + key, value, step['iteration'])
 
     def after_epoch(self, loop, epoch):
         for key, value in epoch.items():
-            if (key == 'map' or key.startswith('AP/')) and not math.isnan(value):
+            if not _finite_number(value):
+                continue
+            if key == 'map' or key.startswith('AP/'):
                 self._writer.add_scalar('val/' + key, value, loop.iteration)
+            elif key not in _LOOP_EPOCH_KEYS:  # the step means are under train/ already
+                self._writer.add_scalar('epoch/' + key, value, loop.iteration)
         self._writer.flush()
 
     def after_train(self, loop):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+_LOOP_EPOCH_KEYS = frozenset(EPOCH_FIELDS) | {'steps', 'images'}
+
+
+def _finite_number(value):
+    """A number TensorBoard can plot (not a phase name; a skipped step's norm is inf/NaN)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
 
 
 class MixupScheduleHook(HookBase):

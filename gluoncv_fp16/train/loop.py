@@ -1,9 +1,12 @@
 """The training loop: one step function for every precision, periodic work in hooks.
 
-The loop owns the run's live objects (network, trainer, loss scaler, EMA, counters,
-precision phase) and knows nothing about argparse, paths or printing. Its state is one
-object (:mod:`.state`); hooks are called ``before_train / before_epoch / after_step /
-after_epoch / after_train`` and only read the metrics record the loop writes.
+The loop owns the run's live objects (network, trainer, loss scaler, NaN guard, counters,
+precision phase) and knows nothing about argparse, paths or printing. Every feature around
+the steps -- evaluation, EMA, checkpoints, writers, early stopping -- is a hook
+(`HookBase`) that owns its state; the run state (:mod:`.state`) is composed from the
+parts' own state dicts. Hooks add numbers to the metrics record the loop writes
+(``loop.record.put_scalar``), and ask to stop with ``loop.request_stop(reason)``, which
+the workers' per-step vote turns into a stop of every worker after the same step.
 
 One blocking host read per optimizer step: the losses, the all-finite flag and the
 gradient norm are packed into one small device array and read once, after the next batch
@@ -37,11 +40,17 @@ _CHUNK = 128  # multi-array operators take a bounded number of arrays per call
 
 
 class HookBase:
-    """Periodic work around the loop. Override what you need.
+    """Periodic work around the loop, and the features built on it. Override what you need.
 
     A hook with a `name` is stateful: its ``state_dict()`` goes into the run state
     (NDArray values are stored as arrays, everything else as JSON) and comes back through
     ``load_state_dict`` on resume and on a NaN-guard rollback.
+
+    Events, in order: ``before_train``; per epoch ``before_epoch``, per step
+    ``after_update`` (the step is kept; before the NaN guard may snapshot it) and
+    ``after_step`` (the step's record is written), then ``end_of_epoch`` (add scalars to
+    the epoch's row with ``loop.record.put_scalar``) and ``after_epoch`` (the row is
+    written); ``after_train``. A hook may call ``loop.request_stop(reason)``.
     """
     name = None
 
@@ -51,7 +60,13 @@ class HookBase:
     def before_epoch(self, loop):
         pass
 
+    def after_update(self, loop, applied):
+        pass
+
     def after_step(self, loop, step):
+        pass
+
+    def end_of_epoch(self, loop):
         pass
 
     def after_epoch(self, loop, epoch):
@@ -60,10 +75,67 @@ class HookBase:
     def after_train(self, loop):
         pass
 
+    def weights_for_evaluation(self, loop):
+        """{structural name: FP32 NDArray} to evaluate and deploy instead of the live
+        weights (e.g. EMA weights), or None."""
+        return None
+
     def state_dict(self):
         return {}
 
     def load_state_dict(self, state):
+        pass
+
+
+class LoopOptions:
+    """The loop's settings besides its components.
+
+    Parameters
+    ----------
+    batch_size : int
+        Images per batch on this worker (the gradient normaliser before the workers').
+    accumulate : int
+        Batches per optimizer update (gradient accumulation).
+    clip_grad : float
+        Clip the global L2 norm of the unscaled gradients to this value (0: off).
+    fp32_warmup_epochs : int
+        With an fp16 policy, epochs trained in FP32 first.
+    nan_guard : NanGuard or None
+    workers : WorkerSetup-like or None
+        How this process trains with others: ``num_workers``, ``grad_scale`` (extra
+        gradient normaliser, e.g. the number of workers summing gradients),
+        ``no_switch_reason`` (why precision may not change once a trainer exists, or
+        None), ``vote(healthy, stop) -> (bool, str or None)`` (combines this worker's
+        "step was healthy" and stop wish with the others', so that all of them roll back,
+        or stop, at the same step) and ``wait_for_all()``. None: one process alone.
+    """
+
+    def __init__(self, batch_size, accumulate=1, clip_grad=0.0, fp32_warmup_epochs=0,
+                 nan_guard=None, workers=None):
+        if int(accumulate) < 1:
+            raise ValueError("accumulate must be >= 1, got {!r}".format(accumulate))
+        if not clip_grad >= 0:
+            raise ValueError("clip_grad must be >= 0, got {!r}".format(clip_grad))
+        self.batch_size = batch_size
+        self.accumulate = int(accumulate)
+        self.clip_grad = float(clip_grad)
+        self.fp32_warmup_epochs = fp32_warmup_epochs
+        self.nan_guard = nan_guard
+        self.workers = workers or SingleProcess()
+
+
+class SingleProcess:
+    """The `LoopOptions.workers` of a process training alone."""
+    rank = 0
+    num_workers = 1
+    grad_scale = 1.0
+    no_switch_reason = None
+
+    @staticmethod
+    def vote(healthy, stop=None):
+        return healthy, stop
+
+    def wait_for_all(self):
         pass
 
 
@@ -108,43 +180,16 @@ class TrainLoop:
     make_trainer : callable(net, multi_precision) -> gluon.Trainer
     scaler : LossScaler or AmpLossScaler
     policy : PrecisionPolicy
-    batch_size : int
-        Images per batch on this worker (the gradient normaliser before `grad_scale`).
-    grad_scale : float
-        Extra gradient normaliser, e.g. the number of workers summing gradients.
-    fp32_warmup_epochs : int
-        With an fp16 policy, epochs trained in FP32 first.
-    nan_guard : NanGuard or None
     hooks : list of HookBase
-    no_switch_reason : str or None
-        Why precision may not change once a trainer exists (e.g. a dist kvstore, whose
-        keys keep their dtype); None allows switching.
-    vote : callable(healthy, stop) -> (bool, str or None), optional
-        Combines this worker's "step was healthy" and "got a stop signal" with the other
-        workers' (see `WorkerSetup.vote`), so that all of them roll back, or stop, at the
-        same step. None: this process decides alone.
-    accumulate : int
-        Batches per optimizer update (gradient accumulation).
-    clip_grad : float
-        Clip the global L2 norm of the unscaled gradients to this value (0: off).
-    ema : ModelEMA or None
-        Keeps an EMA of the FP32 weights, used for validation.
-    evaluator : callable(loop) -> dict or None, optional
-        Validates at the end of an epoch when due; returns ``{'map': ..., 'AP/<class>':
-        ...}`` or None.
-    num_workers : int
-        Processes training together (the effective batch; Horovod normalises gradients
-        itself, so `grad_scale` is not the worker count there).
+        Everything around the steps: evaluation, EMA, checkpoints, writers, stopping.
+    options : LoopOptions or int
+        Batch size, accumulation, clipping, FP32 warm-up, NaN guard, workers; an int is
+        the batch size with every other option at its default.
     """
 
-    def __init__(self, net, contexts, loader, make_trainer, scaler, policy, batch_size,
-                 grad_scale=1.0, fp32_warmup_epochs=0, nan_guard=None, hooks=(),
-                 no_switch_reason=None, vote=None, accumulate=1, clip_grad=0.0,
-                 ema=None, evaluator=None, num_workers=1):
-        if int(accumulate) < 1:
-            raise ValueError("accumulate must be >= 1, got {!r}".format(accumulate))
-        if not clip_grad >= 0:
-            raise ValueError("clip_grad must be >= 0, got {!r}".format(clip_grad))
+    def __init__(self, net, contexts, loader, make_trainer, scaler, policy, hooks=(),
+                 options=1):
+        options = options if isinstance(options, LoopOptions) else LoopOptions(options)
         self.net = net
         self.contexts = list(contexts)
         self.loader = loader
@@ -152,27 +197,21 @@ class TrainLoop:
         self.scaler = scaler
         self._off_scaler = LossScaler('none')  # FP32 phases: no scaling, no skipping
         self.policy = policy
-        self.batch_size = batch_size
-        self.grad_scale = grad_scale
-        self.fp32_warmup_epochs = fp32_warmup_epochs
-        self.guard = nan_guard or NanGuard()
         self.hooks = list(hooks)
-        self.no_switch_reason = no_switch_reason
-        self.vote = vote
-        self.accumulate = int(accumulate)
-        self.clip_grad = float(clip_grad)
-        self.ema = ema
-        self.evaluator = evaluator
-        self.num_workers = int(num_workers)
+        self.options = options
+        self.guard = options.nan_guard or NanGuard()
+        self.workers = options.workers
         self.epoch = 0
         self.iteration = 0        # batches consumed since the start of the run
         self.epoch_position = 0   # batches consumed in the current epoch
         self.epoch_done = False   # the current epoch finished (its checkpoint is an epoch end)
         self.resume_position = 0  # batches of `epoch` to skip: a mid-epoch resume
         self.phase = None         # no trainer yet: the first phase builds one
-        self.stop_requested = False
-        self.signal_received = None  # set by a signal handler (:mod:`.stopping`)
+        self.stop_requested = False  # training ends after this step / epoch (no error)
+        self.stop_reason = None
+        self.signal_received = None  # set by `receive_signal` (:mod:`.stopping`)
         self.stop_signal = None      # the step's vote on it: stop after this step
+        self._requested = None       # a hook's `request_stop` reason, not yet voted
         self.record = MetricsRecord()
         self.trainer = None
         self._packed_nets = {}  # (layout, dtype) -> device_batch.PackedNet
@@ -182,6 +221,47 @@ class TrainLoop:
         if self.accumulate > 1:  # gradients add up over the window, zeroed after it
             for param in self.trained:
                 param.grad_req = 'add'
+
+    # the options, read where the loop uses them
+    batch_size = property(lambda self: self.options.batch_size)
+    accumulate = property(lambda self: self.options.accumulate)
+    clip_grad = property(lambda self: self.options.clip_grad)
+    fp32_warmup_epochs = property(lambda self: self.options.fp32_warmup_epochs)
+    num_workers = property(lambda self: self.workers.num_workers)
+    grad_scale = property(lambda self: self.workers.grad_scale)
+    no_switch_reason = property(lambda self: self.workers.no_switch_reason)
+
+    # ----- stopping -----------------------------------------------------------------------
+    def request_stop(self, reason):
+        """Ask to end training without an error. The request goes through the workers'
+        vote, like a signal, so every worker stops after the same step: made during a
+        step (``after_update`` / ``after_step``), it is voted at the next step, which
+        is the last; made at an epoch's end (``end_of_epoch`` / ``after_epoch``), it is
+        voted there and that epoch is the last."""
+        if self._requested is None:
+            logger.info('iteration %d: stop requested: %s', self.iteration, reason)
+            self._requested = reason
+
+    def receive_signal(self, name):
+        """A stop signal arrived (SIGTERM/SIGINT): stop after this step with
+        `StopRequested`. Returns False when one had arrived already."""
+        if self.signal_received:
+            return False
+        self.signal_received = name
+        return True
+
+    def _vote(self, healthy):
+        """(healthy, stop) of this step over every worker; sets `stop_signal` and, for a
+        hook's request, `stop_requested` and `stop_reason`."""
+        from_hook = 'request' if self._requested is not None else None
+        healthy, stop = self.workers.vote(healthy, self.signal_received or from_hook)
+        if stop == 'request':
+            self.stop_requested = True
+            self.stop_reason = self._requested or 'stop requested by another worker'
+            self.stop_signal = None
+        else:
+            self.stop_signal = stop
+        return healthy
 
     # ----- weights and precision phases ---------------------------------------------------
     def fp32_weights(self):
@@ -384,20 +464,32 @@ class TrainLoop:
             result, problem = None, str(err)
         self.iteration += len(window)
         self.epoch_position += len(window)
-        healthy, self.stop_signal = (problem is None), self.signal_received
-        if self.vote is not None:
-            healthy, self.stop_signal = self.vote(healthy, self.signal_received)
-        if not healthy:
+        if not self._vote(problem is None):
             problem = problem or 'another worker reported an unhealthy step'
         if problem:
             self.guard.recover(self, problem)
             return None
-        if result.applied and self.ema is not None:
-            self.ema.update(self.fp32_weights())
+        self._call('after_update', result.applied)
         self.guard.after_good_step(self, len(window))
         return result
 
     # ----- state --------------------------------------------------------------------------
+    def progress_state(self):
+        """The loop's own part of the run state: where it is, and the running epoch."""
+        return {'epoch': self.epoch, 'iteration': self.iteration,
+                'epoch_position': self.epoch_position, 'epoch_done': self.epoch_done,
+                'record': self.record.state_dict(), 'phase': self.phase}
+
+    def load_progress_state(self, state):
+        """Continue from :meth:`progress_state` output (the phase is installed apart)."""
+        self.epoch = int(state['epoch'])
+        self.iteration = int(state['iteration'])
+        self.epoch_done = bool(state.get('epoch_done', True))
+        self.epoch_position = int(state.get('epoch_position', 0))
+        self.resume_position = 0 if self.epoch_done else self.epoch_position
+        if not self.epoch_done:
+            self.record.load_state_dict(state['record'])
+
     def capture(self, copy=True):
         """The run state (see :mod:`.state`)."""
         from .state import capture
@@ -408,15 +500,25 @@ class TrainLoop:
         from .state import restore
         restore(self, state, rollback=rollback)
 
+    def _hook_weights(self):
+        return next((w for w in (h.weights_for_evaluation(self) for h in self.hooks)
+                     if w is not None), None)
+
+    def deploy_weights(self):
+        """FP32 weights to evaluate and deploy: a hook's (e.g. EMA), else the live ones."""
+        weights = self._hook_weights()
+        return self.fp32_weights() if weights is None else weights
+
     @contextlib.contextmanager
     def evaluation_weights(self):
-        """The EMA weights in the network for the duration (the live ones otherwise)."""
-        if self.ema is None:
+        """A hook's evaluation weights (e.g. EMA) in the network for the duration."""
+        weights = self._hook_weights()
+        if weights is None:
             yield
             return
         saved = {n: [d.copy() for d in p.list_data()] for n, p in self.param_names.items()}
         for name, param in self.param_names.items():
-            value = self.ema.weights[name]
+            value = weights[name]
             param.set_data(value if value.dtype == np.dtype(param.dtype)
                            else value.astype(param.dtype))
         try:
@@ -429,14 +531,12 @@ class TrainLoop:
     # ----- epochs -------------------------------------------------------------------------
     def train(self, start_epoch, end_epoch, max_iters=0):
         """Train epochs [start_epoch, end_epoch); stop early after `max_iters` iterations."""
-        self.stop_requested = False
+        self.stop_requested, self.stop_reason, self._requested = False, None, None
         if self.trainer is None:
             self.set_phase(self.scheduled_phase(start_epoch))
-        if self.ema is not None:
-            self.ema.start(self.fp32_weights())
-        self.guard.start(self)
         try:
-            self._call('before_train')
+            self._call('before_train')  # before the guard's first snapshot: hooks start
+            self.guard.start(self)
             for epoch in range(start_epoch, end_epoch):
                 self.epoch = epoch
                 self._run_epoch(max_iters)
@@ -480,6 +580,7 @@ class TrainLoop:
                 raise StopRequested(self.stop_signal, self.epoch, self.iteration)
             if max_iters and self.iteration >= max_iters:
                 self.stop_requested = True
+            if self.stop_requested:
                 break
         self._finish_epoch(time.time() - start)
 
@@ -494,18 +595,19 @@ class TrainLoop:
         self._call('after_step', self.record.step)
 
     def _finish_epoch(self, seconds):
-        scores = None
-        if self.evaluator is not None:
-            with self.evaluation_weights():
-                scores = self.evaluator(self)
-        scalars = dict(epoch=self.epoch, phase=self.phase, lr=self.learning_rate,
-                       loss_scale=self.active_scaler.scale_value, epoch_time=seconds,
-                       images_per_sec=self.record.images / max(seconds, 1e-9),
-                       recoveries=self.guard.recoveries, map=float('nan'))
-        scalars.update(scores or {})
-        epoch = self.record.put_epoch(scalars)
+        self._call('end_of_epoch')  # hooks add scalars (e.g. validation mAP) to the row
+        epoch = self.record.put_epoch(dict(
+            epoch=self.epoch, phase=self.phase, lr=self.learning_rate,
+            loss_scale=self.active_scaler.scale_value, epoch_time=seconds,
+            images_per_sec=self.record.images / max(seconds, 1e-9),
+            recoveries=self.guard.recoveries))
         self.epoch_done = True
         self._call('after_epoch', epoch)
+        # A hook's stop request made at the epoch end is voted here, so every worker ends
+        # after this epoch (a signal pending here is voted again at the next step).
+        if self.workers.num_workers > 1 or self._requested is not None:
+            self._vote(True)
+            self.stop_signal = None
         # Every epoch end is a checkpoint point, so every resume point is a snapshot point;
         # taken after the hooks so that it equals what the checkpoint holds.
         self.guard.at_checkpoint(self)

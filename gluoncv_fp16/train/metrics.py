@@ -1,8 +1,11 @@
 """The run's metrics record, as detectron2's EventStorage: written once, read by writers.
 
 The loop writes each step's scalars (:meth:`MetricsRecord.put_step`) and each epoch's
-(:meth:`MetricsRecord.put_epoch`) exactly once. Progress bar, log, CSV files, plots and
-TensorBoard only read the record, so no writer depends on another's order.
+(:meth:`MetricsRecord.put_epoch`) exactly once; hooks add their own numbers to the next
+row with :meth:`MetricsRecord.put_scalar` (e.g. validation mAP at the epoch's end).
+Progress bar, log, CSV files, plots and TensorBoard only read the record, so no writer
+depends on another's order, and a new scalar reaches all of them without a field list
+(`STEP_FIELDS` / `EPOCH_FIELDS` only fix the order of the columns known in advance).
 """
 import math
 
@@ -25,7 +28,8 @@ class MetricsRecord:
         The last step's scalars (`STEP_FIELDS`).
     epoch : dict
         The last finished epoch's scalars (`EPOCH_FIELDS` plus per-class AP as
-        ``'AP/<class>'``, and what the sources add, e.g. ``'bad_sample_kinds'``).
+        ``'AP/<class>'``, what the sources add, e.g. ``'bad_sample_kinds'``, and what
+        hooks put).
     """
 
     def __init__(self):
@@ -37,12 +41,23 @@ class MetricsRecord:
         self.steps = 0
         self.skipped = 0
         self._sources = []
+        self._pending = {}
 
     def add_source(self, source):
         """`source()` -> dict of scalars added to every epoch's row: counts kept by
         others, read when the epoch ends (e.g. the datasets' bad samples, which data
         workers find and the loader merges)."""
         self._sources.append(source)
+
+    def put_scalar(self, name, value):
+        """Add `name` to the next row written: this step's when called while a step is
+        recorded (``after_update``), the epoch's when called at its end (``end_of_epoch``).
+        """
+        self._pending[name] = value
+
+    def _take_pending(self):
+        pending, self._pending = self._pending, {}
+        return pending
 
     def start_epoch(self):
         self._sums = {k: 0.0 for k in (*LOSS_NAMES, 'grad_norm')}
@@ -51,7 +66,7 @@ class MetricsRecord:
 
     def put_step(self, scalars, images):
         """One optimizer step (applied or skipped) over `images` images."""
-        self.step = dict(scalars)
+        self.step = dict(scalars, **self._take_pending())
         self.images += images
         self.steps += 1
         self.skipped += 0 if scalars['skipped'] == 0 else 1
@@ -82,5 +97,6 @@ class MetricsRecord:
         for source in self._sources:
             row.update(source())
         row.update(scalars)
+        row.update(self._take_pending())
         self.epoch = row
         return row

@@ -111,9 +111,15 @@ def _split_hook_state(state):
     return {k: v for k, v in state.items() if k not in arrays}, arrays
 
 
+# The EMA hook's state is stored under its own keys ('ema:<param>' arrays, meta['ema']),
+# the layout of checkpoints written before EMA was a hook.
+_EMA = 'ema'
+
+
 def capture(loop, copy=True):
-    """The loop's state. With `copy` the arrays are device-side copies (a snapshot);
-    without, views of the live arrays (only to be written out at once)."""
+    """The loop's state, composed from its parts' own state dicts. With `copy` the arrays
+    are device-side copies (a snapshot); without, views of the live arrays (only to be
+    written out at once)."""
     dup = (lambda a: a.copy()) if copy else (lambda a: a)
     weights = {name: dup(value) for name, value in loop.fp32_weights().items()}
     optimizer = capture_optimizer(loop.trainer, loop.param_ids, copy=copy)
@@ -124,19 +130,28 @@ def capture(loop, copy=True):
             hook_values[hook.name] = values
             if arrays:
                 hook_arrays[hook.name] = {k: dup(v) for k, v in arrays.items()}
-    meta = {'state_version': STATE_VERSION, 'epoch': loop.epoch, 'iteration': loop.iteration,
-            'epoch_position': loop.epoch_position, 'epoch_done': loop.epoch_done,
-            'record': loop.record.state_dict(), 'phase': loop.phase,
-            'scaler': loop.scaler.state_dict(), 'guard': loop.guard.state_dict(),
-            'hooks': hook_values, 'optimizer': optimizer.meta(), 'rng': rng_state()}
-    ema = {name: dup(v) for name, v in loop.ema.weights.items()} if loop.ema else {}
-    meta['ema'] = loop.ema.state_dict() if loop.ema else None
+    meta = dict(loop.progress_state(), state_version=STATE_VERSION,
+                scaler=loop.scaler.state_dict(), guard=loop.guard.state_dict(),
+                optimizer=optimizer.meta(), rng=rng_state())
+    meta['ema'] = hook_values.pop(_EMA, None)
+    ema = {k[2:]: v for k, v in hook_arrays.pop(_EMA, {}).items()}
+    meta['hooks'] = hook_values
     snapshot = loop.guard.snapshot
     # Mid-epoch (a signal or --checkpoint-every) is not a snapshot point: carry the guard's.
     carried = None if copy or loop.epoch_done or snapshot is None or \
         snapshot.iteration == loop.iteration else snapshot
     return RunState(weights, optimizer, meta, ema=ema, hooks=hook_arrays,
                     guard_snapshot=carried)
+
+
+def _hook_states(state):
+    """{hook name: its state_dict} held by `state` (plain values and arrays)."""
+    meta = state.meta
+    states = {name: dict(values, **state.hooks.get(name, {}))
+              for name, values in meta.get('hooks', {}).items()}
+    if meta.get('ema'):
+        states[_EMA] = dict(meta['ema'], **{'w:' + k: v for k, v in state.ema.items()})
+    return states
 
 
 def check_compatible(state, loop, origin):
@@ -155,10 +170,10 @@ def check_compatible(state, loop, origin):
         raise ValueError("{} does not match this network ({} parameters missing, {} "
                          "unexpected; e.g. {})".format(origin, len(missing), len(extra),
                                                        (missing or extra)[:3]))
-    if bool(meta.get('ema')) != bool(loop.ema):
+    known_hooks = {h.name for h in loop.hooks if h.name}
+    if bool(meta.get('ema')) != (_EMA in known_hooks):
         raise ValueError("{} was saved {} EMA weights; resume with the same --ema setting"
                          .format(origin, 'with' if meta.get('ema') else 'without'))
-    known_hooks = {h.name for h in loop.hooks if h.name}
     unknown = sorted(set(meta.get('hooks', {})) - known_hooks)
     if unknown:
         raise ValueError("{} holds state of {} that this run does not have".format(
@@ -166,7 +181,8 @@ def check_compatible(state, loop, origin):
 
 
 def restore(loop, state, rollback=False):
-    """Put `state` into `loop`: weights, precision phase, optimizer, scaler, EMA, hooks.
+    """Put `state` into `loop`: weights, precision phase, optimizer, scaler, hooks (EMA
+    among them), each through its own ``load_state_dict``.
 
     A resume (`rollback` False) also restores the counters, the NaN guard and the RNG. The
     trainer is kept when the dtype does not change: a new one would initialise its
@@ -176,21 +192,13 @@ def restore(loop, state, rollback=False):
     loop.install_phase(meta['phase'], state.weights, state.optimizer)
     if meta['scaler'].get('mode') == loop.scaler.mode:
         loop.scaler.load_state_dict(meta['scaler'])
-    if loop.ema:
-        loop.ema.load(state.ema, meta['ema'])
-    hook_values = meta.get('hooks', {})
+    hook_states = _hook_states(state)
     for hook in loop.hooks:
-        if hook.name and hook.name in hook_values:
-            hook.load_state_dict(dict(hook_values[hook.name], **state.hooks.get(hook.name, {})))
+        if hook.name and hook.name in hook_states:
+            hook.load_state_dict(hook_states[hook.name])
     if rollback:
         return
-    loop.epoch = int(meta['epoch'])
-    loop.iteration = int(meta['iteration'])
-    loop.epoch_done = bool(meta.get('epoch_done', True))
-    loop.epoch_position = int(meta.get('epoch_position', 0))
-    loop.resume_position = 0 if loop.epoch_done else loop.epoch_position
-    if not loop.epoch_done:
-        loop.record.load_state_dict(meta['record'])
+    loop.load_progress_state(meta)
     loop.guard.load_state_dict(meta['guard'])
     loop.guard.snapshot = state.guard_snapshot
     restore_rng(meta.get('rng'))

@@ -1,7 +1,7 @@
 """Stop cleanly on SIGTERM / SIGINT: finish the step, save, exit with 128 + signal.
 
-Cloud machines preempt with a SIGTERM, then a kill. The first signal only sets
-``loop.signal_received``; the loop finishes the step it is in and raises `StopRequested`,
+Cloud machines preempt with a SIGTERM, then a kill. The first signal only tells the loop
+(``loop.receive_signal``); the loop finishes the step it is in and raises `StopRequested`,
 the caller saves a resumable checkpoint at that iteration (:mod:`.build`) and the CLI exits
 with 143 (SIGTERM) or 130 (SIGINT) and one line. A second signal stops the process at once.
 
@@ -30,11 +30,10 @@ def stop_on_signals(loop):
 
     def handler(signum, frame):  # pylint: disable=unused-argument
         name = signal.Signals(signum).name
-        if loop.signal_received:  # the second signal: stop at once, as the default would
+        if not loop.receive_signal(name):  # the second signal: stop at once, as the default
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        loop.signal_received = name
         logger.warning('%s received: stopping after this step and saving (send it again to '
                        'stop at once)', name)
 
