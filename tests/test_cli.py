@@ -54,6 +54,7 @@ def read_rows(out):
     (['--max-expand', '0.5'], '--max-expand must be >= 1'),
     (['--ema-decay', '0.99'], '--ema-decay needs --ema'),
     (['--ema', '--ema-decay', '1.5'], '--ema-decay must be between 0 and 1'),
+    (['--patience', '-1'], '--patience must be >= 0'),
     (['--ctx', 'tpu:0'], '--ctx'),
     (['--network', 'resnet50'], '--network'),
     (['--kvstore', 'dist_async'], 'dist_async is not supported.*Use dist_sync'),
@@ -233,7 +234,8 @@ def test_every_flag_reaches_the_config(tmp_path, synthetic_root):
                       '--max-iters', '5', '--strict-data', '--nan-fallback-iters', '7',
                       '--max-recoveries', '2', '--resume', 'auto', '--start-epoch', '1',
                       '--no-pretrained-base', '--accumulate', '3', '--clip-grad', '5',
-                      '--ema', '--ema-decay', '0.99', '--tensorboard', '--dataset', 'custom',
+                      '--ema', '--ema-decay', '0.99', '--patience', '5', '--tensorboard',
+                      '--dataset', 'custom',
                       '--max-expand', '2', '--checkpoint-every', '4', '--cache', 'ram',
                       '--self-check', 'fallback', '--pretrained', str(weights))
     cfg = train_cli.make_config(train_cli.parse_args(argv))
@@ -249,7 +251,8 @@ def test_every_flag_reaches_the_config(tmp_path, synthetic_root):
                     max_iters=5, strict_data=True, nan_fallback_iters=7, max_recoveries=2,
                     resume='auto', start_epoch=1, plots=False, dataset='custom',
                     dataset_root=synthetic_root, pretrained_base=False, accumulate=3,
-                    clip_grad=5.0, ema=True, ema_decay=0.99, tensorboard=True, max_expand=2.0,
+                    clip_grad=5.0, ema=True, ema_decay=0.99, patience=5, tensorboard=True,
+                    max_expand=2.0,
                     checkpoint_every=4, cache='ram', self_check='fallback',
                     pretrained=str(weights))
     assert {k: getattr(cfg, k) for k in expected} == expected

@@ -16,7 +16,7 @@ from gluoncv_fp16.train.checkpoint import load_run_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = 'yolo3_mobilenet0.25_synthetic'
-FEATURES = ['--fp16', '--ema', '--accumulate', '2', '--clip-grad', '10']
+FEATURES = ['--fp16', '--ema', '--accumulate', '2', '--clip-grad', '10', '--patience', '20']
 # The interrupted runs below (kill -9, SIGTERM, SIGINT) all continue to this run's end
 INTERRUPTED = FEATURES + ['--epochs', '2', '--checkpoint-every', '2']
 
@@ -48,11 +48,12 @@ def state_arrays(path):
 def assert_identical(a_path, b_path, ema=True):
     (a, a_meta), (b, b_meta) = state_arrays(a_path), state_arrays(b_path)
     assert set(a) == set(b)
+    assert ('patience' in a_meta['hooks']) == ema  # FEATURES runs: --ema and --patience
     assert any(k.startswith('ema:') for k in a) == ema and any(k.startswith('opt:') for k in a)
     differing = [k for k in a if not np.array_equal(a[k], b[k])]
     assert not differing, '{} of {} arrays differ, e.g. {}'.format(
         len(differing), len(a), differing[:5])
-    for key in ('iteration', 'epoch', 'phase', 'scaler', 'optimizer', 'ema', 'guard'):
+    for key in ('iteration', 'epoch', 'phase', 'scaler', 'optimizer', 'ema', 'guard', 'hooks'):
         assert a_meta[key] == b_meta[key], key
 
 

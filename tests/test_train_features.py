@@ -15,6 +15,7 @@ from gluoncv_fp16.train.hooks import TensorBoardHook, csv_hooks, read_metrics
 from gluoncv_fp16.train.loop import HookBase, TrainLoop
 from gluoncv_fp16.train.metrics import EPOCH_FIELDS
 from gluoncv_fp16.train.nan_guard import NanGuard
+from gluoncv_fp16.train.patience import PatienceHook
 from test_engine_loop import CLASSES, MODEL, ListLoader, make_batches, make_loop, make_net
 
 
@@ -292,3 +293,57 @@ def test_another_workers_stop_request_stops_this_worker_at_the_same_step(batches
     loop = make_loop(ListLoader(batches), workers=PeerRequests(at=2))
     loop.train(0, 3)
     assert loop.iteration == 2 and loop.stop_reason == 'stop requested by another worker'
+
+
+# ----- --patience ---------------------------------------------------------------------------
+class ScriptedMap(HookBase):
+    """Stands in for the evaluation hook: epoch e's mAP is `maps[e]`."""
+
+    def __init__(self, maps):
+        self.maps = maps
+
+    def end_of_epoch(self, loop):
+        loop.record.put_scalar('map', self.maps[loop.epoch])
+
+
+MAPS = [0.1, 0.3, 0.2, 0.3, 0.25, 0.9]  # best at epoch 1; epochs 2 and 3 do not beat it
+
+
+def patience_loop(batches, hooks=()):
+    return make_loop(ListLoader(batches[:1]), hooks=[ScriptedMap(MAPS), PatienceHook(2),
+                                                     *hooks])
+
+
+def test_patience_stops_when_map_has_not_improved_for_n_epochs(batches, caplog):
+    rec = WeightsAfterStep()
+    loop = patience_loop(batches, [rec])
+    with caplog.at_level('INFO', logger='gluoncv_fp16'):
+        loop.train(0, len(MAPS))
+    assert loop.epoch == 3 and loop.iteration == 4 and len(rec.seen) == 4
+    assert loop.stop_reason.startswith('early stop: validation mAP has not improved for 2 '
+                                       'epochs (best 0.3000 at epoch 1')
+    assert loop.record.epoch['stop_reason'] == loop.stop_reason
+    assert loop.record.epoch['epochs_without_improvement'] == 2
+    assert any('training stopped after epoch 3' in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match='patience must be >= 1'):
+        PatienceHook(0)
+
+
+def test_patience_counter_is_in_the_run_state_and_resume_stops_at_the_same_epoch(
+        batches, tmp_path):
+    from gluoncv_fp16.train.checkpoint import save_run_state
+    from gluoncv_fp16.train.resume import resume_from
+    straight = patience_loop(batches)
+    straight.train(0, len(MAPS))
+    first = patience_loop(batches)
+    first.train(0, 3)  # epochs 0-2: one epoch without improvement so far
+    path = str(tmp_path / 'run.ckpt')
+    save_run_state(path, first.capture(copy=False), {'model': MODEL})
+    resumed = patience_loop(batches)
+    next_epoch = resume_from(resumed, path, MODEL)
+    patience = [h for h in resumed.hooks if isinstance(h, PatienceHook)][0]
+    assert (patience.best_map, patience.best_epoch) == (0.3, 1)
+    resumed.train(next_epoch, len(MAPS))
+    assert (resumed.epoch, resumed.iteration) == (straight.epoch, straight.iteration) == (3, 4)
+    a, b = numpy_weights(straight), numpy_weights(resumed)
+    assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -35,6 +35,7 @@ from .hooks import (CheckpointHook, MixupScheduleHook, PlotHook, ProgressHook,
                     TensorBoardHook, csv_hooks)
 from .loop import HookBase, LoopOptions, StopRequested, TrainLoop
 from .nan_guard import NanGuard, TrainingDiverged
+from .patience import PatienceHook
 from .checkpoint import remove_stale_temp_files
 from .resume import newest_readable_checkpoint, resume_from
 from .state import RunState
@@ -189,9 +190,10 @@ def build_training(cfg, on_workers=None):
     hooks = _make_hooks(cfg, loader, model_desc, total_steps=len(loader),
                         chief=workers.is_chief)
     if workers.is_chief:  # first: the epoch's row has the scores when the others read it
-        hooks.insert(0, EvalHook(val_loader, make_metric(cfg.dataset, val_set, classes,
-                                                         cfg.data_shape, cfg.run_prefix),
-                                 cfg.val_interval, cfg.epochs))
+        hooks[:0] = [EvalHook(val_loader, make_metric(cfg.dataset, val_set, classes,
+                                                      cfg.data_shape, cfg.run_prefix),
+                              cfg.val_interval, cfg.epochs)]
+        hooks[1:1] = [PatienceHook(cfg.patience)] if cfg.patience else []
     if cfg.ema:  # first of all: evaluation and saving see its weights
         hooks.insert(0, ModelEMA(cfg.ema_decay))
     options = LoopOptions(cfg.batch_size, accumulate=cfg.accumulate, clip_grad=cfg.clip_grad,
@@ -232,7 +234,8 @@ def _make_hooks(cfg, loader, model_desc, total_steps, chief):
     mixup = [MixupScheduleHook(loader, cfg.epochs, cfg.no_mixup_epochs)] if cfg.mixup else []
     if not chief:
         return mixup + [ProgressHook(cfg.log_interval, total_steps, show_bar=False),
-                        _ChiefOnlyState(CheckpointHook.name)]
+                        _ChiefOnlyState(CheckpointHook.name)] + \
+            ([_ChiefOnlyState(PatienceHook.name)] if cfg.patience else [])
     prefix = cfg.run_prefix
     meta = {'model': model_desc, 'config': _plain_config(cfg)}
     hooks = mixup + [ProgressHook(cfg.log_interval, total_steps),

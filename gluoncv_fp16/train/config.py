@@ -292,6 +292,11 @@ class TrainConfig:
         ours('--ema-decay', default=0.9999,
              help='EMA decay (ramped as YOLOv5: d * (1 - exp(-updates / 2000)))'),
         check=rule(lambda v: 0.0 < v < 1.0, '--ema-decay must be between 0 and 1, got {}'))
+    patience: int = setting(
+        ours('--patience', default=0, metavar='N',
+             help='stop when validation mAP has not improved for N epochs, every worker '
+                  'after the same epoch (0: off); _best keeps the best'),
+        check=rule(lambda v: v >= 0, '--patience must be >= 0 epochs (0: off), got {}'))
     tensorboard: bool = setting(
         ours('--tensorboard', switch=True,
              help="TensorBoard event files under the save prefix (pip install "

@@ -542,6 +542,9 @@ class TrainLoop:
                 self._run_epoch(max_iters)
                 if self.stop_requested:
                     break
+            if self.stop_reason:
+                logger.info('training stopped after epoch %d, iteration %d: %s', self.epoch,
+                            self.iteration, self.stop_reason)
         finally:
             self._call('after_train')
 

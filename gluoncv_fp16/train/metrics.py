@@ -55,6 +55,10 @@ class MetricsRecord:
         """
         self._pending[name] = value
 
+    def scalar(self, name, default=None):
+        """A value put for the next row (e.g. mAP, for a hook that acts on it)."""
+        return self._pending.get(name, default)
+
     def _take_pending(self):
         pending, self._pending = self._pending, {}
         return pending
