@@ -20,6 +20,7 @@ from .detection_record import DetectionRecord, plot_pr_curve, voc07_ap
 from .export import export_paths
 from .predict import Detector, PredictError, load_detector
 from .source import SourceError, read_source
+from ..errors import EvalError
 
 __all__ = ['EvalError', 'load_models', 'evaluate', 'coco_stats', 'write_outputs',
            'COCO_STAT_NAMES']
@@ -29,10 +30,6 @@ logger = logging.getLogger(__name__)
 COCO_STAT_NAMES = ('AP', 'AP50', 'AP75', 'AP_small', 'AP_medium', 'AP_large', 'AR1', 'AR10',
                    'AR100', 'AR_small', 'AR_medium', 'AR_large')
 _DTYPES = ('float32', 'float16')
-
-
-class EvalError(ValueError):
-    """An evaluation that cannot run as asked (the message says why and what to do)."""
 
 
 class ModelInfo:

@@ -35,6 +35,7 @@ from mxnet import autograd
 
 from ..train.checkpoint import initialise_with
 from .source import SourceError, read_source
+from ..errors import ExportError
 
 __all__ = ['ExportError', 'ExportedFiles', 'export_detector', 'export_paths',
            'inference_symbol', 'widened_convolutions', 'TARGETS']
@@ -43,10 +44,6 @@ logger = logging.getLogger(__name__)
 
 TARGETS = ('gpu', 'cpu')
 _DTYPES = ('float32', 'float16')
-
-
-class ExportError(ValueError):
-    """The export cannot be made as asked (bad arguments, or a graph that fails checks)."""
 
 
 class ExportedFiles:

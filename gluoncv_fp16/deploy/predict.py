@@ -19,15 +19,12 @@ from mxnet import autograd
 from .export import export_paths, widened_convolutions
 from .onnx_runtime import OnnxDetector, OnnxRuntimeError, load_onnx
 from .source import IMAGENET_MEAN, IMAGENET_STD, SourceError, read_source
+from ..errors import PredictError
 
 __all__ = ['PredictError', 'Detections', 'Detector', 'load_detector', 'read_image',
            'preprocess', 'draw_detections', 'label_boxes', 'auto_threshold']
 
 logger = logging.getLogger(__name__)
-
-
-class PredictError(ValueError):
-    """An image or a model cannot be used for prediction (the message says why)."""
 
 
 class Detections:

@@ -46,6 +46,8 @@ import sys
 import threading
 import time
 
+from ..errors import LaunchError
+
 __all__ = ['LaunchError', 'ProcessSpec', 'read_hostfile', 'free_port', 'guess_host_ip',
            'plan_local', 'plan_ssh', 'run', 'INDEX_ENV', 'exposure_warning']
 
@@ -55,10 +57,6 @@ INDEX_ENV = 'GLUONCV_FP16_PROCESS_INDEX'  # index within its role, as messages n
 # Forwarded to remote hosts over ssh (locally the whole environment is inherited).
 _FORWARDED = ('OMP_NUM_THREADS', 'KMP_AFFINITY', 'LD_LIBRARY_PATH', 'PYTHONPATH',
               'DMLC_INTERFACE')
-
-
-class LaunchError(RuntimeError):
-    """A job that cannot be started as requested (bad hostfile, counts, command)."""
 
 
 ProcessSpec = collections.namedtuple('ProcessSpec', 'name role argv env host runner',

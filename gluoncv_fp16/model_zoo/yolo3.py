@@ -22,18 +22,12 @@ from mxnet.gluon import nn
 from gluoncv.model_zoo.yolo.yolo3 import YOLOV3, YOLOOutputV3
 
 from ..precision.cpu_half import HalfSafeConv2D, make_half_safe
+from ..errors import CheckpointError
 
 __all__ = ['FP32OutputConv2D', 'FP16SafeYOLOOutputV3', 'FP16SafeYOLOV3', 'make_fp16_safe',
            'CheckpointError']
 
 logger = logging.getLogger(__name__)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or weights file is missing, damaged, or does not fit this network.
-
-    The one error for every such file; `gluoncv_fp16.train.checkpoint` raises it too.
-    """
 
 
 _REBUILD_HINT = "Build the network the file was saved from (same name and classes)."

@@ -21,6 +21,7 @@ from ..dist.distributed import require_launcher
 from ..model_zoo.zoo import BACKBONES as NETWORKS
 from ..precision.syncbn import cpu_temp_pool_shortfall
 from ..utils.options import failed_checks, flag, one_of, rule, setting
+from ..errors import ConfigError
 
 __all__ = ['TrainConfig', 'ConfigError', 'parse_contexts', 'GLUONCV_FLAGS', 'OUR_FLAGS',
            'FLAG_GROUPS']
@@ -33,10 +34,6 @@ PRECISIONS = ('fp32', 'fp16', 'amp')
 GLUONCV_FLAGS = 'GluonCV train_yolo3.py flags'
 OUR_FLAGS = 'gluoncv_fp16 flags'
 FLAG_GROUPS = (GLUONCV_FLAGS, OUR_FLAGS)
-
-
-class ConfigError(ValueError):
-    """A setting, or a combination of settings, that cannot work."""
 
 
 def gluoncv(*names, **kwargs):
