@@ -58,7 +58,7 @@ def load_models(model, dtypes=None, network=None, classes=None, data_shape=None,
     ------
     EvalError
         Unknown dtype, a dtype an export cannot run in, contradicting names.
-    gluoncv_fp16.train.checkpoint.CheckpointError
+    gluoncv_fp16.errors.CheckpointError
         Missing or unreadable weights file.
     """
     bad = [d for d in dtypes or () if d not in _DTYPES]

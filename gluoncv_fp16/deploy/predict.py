@@ -202,7 +202,7 @@ def load_detector(checkpoint=None, exported=None, onnx=None, data_shape=None, ct
     ------
     PredictError
         Not exactly one source given, an unusable export.
-    gluoncv_fp16.train.checkpoint.CheckpointError
+    gluoncv_fp16.errors.CheckpointError
         Missing, corrupt or description-less checkpoint.
     """
     given = [s for s in (checkpoint, exported, onnx) if s is not None]

@@ -10,7 +10,7 @@ the dataset's unless given, and the data shape and normalisation are GluonCV's d
 import mxnet as mx
 
 from ..model_zoo import build_untrained
-from ..train.checkpoint import initialise_with, read_checkpoint
+from ..checkpoint import initialise_with, read_checkpoint
 from ..errors import SourceError
 
 __all__ = ['ModelSource', 'SourceError', 'read_source', 'IMAGENET_MEAN', 'IMAGENET_STD',
@@ -83,7 +83,7 @@ def read_source(path, network=None, classes=None):
     ------
     SourceError
         A plain file without `network`, or `network` / `classes` contradicting the file.
-    gluoncv_fp16.train.checkpoint.CheckpointError
+    gluoncv_fp16.errors.CheckpointError
         Missing or unreadable file.
     """
     ckpt = read_checkpoint(path)

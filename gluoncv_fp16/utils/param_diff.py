@@ -45,7 +45,7 @@ def read_param_file(path, checkpoint_reader=None):
         A ``.params`` file, or (with `checkpoint_reader`) a project checkpoint.
     checkpoint_reader : callable, optional
         ``path -> dict[str, numpy.ndarray]`` for zip checkpoints, e.g.
-        ``gluoncv_fp16.train.checkpoint.read_params``.
+        ``gluoncv_fp16.checkpoint.read_params``.
 
     Raises
     ------
