@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from ..data.datasets import DATASETS
-from ..dist.distributed import require_launcher
+from ..distributed.distributed import require_launcher
 from ..model_zoo.zoo import BACKBONES as NETWORKS
 from ..precision.syncbn import cpu_temp_pool_shortfall
 from ..utils.options import failed_checks, flag, one_of, rule, setting
@@ -378,7 +378,7 @@ class TrainConfig:
         launcher's for a dist kvstore). Checks that need more run where training meets
         what they check, in the order a user fixes things: devices (GPU present, FP16
         runnable), then data, then downloads (:mod:`.build`); Horovod's import and each
-        rank's device when the workers are set up (:mod:`..dist.workers`).
+        rank's device when the workers are set up (:mod:`..distributed.workers`).
         """
         for message in failed_checks(self):
             raise ConfigError(message)
