@@ -16,7 +16,8 @@ import numpy as np
 
 from ..data.loader import pad_stack
 from ..data.transforms import YOLO3FastValTransform
-from .detection_record import DetectionRecord, plot_pr_curve, voc07_ap
+from ..data.voc_map import class_ap
+from .detection_record import DetectionRecord, plot_pr_curve
 from .export import export_paths
 from .predict import Detector, PredictError, load_detector
 from .source import SourceError, read_source
@@ -151,8 +152,8 @@ def evaluate(detectors, dataset, info, batch_size=8, num_workers=0, progress=Tru
 
 def per_class_ap(record):
     """``(aps, curves)``: VOC07 AP per class (NaN without ground truth) and the curves."""
-    curves = [record.curve(c) for c in range(len(record.classes))]
-    return [voc07_ap(r, p) for r, p in curves], curves
+    results = [class_ap(record.detections, record.truth, c) for c in range(len(record.classes))]
+    return [r[0] for r in results], [r[1:] for r in results]
 
 
 def coco_stats(record, dataset, json_path):
