@@ -1,8 +1,8 @@
-"""Weights from a checkpoint into a network: the one model loader.
+"""Weights from a checkpoint into a network.
 
-Eval, export, demo, resume and ``--pretrained`` load weights through
-:func:`load_params_into` (names and shapes checked whole, by
-:func:`gluoncv_fp16.model_zoo.params.param_mismatch`, before anything is written).
+Eval, export and demo (through :func:`initialise_with`), resume and ``--pretrained`` load
+weights through :func:`load_params_into`: names and shapes are checked whole, by
+:func:`gluoncv_fp16.model_zoo.params.param_mismatch`, before anything is written.
 """
 import mxnet as mx
 import numpy as np
