@@ -107,6 +107,7 @@ def train(args, name, contexts='cpu:0', precision='fp32', steps=None, lr=None, i
     steps not skipped by the loss scaler, and the names the optimizer trains.
     """
     import mxnet as mx
+    from gluoncv_fp16.model_zoo.params import named_params
     from gluoncv_fp16.train.build import run_training
     cfg = _config(args, name, contexts, precision, steps or args.steps, lr or args.lr, init)
     loop = run_training(cfg)
@@ -114,7 +115,7 @@ def train(args, name, contexts='cpu:0', precision='fp32', steps=None, lr=None, i
     print('{}: {} steps, {} applied'.format(name, loop.iteration, applied), flush=True)
     if precision == 'fp16':
         loop.set_phase('fp32')  # the masters become the network's weights
-    trained = {name for name, p in loop.net._collect_params_with_prefix().items()
+    trained = {name for name, p in named_params(loop.net).items()
                if p.grad_req != 'null'}
     path = os.path.join(args.out, name + '.params')  # for scripts/diff_params.py
     loop.net.save_parameters(path)  # structural names, as structural_params() gives them

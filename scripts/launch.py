@@ -22,8 +22,8 @@ import logging
 import signal
 import sys
 
-from gluoncv_fp16.dist.horovod_launch import plan_horovod
-from gluoncv_fp16.dist.launcher import (LaunchError, guess_host_ip, plan_local, plan_ssh,
+from gluoncv_fp16.distributed.horovod_launch import plan_horovod
+from gluoncv_fp16.distributed.launcher import (LaunchError, guess_host_ip, plan_local, plan_ssh,
                                           read_hostfile, run)
 
 # dist_sync-only options: (attribute, flag, value when not given)

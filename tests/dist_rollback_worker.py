@@ -30,11 +30,11 @@ from mxnet import gluon  # noqa: E402
 from gluoncv_fp16.train.build import train_or_save_last_good  # noqa: E402
 from gluoncv_fp16.train.checkpoint import structural_params  # noqa: E402
 from gluoncv_fp16.train.hooks import CheckpointHook  # noqa: E402
-from gluoncv_fp16.dist.distributed import fail_fast, worker_info  # noqa: E402
+from gluoncv_fp16.distributed.distributed import fail_fast, worker_info  # noqa: E402
 from gluoncv_fp16.train.loop import HookBase, LoopOptions, TrainLoop  # noqa: E402
 from gluoncv_fp16.train.stopping import stop_on_signals  # noqa: E402
 from gluoncv_fp16.train.nan_guard import NanGuard, TrainingDiverged  # noqa: E402
-from gluoncv_fp16.dist.workers import WorkerSetup, prepare_dist_params  # noqa: E402
+from gluoncv_fp16.distributed.workers import WorkerSetup, prepare_dist_params  # noqa: E402
 from gluoncv_fp16.precision.loss_scaler import LossScaler  # noqa: E402
 from gluoncv_fp16.precision.policy import get_policy  # noqa: E402
 from test_engine_loop import ListLoader, make_batches, make_net  # noqa: E402

@@ -35,8 +35,8 @@ sys.path[:0] = [os.path.dirname(HERE), HERE]
 
 import mxnet as mx  # noqa: E402
 
-from gluoncv_fp16.dist.distributed import horovod_trainer, init_horovod  # noqa: E402
-from gluoncv_fp16.dist.workers import WorkerSetup  # noqa: E402
+from gluoncv_fp16.distributed.distributed import horovod_trainer, init_horovod  # noqa: E402
+from gluoncv_fp16.distributed.workers import WorkerSetup  # noqa: E402
 from gluoncv_fp16.precision.loss_scaler import LossScaler  # noqa: E402
 from gluoncv_fp16.precision.policy import get_policy  # noqa: E402
 from gluoncv_fp16.train.build import train_or_save_last_good  # noqa: E402

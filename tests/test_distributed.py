@@ -1,4 +1,4 @@
-"""dist.distributed: rank helpers, the launcher check, fail_fast, the Horovod message."""
+"""distributed.distributed: rank helpers, the launcher check, fail_fast, the Horovod message."""
 import os
 import subprocess
 import sys
@@ -6,8 +6,8 @@ import sys
 import mxnet as mx
 import pytest
 
-from gluoncv_fp16.dist import distributed
-from gluoncv_fp16.dist.distributed import (HorovodUnavailable, fail_fast, init_horovod,
+from gluoncv_fp16.distributed import distributed
+from gluoncv_fp16.distributed.distributed import (HorovodUnavailable, fail_fast, init_horovod,
                                              is_distributed, require_launcher,
                                              worker_info)
 
@@ -74,7 +74,7 @@ def test_horovod_trainer_broadcasts_then_wraps(monkeypatch):
 
 CHILD = '''
 import atexit, logging, sys
-from gluoncv_fp16.dist.distributed import fail_fast
+from gluoncv_fp16.distributed.distributed import fail_fast
 logging.basicConfig(level=logging.INFO)
 atexit.register(lambda: print('atexit ran', flush=True))
 with fail_fast():

@@ -204,7 +204,7 @@ def test_resume_equals_uninterrupted_run(batches, tmp_path, precision, warmup):
 
 
 def test_guard_refuses_rollback_where_workers_cannot_agree(batches):
-    from gluoncv_fp16.dist.workers import WorkerSetup
+    from gluoncv_fp16.distributed.workers import WorkerSetup
     # every set-up has a collective health vote now (Horovod: tests/test_horovod.py)
     assert WorkerSetup(None, 0, 2, hvd=object()).no_rollback_reason is None
     assert WorkerSetup('device').no_rollback_reason is None

@@ -37,21 +37,53 @@ def checkpoint(synthetic_root, tmp_path_factory):
         'config': {'data_shape': SIDE, 'dataset': 'synthetic', 'dataset_root': synthetic_root}})
 
 
-def test_map_equals_the_training_time_metric(checkpoint, synthetic_root):
-    """Our AP per class is GluonCV's VOC07MApMetric, as training's validation computes it."""
+def test_map_equals_gluoncv_voc07_metric(checkpoint, synthetic_root):
+    """eval.py's AP per class, and training's validation, equal GluonCV's VOC07MApMetric."""
+    from gluoncv.utils.metrics.voc_detection import VOC07MApMetric as GluonCVMetric
     from gluoncv_fp16.data.loader import make_val_loader
+    from gluoncv_fp16.data.voc_map import VOC07MApMetric
     from gluoncv_fp16.train.evaluation import evaluate as train_evaluate
     from gluoncv_fp16.train.evaluation import make_metric
     detectors, info = load_models(checkpoint)
     assert info.data_shape == SIDE and info.classes == list(SHAPE_CLASSES)
     _, val_set, _ = build_datasets('synthetic', root=synthetic_root)
     ours, _ = per_class_ap(evaluate(detectors, val_set, info, progress=False)['float32'])
-    metric = make_metric('synthetic', val_set, info.classes, SIDE, 'unused')
-    names, values = train_evaluate(detectors['float32'].block,
-                                   make_val_loader(val_set, 4, SIDE), [mx.cpu()], metric)
-    theirs = [float(v) for v in values[:-1]]
-    assert max(theirs) > 0, 'degenerate test: every AP is 0'
-    np.testing.assert_allclose(ours, theirs, atol=1e-9)
+    training = make_metric('synthetic', val_set, info.classes, SIDE, 'unused')
+    assert isinstance(training, VOC07MApMetric)  # the one implementation
+    results = {}
+    for name, metric in (('training', training),
+                         ('gluoncv', GluonCVMetric(iou_thresh=0.5, class_names=info.classes))):
+        results[name] = train_evaluate(detectors['float32'].block,
+                                       make_val_loader(val_set, 4, SIDE), [mx.cpu()], metric)
+    names, theirs = results['gluoncv']
+    assert results['training'][0] == names
+    assert max(theirs[:-1]) > 0, 'degenerate test: every AP is 0'
+    np.testing.assert_allclose(ours, theirs[:-1], atol=1e-9)
+    np.testing.assert_allclose(results['training'][1], theirs, atol=1e-9)
+
+
+def test_map_equals_gluoncv_on_random_boxes():
+    """Difficult boxes, classes without ground truth or without detections, padding rows."""
+    from gluoncv.utils.metrics.voc_detection import VOC07MApMetric as GluonCVMetric
+    from gluoncv_fp16.data.voc_map import VOC07MApMetric
+    rng = np.random.RandomState(0)
+    classes = ['a', 'b', 'c', 'd', 'e']  # 'e' never appears; 'd' only in detections
+    ours, theirs = VOC07MApMetric(0.5, classes), GluonCVMetric(0.5, classes)
+    for _ in range(6):
+        gt_xy = rng.uniform(0, 60, (4, 8, 2))
+        gt = np.concatenate([gt_xy, gt_xy + rng.uniform(10, 40, (4, 8, 2))], axis=-1)
+        gt_ids = rng.randint(-1, 3, (4, 8, 1)).astype(np.float32)  # -1: padding
+        hard = (rng.uniform(size=(4, 8, 1)) < 0.2).astype(np.float32)
+        det = gt[:, rng.permutation(8)] + rng.normal(0, 4, (4, 8, 4))
+        det_ids = rng.randint(-1, 4, (4, 8, 1)).astype(np.float32)
+        scores = rng.uniform(size=(4, 8, 1)).astype(np.float32)
+        for metric in (ours, theirs):
+            metric.update([mx.nd.array(det)], [mx.nd.array(det_ids)], [mx.nd.array(scores)],
+                          [mx.nd.array(gt)], [mx.nd.array(gt_ids)], [mx.nd.array(hard)])
+    (names_a, values_a), (names_b, values_b) = ours.get(), theirs.get()
+    assert names_a == names_b
+    assert np.isnan(values_a[3]) and np.isnan(values_a[4])
+    np.testing.assert_allclose(values_a, values_b, atol=1e-9)
 
 
 def test_eval_script_reports_fp32_and_fp16_of_one_checkpoint(checkpoint, tmp_path, capsys):

@@ -39,9 +39,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from gluoncv_fp16.cli import train as train_cli  # noqa: E402
 
-from gluoncv_fp16.dist.horovod_launch import find_horovodrun  # noqa: E402
-from gluoncv_fp16.dist.launcher import LaunchError, _descendants, _kill_all  # noqa: E402
-from gluoncv_fp16.dist.workers import WorkerSetup, horovod_device  # noqa: E402
+from gluoncv_fp16.distributed.horovod_launch import find_horovodrun  # noqa: E402
+from gluoncv_fp16.distributed.launcher import LaunchError, _descendants, _kill_all  # noqa: E402
+from gluoncv_fp16.distributed.workers import WorkerSetup, horovod_device  # noqa: E402
 from gluoncv_fp16.train.build import build_training  # noqa: E402
 from gluoncv_fp16.train.config import ConfigError  # noqa: E402
 from gluoncv_fp16.train.checkpoint import (load_run_state, read_params,  # noqa: E402

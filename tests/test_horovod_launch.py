@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from gluoncv_fp16.dist.horovod_launch import HorovodRunner, horovod_hosts, horovodrun_argv
-from gluoncv_fp16.dist.launcher import LaunchError, ProcessSpec, run
+from gluoncv_fp16.distributed.horovod_launch import HorovodRunner, horovod_hosts, horovodrun_argv
+from gluoncv_fp16.distributed.launcher import LaunchError, ProcessSpec, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'scripts'))

@@ -1,4 +1,4 @@
-"""scripts/launch.py + dist.launcher: a real dist_sync job on loopback, failures, ssh plans.
+"""scripts/launch.py + distributed.launcher: a real dist_sync job on loopback, failures, ssh plans.
 
 Jobs run on 127.0.0.1 with a bounded `timeout`; `run()` kills every process it started
 on the way out, and the tests check that no process is left.
@@ -14,7 +14,7 @@ import _thread
 
 import pytest
 
-from gluoncv_fp16.dist.launcher import (INDEX_ENV, LaunchError, ProcessSpec, plan_local,
+from gluoncv_fp16.distributed.launcher import (INDEX_ENV, LaunchError, ProcessSpec, plan_local,
                                           read_hostfile, run)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +27,7 @@ WORKER = '''
 import os, sys
 open(os.path.join({out!r}, 'pid-%d' % os.getpid()), 'w').close()  # every role, so
 import mxnet as mx  # before this import turns scheduler and server into ps-lite nodes
-from gluoncv_fp16.dist.distributed import fail_fast, worker_info
+from gluoncv_fp16.distributed.distributed import fail_fast, worker_info
 kv = mx.kv.create('dist_sync')
 with fail_fast():
     if os.environ[{index!r}] == os.environ.get('FAIL_WORKER'):
@@ -292,7 +292,7 @@ def test_unstartable_command_is_a_launch_error():
     ('169.254.3.4', False), ('localhost', False)])
 def test_scheduler_address_beyond_a_private_network_is_warned_about(address, warned, caplog):
     """ps-lite has no authentication: a public scheduler address gets one warning line."""
-    from gluoncv_fp16.dist.launcher import exposure_warning, plan_ssh
+    from gluoncv_fp16.distributed.launcher import exposure_warning, plan_ssh
     message = exposure_warning(address)
     assert bool(message) == warned
     if warned:
@@ -303,7 +303,7 @@ def test_scheduler_address_beyond_a_private_network_is_warned_about(address, war
 
 
 def test_ssh_pins_host_keys_and_passes_only_job_variables():
-    from gluoncv_fp16.dist.launcher import plan_ssh
+    from gluoncv_fp16.distributed.launcher import plan_ssh
     specs = plan_ssh(1, 1, ['python', 'x.py'], [('h1', 22)], '10.0.0.1', 9000)
     remote = [s for s in specs if s.role == 'worker'][0].argv
     assert 'StrictHostKeyChecking=accept-new' in remote

@@ -23,10 +23,11 @@ __all__ = ['gradient_error_by_scale', 'main']
 
 def _net(name, classes, weights, data_shape):
     from ..model_zoo import get_model
+    from ..model_zoo.params import named_params
     net = get_model(name, classes=classes, pretrained_base=False)
     net.initialize(ctx=[mx.cpu()])
     net(mx.nd.zeros((1, 3, data_shape, data_shape)))
-    for key, param in net._collect_params_with_prefix().items():
+    for key, param in named_params(net).items():
         param.set_data(weights[key])
     net.hybridize()
     return net

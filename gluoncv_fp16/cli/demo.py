@@ -18,7 +18,7 @@ import sys
 import cv2
 
 from ..utils.cli import data_side, fraction
-from ..train.checkpoint import CheckpointError
+from ..errors import CheckpointError
 from ..deploy.predict import (Detections, PredictError, auto_threshold, draw_detections,
                                          load_detector, read_image)
 

@@ -23,7 +23,7 @@ import os
 import sys
 
 from ..data.datasets import DATASETS
-from ..train.checkpoint import CheckpointError
+from ..errors import CheckpointError
 from ..utils.cli import data_side, fraction
 from ..deploy.evaluate import (COCO_STAT_NAMES, EvalError, coco_stats, evaluate,
                                           load_models, write_outputs)

@@ -18,7 +18,7 @@ import logging
 import sys
 
 from ..utils.cli import data_side
-from ..train.checkpoint import CheckpointError
+from ..errors import CheckpointError
 from ..deploy.export import TARGETS, ExportError, export_detector
 from ..deploy.onnx_runtime import OnnxRuntimeError
 

@@ -18,13 +18,9 @@ import logging
 import os
 import sys
 
-from ..data import BadSampleError
-from ..model_zoo import PretrainedWeightsUnavailable
+from ..errors import USER_ERRORS, ConfigError
 from ..train.build import run_training
-from ..train.checkpoint import CheckpointError
-from ..train.config import ConfigError
 from ..train.loop import StopRequested
-from ..train.nan_guard import TrainingDiverged
 from .options import build_parser, make_config
 
 __all__ = ['main', 'parse_args', 'make_config']
@@ -110,8 +106,6 @@ def main(argv=None):
     """Run the training command; returns the exit code (0, 2: a user's mistake, 143 /
     130: stopped by SIGTERM / SIGINT)."""
     args = parse_args(argv)
-    user_errors = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged,
-                   PretrainedWeightsUnavailable, BadSampleError)
     handlers, before = [], None
     try:
         cfg = make_config(args)
@@ -121,7 +115,7 @@ def main(argv=None):
         run_training(cfg, on_workers=route_worker_log(
             handlers, cfg.run_prefix,
             lambda: logging.getLogger(__name__).info('arguments: %s', vars(args))))
-    except user_errors as err:
+    except USER_ERRORS as err:
         print('error: {}'.format(err), file=sys.stderr)
         if before is not None:
             forget_refused_run(handlers, cfg.save_prefix, before)

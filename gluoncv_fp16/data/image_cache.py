@@ -33,6 +33,8 @@ import tempfile
 
 import numpy as np
 
+from ..errors import CacheError
+
 __all__ = ['ImageCache', 'CacheError', 'estimate_bytes', 'enable_cache']
 
 logger = logging.getLogger(__name__)
@@ -41,10 +43,6 @@ _MAGIC = 0x6763766670313663  # 'gcvfp16c'
 _EMPTY, _READY, _WRITING, _BAD = 0, 1, 2, 3
 MODES = ('ram', 'disk')
 _RAM_HEADROOM = 0.8  # refuse RAM caching above this share of the available memory
-
-
-class CacheError(ValueError):
-    """The cache cannot be made as asked (does not fit, folder not writable)."""
 
 
 class ImageCache:

@@ -22,6 +22,8 @@ from collections import defaultdict
 import cv2
 import numpy as np
 
+from ..errors import BadSampleError
+
 try:
     import simplejpeg
 except ImportError:  # optional at run time: OpenCV decodes everything then
@@ -36,21 +38,6 @@ logger = logging.getLogger(__name__)
 CONVERSIONS = ('grayscale converted', 'alpha channel dropped', '16-bit converted')
 # reasons that mean "repaired, sample kept" (the other bad ones mean "skipped")
 REPAIRED = ('box clipped to image',)
-
-
-class BadSampleError(ValueError):
-    """A sample is unusable and the dataset was opened with ``strict=True``.
-
-    ``path`` and ``reason`` say which file and what is wrong; the message says both
-    and what to do. Survives pickling (it travels back from data worker processes).
-    """
-
-    def __init__(self, message, path=None, reason=None):
-        super().__init__(message)
-        self.path, self.reason = path, reason
-
-    def __reduce__(self):
-        return type(self), (str(self), self.path, self.reason)
 
 
 class BadSampleLog:

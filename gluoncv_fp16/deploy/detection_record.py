@@ -2,13 +2,12 @@
 
 The record keeps every detection and ground-truth box in the network input's pixels
 (where the training-time mAP is measured), and each image's scale to its original
-pixels, which the JSON uses. The precision-recall curve of a class follows the VOC rule
-GluonCV's ``VOC07MApMetric`` uses (greedy matching by score at IoU >= 0.5 with "+1" pixel areas, difficult boxes
-neither true nor false positives), so its 11-point average equals that metric's AP.
+pixels, which the JSON uses. Curves and APs come from
+:mod:`gluoncv_fp16.data.voc_map`, the VOC07 mAP training-time validation uses too.
 """
 import json
 
-import numpy as np
+from ..data.voc_map import class_ap, iou_plus_one, pr_curve, voc07_ap
 
 __all__ = ['DetectionRecord', 'iou_plus_one', 'pr_curve', 'voc07_ap', 'plot_pr_curve']
 
@@ -73,58 +72,7 @@ class DetectionRecord:
 
     def curve(self, class_index):
         """(recall, precision) arrays of one class, detections in descending score."""
-        dets = sorted((d for d in self.detections if d[1] == class_index), key=lambda d: -d[2])
-        truth = [t for t in self.truth if t[1] == class_index]
-        return pr_curve(dets, truth)
-
-
-def iou_plus_one(box, boxes):
-    """VOC IoU with inclusive pixel ends (GluonCV's bbox_iou(offset=1))."""
-    lt = np.maximum(box[:2], boxes[:, :2])
-    rb = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(rb - lt + 1, 0, None), axis=1)
-    area = np.prod(box[2:] - box[:2] + 1)
-    return inter / (area + np.prod(boxes[:, 2:] - boxes[:, :2] + 1, axis=1) - inter)
-
-
-def pr_curve(detections, truth, iou_thresh=0.5):
-    """(recall, precision) of score-sorted `detections` against `truth` (one class)."""
-    by_image = {}
-    for image, _, difficult, *box in truth:
-        by_image.setdefault(image, []).append((difficult, box))
-    used = {image: np.zeros(len(rows), dtype=bool) for image, rows in by_image.items()}
-    positives = sum(1 for t in truth if not t[2])
-    tp, fp = [], []
-    for image, _, _, *box in detections:
-        rows = by_image.get(image, [])
-        hit, ignore = False, False
-        if rows:
-            ious = iou_plus_one(np.array(box), np.array([b for _, b in rows]))
-            best = int(np.argmax(ious))
-            if ious[best] >= iou_thresh:
-                if rows[best][0]:
-                    ignore = True
-                elif not used[image][best]:
-                    used[image][best] = hit = True
-        if not ignore:
-            tp.append(hit)
-            fp.append(not hit)
-    tp, fp = np.cumsum(tp, dtype=np.float64), np.cumsum(fp, dtype=np.float64)
-    recall = tp / positives if positives else np.full(len(tp), np.nan)
-    with np.errstate(invalid='ignore', divide='ignore'):
-        precision = tp / (tp + fp)
-    return recall, precision
-
-
-def voc07_ap(recall, precision):
-    """VOC2007 11-point average precision (NaN without ground truth)."""
-    if len(recall) and np.isnan(recall).all():
-        return float('nan')
-    total = 0.0
-    for t in np.arange(0.0, 1.1, 0.1):
-        above = precision[recall >= t] if len(recall) else np.zeros(0)
-        total += (np.nanmax(above) if len(above) else 0.0) / 11.0
-    return total
+        return class_ap(self.detections, self.truth, class_index)[1:]
 
 
 def plot_pr_curve(path, curves, title):

@@ -16,10 +16,12 @@ import numpy as np
 
 from ..data.loader import pad_stack
 from ..data.transforms import YOLO3FastValTransform
-from .detection_record import DetectionRecord, plot_pr_curve, voc07_ap
+from ..data.voc_map import class_ap
+from .detection_record import DetectionRecord, plot_pr_curve
 from .export import export_paths
 from .predict import Detector, PredictError, load_detector
 from .source import SourceError, read_source
+from ..errors import EvalError
 
 __all__ = ['EvalError', 'load_models', 'evaluate', 'coco_stats', 'write_outputs',
            'COCO_STAT_NAMES']
@@ -29,10 +31,6 @@ logger = logging.getLogger(__name__)
 COCO_STAT_NAMES = ('AP', 'AP50', 'AP75', 'AP_small', 'AP_medium', 'AP_large', 'AR1', 'AR10',
                    'AR100', 'AR_small', 'AR_medium', 'AR_large')
 _DTYPES = ('float32', 'float16')
-
-
-class EvalError(ValueError):
-    """An evaluation that cannot run as asked (the message says why and what to do)."""
 
 
 class ModelInfo:
@@ -61,7 +59,7 @@ def load_models(model, dtypes=None, network=None, classes=None, data_shape=None,
     ------
     EvalError
         Unknown dtype, a dtype an export cannot run in, contradicting names.
-    gluoncv_fp16.train.checkpoint.CheckpointError
+    gluoncv_fp16.errors.CheckpointError
         Missing or unreadable weights file.
     """
     bad = [d for d in dtypes or () if d not in _DTYPES]
@@ -154,8 +152,8 @@ def evaluate(detectors, dataset, info, batch_size=8, num_workers=0, progress=Tru
 
 def per_class_ap(record):
     """``(aps, curves)``: VOC07 AP per class (NaN without ground truth) and the curves."""
-    curves = [record.curve(c) for c in range(len(record.classes))]
-    return [voc07_ap(r, p) for r, p in curves], curves
+    results = [class_ap(record.detections, record.truth, c) for c in range(len(record.classes))]
+    return [r[0] for r in results], [r[1:] for r in results]
 
 
 def coco_stats(record, dataset, json_path):

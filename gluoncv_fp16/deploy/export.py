@@ -33,8 +33,9 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..train.checkpoint import initialise_with
+from ..checkpoint import initialise_with
 from .source import SourceError, read_source
+from ..errors import ExportError
 
 __all__ = ['ExportError', 'ExportedFiles', 'export_detector', 'export_paths',
            'inference_symbol', 'widened_convolutions', 'TARGETS']
@@ -43,10 +44,6 @@ logger = logging.getLogger(__name__)
 
 TARGETS = ('gpu', 'cpu')
 _DTYPES = ('float32', 'float16')
-
-
-class ExportError(ValueError):
-    """The export cannot be made as asked (bad arguments, or a graph that fails checks)."""
 
 
 class ExportedFiles:
@@ -168,7 +165,7 @@ def export_detector(checkpoint, prefix, dtype='float32', target='gpu', data_shap
     ------
     ExportError
         Bad arguments, a plain ``.params`` without `network`, or a failed graph check.
-    gluoncv_fp16.train.checkpoint.CheckpointError
+    gluoncv_fp16.errors.CheckpointError
         Missing or unreadable checkpoint, or weights of another network / class count.
     """
     _validate(dtype, target, data_shape)

@@ -25,7 +25,7 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
-from ..train.checkpoint import initialise_with
+from ..checkpoint import initialise_with
 from .export import ExportError, inference_symbol, untrained_from
 from .onnx_nms import append_postprocessing
 
@@ -133,7 +133,7 @@ def export_onnx(checkpoint, prefix, dtype='float32', data_shape=None, network=No
     ------
     ExportError
         Bad arguments, onnx missing, or a conversion that fails.
-    gluoncv_fp16.train.checkpoint.CheckpointError
+    gluoncv_fp16.errors.CheckpointError
         Missing or unreadable checkpoint.
     """
     _validate(dtype, data_shape)

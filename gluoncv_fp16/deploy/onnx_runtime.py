@@ -4,13 +4,11 @@ import os
 
 import numpy as np
 
+from ..errors import OnnxRuntimeError
+
 __all__ = ['OnnxDetector', 'OnnxRuntimeError', 'load_onnx']
 
 ORT_PINS = 'pip install --no-deps "onnxruntime==1.17.3"'
-
-
-class OnnxRuntimeError(ValueError):
-    """ONNX Runtime missing, or a file it cannot run (the message says why)."""
 
 
 def _runtime():

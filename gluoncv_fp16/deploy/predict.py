@@ -19,15 +19,12 @@ from mxnet import autograd
 from .export import export_paths, widened_convolutions
 from .onnx_runtime import OnnxDetector, OnnxRuntimeError, load_onnx
 from .source import IMAGENET_MEAN, IMAGENET_STD, SourceError, read_source
+from ..errors import PredictError
 
 __all__ = ['PredictError', 'Detections', 'Detector', 'load_detector', 'read_image',
            'preprocess', 'draw_detections', 'label_boxes', 'auto_threshold']
 
 logger = logging.getLogger(__name__)
-
-
-class PredictError(ValueError):
-    """An image or a model cannot be used for prediction (the message says why)."""
 
 
 class Detections:
@@ -205,7 +202,7 @@ def load_detector(checkpoint=None, exported=None, onnx=None, data_shape=None, ct
     ------
     PredictError
         Not exactly one source given, an unusable export.
-    gluoncv_fp16.train.checkpoint.CheckpointError
+    gluoncv_fp16.errors.CheckpointError
         Missing, corrupt or description-less checkpoint.
     """
     given = [s for s in (checkpoint, exported, onnx) if s is not None]

@@ -10,7 +10,8 @@ the dataset's unless given, and the data shape and normalisation are GluonCV's d
 import mxnet as mx
 
 from ..model_zoo import build_untrained
-from ..train.checkpoint import initialise_with, read_checkpoint
+from ..checkpoint import initialise_with, read_checkpoint
+from ..errors import SourceError
 
 __all__ = ['ModelSource', 'SourceError', 'read_source', 'IMAGENET_MEAN', 'IMAGENET_STD',
            'DEFAULT_DATA_SHAPE']
@@ -18,10 +19,6 @@ __all__ = ['ModelSource', 'SourceError', 'read_source', 'IMAGENET_MEAN', 'IMAGEN
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what GluonCV's and our transforms normalise with
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_DATA_SHAPE = 416  # GluonCV's train_yolo3.py default
-
-
-class SourceError(ValueError):
-    """A model file, or the names given with it, cannot be used (the message says why)."""
 
 
 class ModelSource:
@@ -86,7 +83,7 @@ def read_source(path, network=None, classes=None):
     ------
     SourceError
         A plain file without `network`, or `network` / `classes` contradicting the file.
-    gluoncv_fp16.train.checkpoint.CheckpointError
+    gluoncv_fp16.errors.CheckpointError
         Missing or unreadable file.
     """
     ckpt = read_checkpoint(path)

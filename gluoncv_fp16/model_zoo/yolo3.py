@@ -22,18 +22,13 @@ from mxnet.gluon import nn
 from gluoncv.model_zoo.yolo.yolo3 import YOLOV3, YOLOOutputV3
 
 from ..precision.cpu_half import HalfSafeConv2D, make_half_safe
+from ..errors import CheckpointError
+from .params import named_params, param_mismatch
 
 __all__ = ['FP32OutputConv2D', 'FP16SafeYOLOOutputV3', 'FP16SafeYOLOV3', 'make_fp16_safe',
            'CheckpointError']
 
 logger = logging.getLogger(__name__)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or weights file is missing, damaged, or does not fit this network.
-
-    The one error for every such file; `gluoncv_fp16.train.checkpoint` raises it too.
-    """
 
 
 _REBUILD_HINT = "Build the network the file was saved from (same name and classes)."
@@ -186,32 +181,24 @@ def _load_problem(net, saved, allow_missing, ignore_extra, cast_dtype):
         return 'the file holds unnamed arrays, not network parameters', _REBUILD_HINT
     if not any('.' in name for name in saved):
         return None  # legacy prefixed names: MXNet's ParameterDict.load checks those
-    own = net._collect_params_with_prefix()  # the structural names save_parameters uses
-    missing = [name for name in own if name not in saved]
-    extra = [name for name in saved if name not in own]
-    if missing and not allow_missing:
+    own = named_params(net)
+    mismatch = param_mismatch(own, saved, allow_missing, ignore_extra)
+    if mismatch and mismatch.missing:
         return '{} of its parameters are missing from the file (e.g. {})'.format(
-            len(missing), ', '.join(missing[:3])), _SUBSET_HINT
-    if extra and not ignore_extra:
+            len(mismatch.missing), ', '.join(mismatch.missing[:3])), _SUBSET_HINT
+    if mismatch and mismatch.extra:
         return 'the file has {} parameters this network does not (e.g. {})'.format(
-            len(extra), ', '.join(extra[:3])), _SUBSET_HINT
-    for name in (n for n in own if n in saved):
-        param, array = own[name], saved[name]
-        if not _shape_fits(param.shape, array.shape):
-            return "'{}' is {} in the file but {} here{}".format(
-                name, array.shape, param.shape, _class_hint(net, saved)), _CLASSES_HINT
-        if not cast_dtype and np.dtype(param.dtype) != array.dtype:
-            return "'{}' is {} in the file but {} here".format(
-                name, array.dtype, np.dtype(param.dtype)), 'Pass cast_dtype=True.'
+            len(mismatch.extra), ', '.join(mismatch.extra[:3])), _SUBSET_HINT
+    if mismatch:
+        return "'{}' is {} in the file but {} here{}".format(
+            mismatch.name, mismatch.saved_shape, mismatch.own_shape,
+            _class_hint(net, saved)), _CLASSES_HINT
+    if not cast_dtype:
+        for name in (n for n in own if n in saved):
+            if np.dtype(own[name].dtype) != saved[name].dtype:
+                return "'{}' is {} in the file but {} here".format(
+                    name, saved[name].dtype, np.dtype(own[name].dtype)), 'Pass cast_dtype=True.'
     return None
-
-
-def _shape_fits(expected, saved):
-    """MXNet's rule: same rank, and every known dimension equal (unknown: 0, or -1 in
-    NumPy-shape mode)."""
-    if not expected:  # shape entirely unknown (deferred initialisation)
-        return True
-    return len(expected) == len(saved) and all(e in (0, -1, s) for e, s in zip(expected, saved))
 
 
 def _class_hint(net, saved):

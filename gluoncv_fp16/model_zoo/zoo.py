@@ -11,6 +11,7 @@ from gluoncv.model_zoo import model_store
 from gluoncv.utils import check_sha1
 
 from .yolo3 import make_fp16_safe
+from ..errors import PretrainedWeightsUnavailable
 
 __all__ = ['get_model', 'get_model_list', 'build_untrained', 'dataset_classes',
            'pretrained_weights_file', 'backbone_weights_file', 'PretrainedWeightsUnavailable',
@@ -21,24 +22,6 @@ _DATASETS = ('voc', 'coco', 'custom')
 YOLO3_MODELS = tuple('yolo3_{}_{}'.format(b, d) for b in BACKBONES for d in _DATASETS)
 
 _DEFAULT_ROOT = os.path.join('~', '.mxnet', 'models')
-
-
-class PretrainedWeightsUnavailable(OSError):
-    """Pretrained weights are neither cached locally nor downloadable.
-
-    Attributes, for callers that word their own advice (the CLI names its flags):
-    ``files`` (the ``.params`` names missing or damaged; empty when GluonCV publishes no
-    weights for the name), ``corrupt`` (those cached but failing their SHA-1 check),
-    ``root`` (the cache folder) and ``cause`` (the error's type name).
-    """
-
-    def __init__(self, message, files=(), corrupt=(), root='', cause=''):
-        super().__init__(message)
-        self.files, self.corrupt = list(files), list(corrupt)
-        self.root, self.cause = root, cause
-
-    def __reduce__(self):
-        return type(self), (str(self), self.files, self.corrupt, self.root, self.cause)
 
 
 def get_model_list():

@@ -27,8 +27,8 @@ from ..precision.loss_scaler import LossScaler, make_loss_scaler
 from ..precision.policy import activate_amp, get_policy
 from .config import ConfigError
 from .devices import check_devices, make_contexts
-from ..dist.distributed import fail_fast, horovod_trainer
-from ..dist.workers import describe, prepare_dist_params, setup_workers
+from ..distributed.distributed import fail_fast, horovod_trainer
+from ..distributed.workers import describe, prepare_dist_params, setup_workers
 from .ema import ModelEMA
 from .evaluation import EvalHook, make_metric
 from .hooks import (CheckpointHook, MixupScheduleHook, PlotHook, ProgressHook,

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from ..data.datasets import DATASETS
-from ..dist.distributed import require_launcher
+from ..distributed.distributed import require_launcher
 from ..model_zoo.zoo import BACKBONES as NETWORKS
 from ..precision.syncbn import cpu_temp_pool_shortfall
 from ..utils.options import failed_checks, flag, one_of, rule, setting
+from ..errors import ConfigError
 
 __all__ = ['TrainConfig', 'ConfigError', 'parse_contexts', 'GLUONCV_FLAGS', 'OUR_FLAGS',
            'FLAG_GROUPS']
@@ -33,10 +34,6 @@ PRECISIONS = ('fp32', 'fp16', 'amp')
 GLUONCV_FLAGS = 'GluonCV train_yolo3.py flags'
 OUR_FLAGS = 'gluoncv_fp16 flags'
 FLAG_GROUPS = (GLUONCV_FLAGS, OUR_FLAGS)
-
-
-class ConfigError(ValueError):
-    """A setting, or a combination of settings, that cannot work."""
 
 
 def gluoncv(*names, **kwargs):
@@ -386,7 +383,7 @@ class TrainConfig:
         launcher's for a dist kvstore). Checks that need more run where training meets
         what they check, in the order a user fixes things: devices (GPU present, FP16
         runnable), then data, then downloads (:mod:`.build`); Horovod's import and each
-        rank's device when the workers are set up (:mod:`..dist.workers`).
+        rank's device when the workers are set up (:mod:`..distributed.workers`).
         """
         for message in failed_checks(self):
             raise ConfigError(message)

@@ -16,7 +16,7 @@ def make_metric(dataset_name, val_dataset, classes, data_shape, save_prefix):
         from gluoncv.utils.metrics.coco_detection import COCODetectionMetric
         return COCODetectionMetric(val_dataset, save_prefix + '_eval', cleanup=True,
                                    data_shape=(data_shape, data_shape))
-    from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
+    from ..data.voc_map import VOC07MApMetric
     return VOC07MApMetric(iou_thresh=0.5, class_names=list(classes))
 
 

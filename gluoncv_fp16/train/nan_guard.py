@@ -21,13 +21,11 @@ the weights, optimizer and EMA arrays, no host reads, no pickling.
 """
 import logging
 
+from ..errors import TrainingDiverged
+
 __all__ = ['NanGuard', 'TrainingDiverged']
 
 logger = logging.getLogger(__name__)
-
-
-class TrainingDiverged(RuntimeError):
-    """Training produced inf/NaN again and again; recovery was abandoned."""
 
 
 class NanGuard:

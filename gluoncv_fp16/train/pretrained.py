@@ -25,7 +25,8 @@ import numpy as np
 
 from ..model_zoo import (PretrainedWeightsUnavailable, backbone_weights_file, dataset_classes,
                          pretrained_weights_file)
-from .checkpoint import CheckpointError, load_params_into, read_checkpoint, structural_params
+from ..checkpoint import (CheckpointError, load_params_into, param_mismatch, read_checkpoint,
+                          structural_params)
 from .config import ConfigError
 
 __all__ = ['check_downloads', 'PretrainedSource', 'read_pretrained', 'load_pretrained', 'merge_predictions',
@@ -145,18 +146,15 @@ def _is_prediction(name):
 
 def _check_same_network(own, params, source):
     """Names and (non-prediction) shapes must agree: the same YOLOv3 network."""
-    missing = sorted(set(own) - set(params))
-    extra = sorted(set(params) - set(own))
-    if missing or extra:
-        raise CheckpointError(
-            "--pretrained {} is not this network ({} parameters missing, {} unexpected, e.g. "
-            "{}); use weights of the same --network".format(
-                source.origin, len(missing), len(extra), (missing or extra)[:2]))
-    for name, array in own.items():
-        if not _is_prediction(name) and array.shape != params[name].shape:
-            raise CheckpointError("--pretrained {}: '{}' is {} there but {} here; use weights "
-                                  "of the same --network".format(
-                                      source.origin, name, params[name].shape, array.shape))
+    mismatch = param_mismatch(own, params, skip_shape=_is_prediction)
+    if mismatch and mismatch.name is None:
+        raise CheckpointError("--pretrained {} is not this network ({}); use weights of the "
+                              "same --network".format(source.origin, mismatch.names_text(2)))
+    if mismatch:
+        raise CheckpointError("--pretrained {}: '{}' is {} there but {} here; use weights "
+                              "of the same --network".format(
+                                  source.origin, mismatch.name, mismatch.saved_shape,
+                                  mismatch.own_shape))
 
 
 def _source_classes(source, classes):

@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from ..precision.policy import get_policy
-from .config import ConfigError
 from .precision_check import check_agreement
+from ..errors import SelfCheckFailed
 
 __all__ = ['self_check', 'check_batch', 'SelfCheckFailed', 'check_images']
 
@@ -42,10 +42,6 @@ def check_images(data_shape, num_devices=1):
     wanted = max(_MIN_PER_DEVICE * num_devices,
                  int(math.ceil((_PIXEL_SIDE / float(data_shape)) ** 2)))
     return int(math.ceil(wanted / float(num_devices))) * num_devices
-
-
-class SelfCheckFailed(ConfigError):
-    """The chosen precision does not agree with FP32 on these devices."""
 
 
 @contextlib.contextmanager

@@ -23,16 +23,14 @@ from collections import namedtuple
 import mxnet as mx
 import numpy as np
 
+from ..errors import ParamFileError
+
 __all__ = ['ParamFileError', 'ParamDiff', 'DiffReport', 'read_param_file',
            'compare_params', 'update_error', 'DEFAULT_TOL']
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TOL = 5e-4  # just above FP16's unit roundoff 2**-11, see module doc
-
-
-class ParamFileError(ValueError):
-    """A file that cannot be read as network parameters."""
 
 
 ParamDiff = namedtuple('ParamDiff', 'name shape dtype_a dtype_b max_abs max_rel')
@@ -47,7 +45,7 @@ def read_param_file(path, checkpoint_reader=None):
         A ``.params`` file, or (with `checkpoint_reader`) a project checkpoint.
     checkpoint_reader : callable, optional
         ``path -> dict[str, numpy.ndarray]`` for zip checkpoints, e.g.
-        ``gluoncv_fp16.train.checkpoint.read_params``.
+        ``gluoncv_fp16.checkpoint.read_params``.
 
     Raises
     ------

@@ -9,7 +9,7 @@ import logging
 
 import mxnet as mx
 
-from ..train.config import ConfigError
+from ..errors import ConfigError
 from .distributed import init_horovod, prepare_dist_params, worker_info
 
 __all__ = ['WorkerSetup', 'STOP_REQUEST', 'setup_workers', 'horovod_device', 'prepare_dist_params',

@@ -3,7 +3,7 @@
 Two ways to train on several machines, as in GluonCV:
 
 * MXNet's parameter server (``--kvstore dist_sync``), processes started by
-  :mod:`gluoncv_fp16.dist.launcher` (``scripts/launch.py``);
+  :mod:`gluoncv_fp16.distributed.launcher` (``scripts/launch.py``);
 * Horovod (``--horovod``), processes started by ``horovodrun``/``mpirun``.
 
 Why :func:`fail_fast` exists: once a worker has created a dist kvstore, ps-lite's

@@ -46,6 +46,8 @@ import sys
 import threading
 import time
 
+from ..errors import LaunchError
+
 __all__ = ['LaunchError', 'ProcessSpec', 'read_hostfile', 'free_port', 'guess_host_ip',
            'plan_local', 'plan_ssh', 'run', 'INDEX_ENV', 'exposure_warning']
 
@@ -57,10 +59,6 @@ _FORWARDED = ('OMP_NUM_THREADS', 'KMP_AFFINITY', 'LD_LIBRARY_PATH', 'PYTHONPATH'
               'DMLC_INTERFACE')
 
 
-class LaunchError(RuntimeError):
-    """A job that cannot be started as requested (bad hostfile, counts, command)."""
-
-
 ProcessSpec = collections.namedtuple('ProcessSpec', 'name role argv env host runner',
                                      defaults=(None,))
 ProcessSpec.__doc__ = """One process of the job: `argv` is run locally with `env` added.
@@ -69,7 +67,7 @@ ProcessSpec.__doc__ = """One process of the job: `argv` is run locally with `env
 that starts and supervises several workers itself it describes that process's output
 and workers, with ``num_workers``, ``worker_line(line) -> (rank, text) or None``,
 ``exit_report(line) -> (rank, code) or None`` and ``local_workers(pid) -> [pid]``
-(e.g. `gluoncv_fp16.dist.horovod_launch.HorovodRunner`)."""
+(e.g. `gluoncv_fp16.distributed.horovod_launch.HorovodRunner`)."""
 
 
 def read_hostfile(path):
@@ -327,10 +325,8 @@ class _Process:
         return '{} (pid {}, host {})'.format(self.spec.name, self.popen.pid, self.spec.host)
 
     def signal(self, sig):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def relay(self, sig):
         """Pass a stop signal on to this process's workers. A runner's workers run in
@@ -343,10 +339,8 @@ class _Process:
             self._stopping = True
         pids = self.spec.runner.local_workers(self.popen.pid)
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
         if not pids:
             logger.warning('launch: no worker of %s runs on this machine; %s passed on to it',
                            self.spec.name, signal.Signals(sig).name)
@@ -395,19 +389,16 @@ def _descendants(pids):
         return []
     found = []
     for pid in pids:
-        try:
+        with contextlib.suppress(psutil.Error):
             found.extend(psutil.Process(pid).children(recursive=True))
-        except psutil.Error:
-            pass
     return found
 
 
 def _kill_all(processes):
     for proc in processes:
-        try:
+        # psutil.NoSuchProcess/AccessDenied: gone, or not ours
+        with contextlib.suppress(Exception):
             proc.kill()
-        except Exception:  # psutil.NoSuchProcess/AccessDenied: gone, or not ours
-            pass
 
 
 def _stop_all(procs, grace):
