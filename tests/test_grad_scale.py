@@ -31,3 +31,11 @@ def test_power_of_two_scales_agree_until_fp16_overflows(tmp_path, synthetic_root
     assert 1e-3 > low['flushed'] >= high['flushed'], rows  # a lower scale flushes more
     assert abs(low['rel_l2'] - high['rel_l2']) <= 1e-2 * low['rel_l2'], rows
     assert huge['overflow'], 'FP16 (max 65504) cannot hold gradients scaled by 2^40'
+
+
+def test_a_missing_checkpoint_is_one_line_and_exit_2(tmp_path):
+    done = subprocess.run([sys.executable, '-m', 'gluoncv_fp16.bench.grad_scale',
+                           str(tmp_path / 'none.ckpt')], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 2 and 'Traceback' not in done.stderr, done.stderr[-2000:]
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

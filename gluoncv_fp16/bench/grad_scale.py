@@ -78,8 +78,17 @@ def main(argv=None):
     p.add_argument('--images', type=int, default=8)
     p.add_argument('--scales', default='0,2,4,6,8', help='loss scales as powers of two')
     args = p.parse_args(argv)
-    rows = gradient_error_by_scale(args.checkpoint, args.images,
-                                   [int(e) for e in args.scales.split(',')])
+    from ..errors import CheckpointError
+    try:
+        exponents = [int(e) for e in args.scales.split(',')]
+    except ValueError:
+        p.error('--scales takes powers of two as integers, like 0,2,4, got {!r}'.format(
+            args.scales))
+    try:
+        rows = gradient_error_by_scale(args.checkpoint, args.images, exponents)
+    except (CheckpointError, OSError) as err:
+        print('grad_scale: error: {}'.format(err), file=sys.stderr)
+        return 2
     print('| loss scale | rel. L2 error | median per-tensor | worst per-tensor | flushed to 0 |')
     print('|---|---|---|---|---|')
     for r in rows:
