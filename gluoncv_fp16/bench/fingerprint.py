@@ -49,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 
-from .machine import commit, cpu_features, cpu_model
+from .machine import cap_env, commit, cpu_features, cpu_model
 
 __all__ = ['README_ARGS', 'SEGMENTS', 'Segment', 'FingerprintError', 'segment_command',
            'run_segment', 'fingerprint', 'relative_difference', 'machine_key', 'compare',
@@ -108,16 +108,6 @@ def segment_command(segment, prefix, dataset_root, changes=None, steps=None):
                    '--no-self-check', '--no-plots']
 
 
-def _env(cap):
-    """The environment of a child under a oneDNN cap (None: this process's own)."""
-    env = dict(os.environ)
-    if cap is not None:
-        env.pop('DNNL_MAX_CPU_ISA', None)
-        if cap != 'default':
-            env['DNNL_MAX_CPU_ISA'] = cap
-    return env
-
-
 def run_segment(segment, dataset_root, changes=None, cap=None, steps=None):
     """Run one segment in a child process; returns its rows, one dict of :data:`COLUMNS`
     per step. `cap`: ``DNNL_MAX_CPU_ISA`` of the child (``'default'``: none; None: as
@@ -126,7 +116,7 @@ def run_segment(segment, dataset_root, changes=None, cap=None, steps=None):
     with tempfile.TemporaryDirectory(prefix='fingerprint_') as folder:
         cmd = [sys.executable, TRAIN_SCRIPT] + segment_command(
             segment, folder + os.sep, dataset_root, changes, steps)
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=_env(cap))
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=cap_env(cap))
         found = glob.glob(os.path.join(glob.escape(folder), '*_steps.csv'))
         if done.returncode != 0 or not found:
             raise FingerprintError('{} exited with {}:\n{}'.format(

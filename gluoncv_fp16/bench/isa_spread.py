@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 
+from .machine import cap_env
+
 __all__ = ['self_check_figures', 'run_caps', 'main']
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,12 +36,9 @@ DEFAULT_CAPS = ('default', 'AVX512_CORE', 'AVX2')
 
 
 def _env(cap):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (ROOT, os.environ.get('PYTHONPATH')) if p))
-    env.pop('DNNL_MAX_CPU_ISA', None)
-    env.pop('MKLDNN_MAX_CPU_ISA', None)
-    if cap != 'default':
-        env['DNNL_MAX_CPU_ISA'] = cap
+    """A child's environment: `cap`, this checkout's package, and SyncBN's CPU pool."""
+    env = cap_env(cap, dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (ROOT, os.environ.get('PYTHONPATH')) if p)))
     env.setdefault('MXNET_CPU_TEMP_COPY', '1024')  # SyncBN on several CPU contexts
     return env
 

@@ -41,3 +41,16 @@ def cpu_features():
     """Which of :data:`ISA_FLAGS` this CPU has, in that order (empty off Linux)."""
     flags = set((_cpuinfo_field('flags') or '').split())
     return [flag for flag in ISA_FLAGS if flag in flags]
+
+
+def cap_env(cap, env=None):
+    """A copy of `env` (default: this process's) for a child whose oneDNN instruction set
+    is capped to `cap` (``DNNL_MAX_CPU_ISA``; 'default': no cap; None: leave as it is).
+    oneDNN reads the variable once, when it starts, so a cap needs a process of its own."""
+    env = dict(os.environ if env is None else env)
+    if cap is not None:
+        env.pop('DNNL_MAX_CPU_ISA', None)
+        env.pop('MKLDNN_MAX_CPU_ISA', None)  # the older name oneDNN still reads
+        if cap != 'default':
+            env['DNNL_MAX_CPU_ISA'] = cap
+    return env
