@@ -9,11 +9,15 @@
 The model is a gluoncv_fp16 checkpoint, a plain .params file (GluonCV's or ours; then
 --network), an MXNet export prefix, or an ONNX file. Dataset, data shape, classes and
 normalisation default to what the checkpoint recorded. Writes detections_<dtype>.json
-(COCO results format), pr_<class>.png, pictures_<dtype>.csv and summary.json to --out.
+(COCO results format), pr_<class>.png, pictures_<dtype>.csv, confusion_<dtype>.csv/.png,
+class_scores_<dtype>.csv and summary.json to --out.
 
 Beside mAP it counts the images whose demo picture would be right: at --thresh (default:
 demo.py's rule, half the best score) every drawn box matches a distinct object of its
-class (IoU >= 0.5) and no object is missed.
+class (IoU >= 0.5) and no object is missed. At the same threshold it builds the
+confusion matrix (classes plus background, boxes matched to objects at IoU >= 0.5) and
+each class's precision, recall and F1. COCO sets also get pycocotools' AP, AP50, AP75
+and AP for small, medium and large objects.
 """
 import argparse
 import json
@@ -25,8 +29,9 @@ import sys
 from ..data.datasets import DATASETS
 from ..errors import CheckpointError
 from ..utils.cli import data_side, fraction
+from ..deploy.confusion import write_confusion
 from ..deploy.evaluate import (COCO_STAT_NAMES, EvalError, coco_stats, evaluate,
-                                          load_models, write_outputs)
+                               load_models, write_outputs)
 from ..deploy.picture_check import check_pictures, summarise, write_csv
 
 
@@ -116,12 +121,34 @@ def _check_pictures(records, thresh, out_dir):
     return results
 
 
+def _confusion(records, pictures, classes, out_dir):
+    """Write and print each dtype's confusion matrix and per-class scores at the
+    threshold its picture check used; their summary dicts."""
+    results = {}
+    for dtype, record in records.items():
+        found = write_confusion(record, pictures[dtype]['threshold'], out_dir, dtype)
+        print('{} at score >= {:.3f}, IoU >= 0.5: precision | recall | F1 per class '
+              '(confusion_{}.csv/.png)'.format(dtype, found['threshold'], dtype))
+        for c, name in enumerate(classes):
+            print('  {} | {} | {} | {}'.format(name, *(
+                'n/a' if found[k][c] is None else '{:.3f}'.format(found[k][c])
+                for k in ('precision', 'recall', 'f1'))))
+        missed = sum(row[-1] for row in found['matrix'][:-1])
+        false_positives = sum(found['matrix'][-1][:-1])
+        print('  missed objects {}, boxes on background {}'.format(missed, false_positives))
+        results[dtype] = found
+    return results
+
+
 def run(args):
     dtypes = [d.strip() for d in args.dtype.split(',') if d.strip()] if args.dtype else None
     detectors, info = load_models(args.model, dtypes, network=args.network,
                                   classes=args.classes, data_shape=args.data_shape)
     name, val_set = _dataset(args, info, info.classes)
-    coco = name == 'coco'
+    # any reader that keeps its ground truth as a pycocotools COCO (``coco``), maps its
+    # classes to category ids (``contiguous_id_to_json``) and lists its samples in sorted
+    # image-id order gets COCO's metrics (coco_metrics takes the ground truth as a dict)
+    coco = hasattr(val_set, 'coco') and hasattr(val_set, 'contiguous_id_to_json')
     image_ids = sorted(val_set.coco.getImgIds()) if coco else None
     records = evaluate(detectors, val_set, info, batch_size=args.batch_size,
                        num_workers=args.num_workers, progress=not args.no_progress,
@@ -129,7 +156,8 @@ def run(args):
                        category_ids=val_set.contiguous_id_to_json.__getitem__ if coco
                        else None)
     os.makedirs(args.out, exist_ok=True)
-    stats = {d: coco_stats(r, val_set, os.path.join(args.out, 'detections_{}.json'.format(d)))
+    stats = {d: coco_stats(r, val_set, os.path.join(args.out, 'detections_{}.json'.format(d)),
+                           inclusive=name == 'coco')  # GluonCV's inclusive-end reading
              for d, r in records.items()} if coco else {}
     summary, pngs = write_outputs(records, args.out, info.classes)
     order = list(detectors)
@@ -141,12 +169,14 @@ def run(args):
             print('COCO {}: '.format(dtype) + ', '.join(
                 '{} {:.4f}'.format(k, stats[dtype][k]) for k in COCO_STAT_NAMES))
     pictures = _check_pictures({d: records[d] for d in order}, args.thresh, args.out)
+    confusion = _confusion({d: records[d] for d in order}, pictures, info.classes, args.out)
     with open(os.path.join(args.out, 'summary.json'), 'w') as f:
         json.dump({'model': args.model, 'dataset': name, 'images': len(val_set),
                    'data_shape': info.data_shape, 'classes': info.classes,
-                   'results': summary, 'coco': stats, 'pictures': pictures}, f, indent=1)
-    print('wrote {} PR curves, detections JSON, pictures CSV and summary.json to {}'.format(
-        len(pngs), args.out))
+                   'results': summary, 'coco': stats, 'pictures': pictures,
+                   'confusion': confusion}, f, indent=1)
+    print('wrote {} PR curves, detections JSON, pictures CSV, confusion matrices and '
+          'summary.json to {}'.format(len(pngs), args.out))
     return 0
 
 
