@@ -21,6 +21,7 @@ import mxnet as mx
 import numpy as np
 
 from ..data.datasets import bad_sample_scalars
+from ..data.report import startup_report
 from ..model_zoo import get_model
 from ..precision.amp_scaler import AmpLossScaler
 from ..precision.loss_scaler import LossScaler, make_loss_scaler
@@ -161,6 +162,10 @@ def build_training(cfg, on_workers=None):
         logger.info(describe(cfg, workers))
     _seed_everything(cfg.seed)
     train_set, val_set, classes = _build_data(cfg)
+    if workers.is_chief or cfg.strict_data:  # strict: every worker refuses the same data
+        startup_report(train_set, val_set, classes, cfg.data_shape, strict=cfg.strict_data,
+                       log=workers.is_chief, png_path=cfg.run_prefix + '_labels.png'
+                       if workers.is_chief and cfg.plots else None)
     check_downloads(cfg)
     norm = _norm_layer_kwargs(cfg, contexts)
     async_net = _make_async_net(cfg, classes)

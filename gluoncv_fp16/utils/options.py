@@ -124,10 +124,10 @@ def one_of(flag_name, choices):
                                                                  list(choices)))
 
 
-def _settings(cls):
+def _settings(cls, names=None):
     for field in dataclasses.fields(cls):
         declared = field.metadata.get(_KEY)
-        if declared is not None:
+        if declared is not None and (names is None or field.name in names):
             yield field, declared
 
 
@@ -167,11 +167,12 @@ def _field_type(field, declared):
     return field.type if declared.convert is None else None
 
 
-def add_flags(parser, cls, groups):
+def add_flags(parser, cls, groups, fields=None):
     """Add every flag of dataclass `cls` to `parser`, in the argument groups `groups`
-    (titles, in the order they are listed), each group in field order."""
+    (titles, in the order they are listed), each group in field order. `fields`: only
+    the flags of these field names (a command that shares some of `cls`'s options)."""
     sections = {title: parser.add_argument_group(title) for title in groups}
-    for field, declared in _settings(cls):
+    for field, declared in _settings(cls, fields):
         for f in declared.flags:
             if f.group not in sections:
                 raise ValueError('flag {} names the unknown group {!r}'.format(
@@ -181,12 +182,13 @@ def add_flags(parser, cls, groups):
     return parser
 
 
-def from_namespace(cls, namespace):
-    """An instance of `cls` from a namespace parsed with :func:`add_flags`; fields no
-    flag sets keep their defaults. Converters run here, in field order."""
+def from_namespace(cls, namespace, fields=None):
+    """An instance of `cls` from a namespace parsed with :func:`add_flags` (with the
+    same `fields`); fields no flag sets keep their defaults. Converters run here, in
+    field order."""
     return cls(**{field.name: declared.value(*[getattr(namespace, f.dest)
                                                for f in declared.flags])
-                  for field, declared in _settings(cls)})
+                  for field, declared in _settings(cls, fields)})
 
 
 def failed_checks(obj):
