@@ -39,8 +39,8 @@ from .base import DetectionDataset
 from .recordio import RecordDetection, parse_record_label
 
 __all__ = ['Record', 'Problem', 'SplitStats', 'DatasetReport', 'register_records',
-           'dataset_records', 'build_report', 'startup_report', 'ERROR_KINDS',
-           'WARNING_KINDS']
+           'dataset_records', 'build_report', 'startup_report', 'split_problems',
+           'record_problems', 'ERROR_KINDS', 'WARNING_KINDS']
 
 logger = logging.getLogger(__name__)
 
@@ -189,25 +189,18 @@ class SplitStats:
     def __init__(self, role, records, num_classes, data_shape):
         self.role = role
         self.images = len(records)
-        self.boxes_per_image = np.array([len(r.classes) for r in records], int)
+        stacked = _Stacked(records)
+        self.boxes_per_image = stacked.counts
         self.backgrounds = int((self.boxes_per_image == 0).sum())
-        self.class_boxes = np.zeros(num_classes, int)
-        self.class_images = np.zeros(num_classes, int)
-        sizes, centres, classes = [], [], []
-        for record in records:
-            known = record.classes[(record.classes >= 0) & (record.classes < num_classes)]
-            np.add.at(self.class_boxes, known, 1)
-            self.class_images[np.unique(known)] += 1
-            if record.width and record.height and len(record.classes):
-                scale = np.array([data_shape / record.width, data_shape / record.height])
-                boxes = np.asarray(record.boxes, np.float64)
-                sizes.append((boxes[:, 2:] - boxes[:, :2]) * scale)
-                centres.append((boxes[:, :2] + boxes[:, 2:]) / 2 /
-                               np.array([record.width, record.height]))
-                classes.append(record.classes)
-        self.sizes = np.concatenate(sizes) if sizes else np.zeros((0, 2))
-        self.centres = np.concatenate(centres) if centres else np.zeros((0, 2))
-        self.box_classes = np.concatenate(classes) if classes else np.zeros(0, int)
+        ours = (stacked.classes >= 0) & (stacked.classes < num_classes)
+        self.class_boxes = np.bincount(stacked.classes[ours], minlength=num_classes)
+        pairs = np.unique(stacked.image[ours] * num_classes + stacked.classes[ours])
+        self.class_images = np.bincount(pairs % num_classes, minlength=num_classes)
+        known = stacked.known
+        boxes, sizes = stacked.boxes[known], stacked.image_sizes[known]
+        self.sizes = (boxes[:, 2:] - boxes[:, :2]) * data_shape / sizes
+        self.centres = (boxes[:, :2] + boxes[:, 2:]) / 2 / sizes
+        self.box_classes = stacked.classes[known]
 
     @property
     def boxes(self):
@@ -246,40 +239,79 @@ def _spread(values, form='{:.0f}'):
 
 
 # ----- problems ---------------------------------------------------------------------------
-def record_problems(record, role, data_shape):
-    """The problems visible in one record's boxes (everything but unreadable images and
-    classes only in validation)."""
-    boxes = np.asarray(record.boxes, np.float64).reshape(-1, 4)
-    classes = np.asarray(record.classes).reshape(-1)
+class _Stacked:
+    """The boxes of many records in one array each, with the image each belongs to."""
+
+    def __init__(self, records):
+        self.counts = np.array([len(r.classes) for r in records], int)
+        self.image = np.repeat(np.arange(len(records)), self.counts)
+        self.boxes = np.concatenate([np.asarray(r.boxes, np.float64).reshape(-1, 4)
+                                     for r in records] + [np.zeros((0, 4))])
+        self.classes = np.concatenate([np.asarray(r.classes, int).reshape(-1)
+                                       for r in records] + [np.zeros(0, int)])
+        dims = np.array([(r.width or np.nan, r.height or np.nan) for r in records],
+                        np.float64).reshape(-1, 2)
+        self.image_sizes = dims[self.image]
+        self.known = np.isfinite(self.image_sizes).all(axis=1) & (self.image_sizes > 0).all(
+            axis=1)
+
+
+def split_problems(records, role, data_shape):
+    """The problems visible in the records' boxes (everything but unreadable images and
+    classes only in validation), one :class:`Problem` per image and kind."""
+    stacked = _Stacked(records)
+    boxes, sizes, known = stacked.boxes, stacked.image_sizes, stacked.known
+    with np.errstate(invalid='ignore', divide='ignore'):
+        outside = known & ((boxes[:, :2] < -1e-3).any(axis=1) |
+                           (boxes[:, 2:] > sizes + 1e-3).any(axis=1))
+        extent = boxes[:, 2:] - boxes[:, :2]
+        flat = (extent <= 0).any(axis=1)
+        resized = extent * data_shape / sizes
+        tiny = known & ~flat & (resized < TINY_PIXELS).any(axis=1)
+    per_image = len(records)
     found = []
-    if not len(boxes):
-        return found
-    width, height = record.width, record.height
-    if width and height:
-        outside = ((boxes[:, :2] < -1e-3).any(axis=1) | (boxes[:, 2] > width + 1e-3) |
-                   (boxes[:, 3] > height + 1e-3))
-        if outside.any():
-            found.append(Problem(OUTSIDE, role, record.path, '{} of {} boxes, image {:g}x{:g}'
-                                 .format(int(outside.sum()), len(boxes), width, height)))
-    extent = boxes[:, 2:] - boxes[:, :2]
-    flat = (extent <= 0).any(axis=1)
-    if flat.any():
-        found.append(Problem(ZERO_AREA, role, record.path, '{} of {} boxes'.format(
-            int(flat.sum()), len(boxes))))
-    same = (classes[:, None] == classes[None, :]) & (np.abs(
-        boxes[:, None, :] - boxes[None, :, :]).max(axis=2) <= DUPLICATE_PIXELS)
-    pairs = int(np.triu(same, k=1).sum())
-    if pairs:
-        found.append(Problem(DUPLICATE, role, record.path, '{} pair{}'.format(
-            pairs, '' if pairs == 1 else 's')))
-    if width and height:
-        resized = extent * np.array([data_shape / width, data_shape / height])
-        tiny = ~flat & (resized < TINY_PIXELS).any(axis=1)
-        if tiny.any():
-            found.append(Problem(TINY, role, record.path, '{} of {} boxes, smallest side {:.2f}'
-                                 ' px at {} px'.format(int(tiny.sum()), len(boxes),
-                                                       float(resized[tiny].min()), data_shape)))
+
+    def add(kind, mask, detail):
+        hits = np.bincount(stacked.image[mask], minlength=per_image)
+        for i in np.flatnonzero(hits):
+            found.append(Problem(kind, role, records[i].path, detail(i, hits[i])))
+
+    add(OUTSIDE, outside, lambda i, n: '{} of {} boxes, image {:g}x{:g}'.format(
+        n, stacked.counts[i], records[i].width, records[i].height))
+    add(ZERO_AREA, flat, lambda i, n: '{} of {} boxes'.format(n, stacked.counts[i]))
+    pairs = _duplicate_pairs(stacked, per_image)
+    for i in np.flatnonzero(pairs):
+        found.append(Problem(DUPLICATE, role, records[i].path, '{} pair{}'.format(
+            pairs[i], '' if pairs[i] == 1 else 's')))
+    smallest = np.full(per_image, np.inf)
+    np.minimum.at(smallest, stacked.image[tiny], resized[tiny].min(axis=1))
+    add(TINY, tiny, lambda i, n: '{} of {} boxes, smallest side {:.2f} px at {} px'.format(
+        n, stacked.counts[i], smallest[i], data_shape))
     return found
+
+
+def _duplicate_pairs(stacked, num_images):
+    """Per image, the pairs of boxes of one class whose corners are all within
+    `DUPLICATE_PIXELS` of each other."""
+    pairs = np.zeros(num_images, int)
+    if not len(stacked.classes):
+        return pairs
+    key = stacked.image * (int(stacked.classes.max()) + 1) + stacked.classes
+    order = np.argsort(key, kind='stable')
+    starts = np.flatnonzero(np.r_[True, np.diff(key[order]) != 0])
+    ends = np.r_[starts[1:], len(order)]
+    for start, end in zip(starts, ends):
+        if end - start < 2:
+            continue
+        group = stacked.boxes[order[start:end]]
+        close = np.abs(group[:, None, :] - group[None, :, :]).max(axis=2) <= DUPLICATE_PIXELS
+        pairs[stacked.image[order[start]]] += int(np.triu(close, k=1).sum())
+    return pairs
+
+
+def record_problems(record, role, data_shape):
+    """:func:`split_problems` of one record."""
+    return split_problems([record], role, data_shape)
 
 
 def logged_problems(dataset, role):
@@ -422,8 +454,7 @@ def build_report(train, val, classes, data_shape, check_images=False):
         records[role] = dataset_records(dataset)
         splits[role] = SplitStats(role, records[role], len(classes), data_shape)
         problems += logged_problems(dataset, role)
-        for record in records[role]:
-            problems += record_problems(record, role, data_shape)
+        problems += split_problems(records[role], role, data_shape)
     if 'validation' in splits:
         missing = (splits['validation'].class_boxes > 0) & (splits['training'].class_boxes == 0)
         for c in np.flatnonzero(missing):
