@@ -139,6 +139,25 @@ def test_statistics_by_hand(tmp_path):
     assert '0 small (< 32x32), 4 medium, 0 large' in lines[2]
 
 
+@pytest.mark.parametrize('img_fmt', ['.jpg', '.png'])
+def test_recordio_records_match_what_the_reader_reads(tmp_path, img_fmt):
+    from conftest import write_rec_dataset
+    root = write_rec_dataset(str(tmp_path / 'rec'), 3, lambda k: [
+        [k % 2, 0.1, 0.2, 0.6, 0.9]] + ([[1, 0.5, 0.5, 0.52, 0.9]] if k == 2 else []),
+        img_fmt=img_fmt)
+    train, val, classes = build_datasets('rec', root=root, classes=['a', 'b'])
+    records = dataset_records(train)
+    for k, record in enumerate(records):
+        label = train[k][1]  # reading a record gives its label in pixels
+        assert (record.width, record.height) == (64, 48)
+        np.testing.assert_allclose(record.boxes, label[:, :4], atol=1e-4)
+        assert record.classes.tolist() == label[:, 4].astype(int).tolist()
+    report = build_report(train, val, classes, data_shape=64)
+    # the 0.02 x 64 = 1.3 px wide box of record 2 is under 2 px at 64 px
+    assert [(p.kind, p.path) for p in report.problems] == [
+        (TINY, records[2].path), (TINY, os.path.join(root, 'val.rec') + '#2')]
+
+
 def test_background_images_are_counted(faulty):
     train, val, classes = build_datasets('custom', root=faulty, classes=['cat', 'dog', 'bird'])
     report = build_report(train, val, classes, data_shape=64)

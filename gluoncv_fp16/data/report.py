@@ -88,16 +88,16 @@ _ADAPTERS = []
 
 def register_records(kind):
     """Register ``function(dataset) -> iterable of Record`` for datasets of type `kind`
-    (a subclass's adapter wins over its base's)."""
+    (the adapter of the most derived matching type is used)."""
     def register(function):
-        _ADAPTERS.insert(0, (kind, function))
+        _ADAPTERS.append((kind, function))
         return function
     return register
 
 
 def dataset_records(dataset):
-    """The :class:`Record` s of `dataset` through its type's adapter; an iterable of
-    records passes through.
+    """The :class:`Record` s of `dataset` through its type's adapter; a list of records
+    passes through.
 
     Raises
     ------
