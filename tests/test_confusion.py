@@ -119,3 +119,25 @@ def test_coco_metrics_of_a_ground_truth_dict():
     assert stats['AP50'] == pytest.approx(0.5) and stats['AP75'] == pytest.approx(0.0)
     assert stats['AP_small'] == pytest.approx(0.0)
     assert coco_metrics(truth, [])['AP'] == 0.0
+
+
+def test_coco_metrics_of_a_record_against_its_own_ground_truth():
+    """COCO's metrics for sets read from COCO-format files without pycocotools (coco-json):
+    the record's ground truth as read, in original pixels; a difficult object is a crowd
+    region, neither missed nor held against a box on it."""
+    record = DetectionRecord(CLASSES)
+    label = np.array([[10, 10, 40, 40, CAT, 0], [50, 50, 90, 90, DOG, 0],
+                      [0, 50, 20, 90, DOG, 1]], np.float32)
+    record.add(0, ids=np.array([CAT, DOG]), scores=np.array([0.9, 0.8]),
+               boxes=label[:2, :4], label=label, scale=(2.0, 0.5))
+    truth = record.coco_ground_truth()
+    assert truth['annotations'][1]['bbox'] == [100.0, 25.0, 80.0, 20.0]  # original pixels
+    assert [a['iscrowd'] for a in truth['annotations']] == [0, 0, 1]
+    stats = coco_metrics(truth, record.coco_json())
+    assert stats['AP'] == pytest.approx(1.0) and stats['AP75'] == pytest.approx(1.0)
+    # the dog missed: dog AP 0, cat AP 1
+    missed = DetectionRecord(CLASSES)
+    missed.add(0, ids=np.array([CAT]), scores=np.array([0.9]), boxes=label[:1, :4],
+               label=label, scale=(2.0, 0.5))
+    assert coco_metrics(missed.coco_ground_truth(), missed.coco_json())['AP50'] == \
+        pytest.approx(0.5)

@@ -30,7 +30,7 @@ from ..data.datasets import DATASETS
 from ..data.options import (class_names, data_side_problem, dataset_root_problem,
                             num_workers_problem)
 from ..deploy.confusion import write_confusion
-from ..deploy.evaluate import (COCO_STAT_NAMES, EvalError, coco_stats, evaluate,
+from ..deploy.evaluate import (COCO_STAT_NAMES, EvalError, coco_metrics, coco_stats, evaluate,
                                load_models, write_outputs)
 from ..deploy.picture_check import check_pictures, summarise, write_csv
 from ..utils.options import flag, rule, setting
@@ -39,6 +39,9 @@ from .command import Command
 __all__ = ['EvalSettings', 'COMMAND', 'main', 'run']
 
 MODEL, DATA, OUTPUT = 'model', 'validation data', 'output'
+# datasets read from COCO-format files without a pycocotools COCO: COCO's metrics from
+# the ground truth as read
+COCO_FORMAT_DATASETS = ('coco-json',)
 
 
 def _dtypes(text):
@@ -172,9 +175,10 @@ def run(settings):
     detectors, info = load_models(settings.model, dtypes, network=settings.network,
                                   classes=settings.classes, data_shape=settings.data_shape)
     name, val_set = _dataset(settings, info, info.classes)
-    # any reader that keeps its ground truth as a pycocotools COCO (``coco``), maps its
+    # a reader that keeps its ground truth as a pycocotools COCO (``coco``), maps its
     # classes to category ids (``contiguous_id_to_json``) and lists its samples in sorted
-    # image-id order gets COCO's metrics (coco_metrics takes the ground truth as a dict)
+    # image-id order is scored against that file; COCO-format sets read otherwise are
+    # scored against the ground truth as read (DetectionRecord.coco_ground_truth)
     coco = hasattr(val_set, 'coco') and hasattr(val_set, 'contiguous_id_to_json')
     image_ids = sorted(val_set.coco.getImgIds()) if coco else None
     records = evaluate(detectors, val_set, info, batch_size=settings.batch_size,
@@ -186,7 +190,9 @@ def run(settings):
     stats = {d: coco_stats(r, val_set,
                            os.path.join(settings.out, 'detections_{}.json'.format(d)),
                            inclusive=name == 'coco')  # GluonCV's inclusive-end reading
-             for d, r in records.items()} if coco else {}
+             for d, r in records.items()} if coco else {
+                 d: coco_metrics(r.coco_ground_truth(), r.coco_json())
+                 for d, r in records.items()} if name in COCO_FORMAT_DATASETS else {}
     summary, pngs = write_outputs(records, settings.out, info.classes)
     order = list(detectors)
     print('{} on {} ({} images, {} px)'.format(settings.model, name, len(val_set),
