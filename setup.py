@@ -45,6 +45,7 @@ setup(
         'gluoncv-fp16-export = gluoncv_fp16.cli.export:main',
         'gluoncv-fp16-demo = gluoncv_fp16.cli.demo:main',
         'gluoncv-fp16-check = gluoncv_fp16.cli.check:main',
+        'gluoncv-fp16-data = gluoncv_fp16.cli.data:main',
     ]},
     extras_require={
         'cpu': ['mxnet==1.9.1'],

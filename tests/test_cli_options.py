@@ -14,7 +14,7 @@ from gluoncv_fp16.train.config import TrainConfig
 from gluoncv_fp16.utils.options import declared_flags, flag_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMANDS = ('train', 'eval', 'export', 'demo', 'check')
+COMMANDS = ('train', 'eval', 'export', 'demo', 'check', 'data')
 # what users type today; each is a shim of gluoncv_fp16.cli.<command>
 SHIMS = {'train_yolo3.py': 'train', 'scripts/eval.py': 'eval', 'scripts/export.py': 'export',
          'scripts/demo.py': 'demo', 'scripts/device_check.py': 'check'}

@@ -108,6 +108,28 @@ def test_eval_script_reports_fp32_and_fp16_of_one_checkpoint(checkpoint, tmp_pat
     assert (boxes[:, 0] + boxes[:, 2] <= 128 + 1e-3).all()  # original 128 px images
     assert {d['category_id'] for d in detections} <= {0, 1, 2}
     _assert_pictures(text, out, summary, detections)
+    _assert_confusion(text, out, summary)
+
+
+def _assert_confusion(text, out, summary):
+    """A confusion matrix per dtype at the picture threshold: CSV = summary, PNG drawn,
+    every object counted once in its row whatever the dtype."""
+    objects = None
+    for dtype in ('float32', 'float16'):
+        found = summary['confusion'][dtype]
+        assert found['threshold'] == summary['pictures'][dtype]['threshold']
+        with open(str(out / 'confusion_{}.csv'.format(dtype))) as f:
+            rows = list(csv.reader(f))[1:]
+        assert [[int(v) for v in r[1:]] for r in rows] == found['matrix']
+        assert [r[0] for r in rows] == list(SHAPE_CLASSES) + ['background']
+        row_sums = [sum(r) for r in found['matrix'][:-1]]
+        assert objects is None or row_sums == objects
+        objects = row_sums
+        assert (out / 'confusion_{}.png'.format(dtype)).stat().st_size > 1000
+        assert (out / 'class_scores_{}.csv'.format(dtype)).is_file()
+        assert '{} at score >= {:.3f}, IoU >= 0.5: precision | recall | F1'.format(
+            dtype, found['threshold']) in text
+    assert sum(objects) > 0
 
 
 def _assert_pictures(text, out, summary, detections):
@@ -135,6 +157,12 @@ def test_eval_script_picture_check_at_a_given_threshold(checkpoint, tmp_path, ca
     assert eval_main([checkpoint, '--thresh', '1', '--out', str(out), '--no-progress']) == 0
     assert ('float32 pictures at score >= 1.000: images right: 0 of 8 (0.0%); with a missed '
             'object 8, with an extra box 0, with a wrong class 0') in capsys.readouterr().out
+    with open(str(out / 'summary.json')) as f:
+        matrix = np.array(json.load(f)['confusion']['float32']['matrix'])
+    assert matrix[:, :-1].sum() == 0 and matrix[:-1, -1].sum() > 0  # all missed
+    with open(str(out / 'class_scores_float32.csv')) as f:
+        assert all(r['precision'] == '' and r['recall'] == '0.0000'
+                   for r in csv.DictReader(f))
     assert eval_main([checkpoint, '--thresh', '2']) == 2
     assert capsys.readouterr().err == 'error: --thresh must be between 0 and 1, got 2.0\n'
 

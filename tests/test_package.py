@@ -15,7 +15,7 @@ import textwrap
 import gluoncv_fp16
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLI_COMMANDS = ('train', 'eval', 'export', 'demo', 'check')  # gluoncv_fp16/cli/<command>.py
+CLI_COMMANDS = ('train', 'eval', 'export', 'demo', 'check', 'data')  # gluoncv_fp16/cli/<command>.py
 
 # Runs in a fresh interpreter: a meta-path finder that makes `import mxnet` (and any
 # submodule) fail exactly as it does when MXNet is not installed.
@@ -83,7 +83,7 @@ def _setup_keyword(name):
     raise AssertionError('setup() has no {}='.format(name))
 
 
-def test_setup_declares_the_five_console_entry_points():
+def test_setup_declares_a_console_entry_point_per_command():
     scripts = dict(re.match(r'\s*(\S+)\s*=\s*(\S+)\s*$', spec).groups()
                    for spec in _setup_keyword('entry_points')['console_scripts'])
     assert sorted(scripts) == sorted('gluoncv-fp16-' + c for c in CLI_COMMANDS)

@@ -8,6 +8,7 @@ module             console entry point             script users know
 :mod:`.export`     ``gluoncv-fp16-export``         ``scripts/export.py``
 :mod:`.demo`       ``gluoncv-fp16-demo``           ``scripts/demo.py``
 :mod:`.check`      ``gluoncv-fp16-check``          ``scripts/device_check.py``
+:mod:`.data`       ``gluoncv-fp16-data``
 =================  ==============================  =================================
 
 Each also runs as ``python -m gluoncv_fp16.cli.<module>``; the scripts are shims of a few

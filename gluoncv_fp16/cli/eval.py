@@ -9,11 +9,15 @@
 The model is a gluoncv_fp16 checkpoint, a plain .params file (GluonCV's or ours; then
 --network), an MXNet export prefix, or an ONNX file. Dataset, data shape, classes and
 normalisation default to what the checkpoint recorded. Writes detections_<dtype>.json
-(COCO results format), pr_<class>.png, pictures_<dtype>.csv and summary.json to --out.
+(COCO results format), pr_<class>.png, pictures_<dtype>.csv, confusion_<dtype>.csv/.png,
+class_scores_<dtype>.csv and summary.json to --out.
 
 Beside mAP it counts the images whose demo picture would be right: at --thresh (default:
 demo.py's rule, half the best score) every drawn box matches a distinct object of its
-class (IoU >= 0.5) and no object is missed.
+class (IoU >= 0.5) and no object is missed. At the same threshold it builds the
+confusion matrix (classes plus background, boxes matched to objects at IoU >= 0.5) and
+each class's precision, recall and F1. COCO sets also get pycocotools' AP, AP50, AP75
+and AP for small, medium and large objects.
 """
 import json
 import math
@@ -25,7 +29,8 @@ from typing import List, Optional, Tuple
 from ..data.datasets import DATASETS
 from ..data.options import (class_names, data_side_problem, dataset_root_problem,
                             num_workers_problem)
-from ..deploy.evaluate import (COCO_STAT_NAMES, EvalError, coco_stats, evaluate,
+from ..deploy.confusion import write_confusion
+from ..deploy.evaluate import (COCO_STAT_NAMES, EvalError, coco_metrics, coco_stats, evaluate,
                                load_models, write_outputs)
 from ..deploy.picture_check import check_pictures, summarise, write_csv
 from ..utils.options import flag, rule, setting
@@ -34,6 +39,9 @@ from .command import Command
 __all__ = ['EvalSettings', 'COMMAND', 'main', 'run']
 
 MODEL, DATA, OUTPUT = 'model', 'validation data', 'output'
+# datasets read from COCO-format files without a pycocotools COCO: COCO's metrics from
+# the ground truth as read
+COCO_FORMAT_DATASETS = ('coco-json',)
 
 
 def _dtypes(text):
@@ -142,13 +150,36 @@ def _check_pictures(records, thresh, out_dir):
     return results
 
 
+def _confusion(records, pictures, classes, out_dir):
+    """Write and print each dtype's confusion matrix and per-class scores at the
+    threshold its picture check used; their summary dicts."""
+    results = {}
+    for dtype, record in records.items():
+        found = write_confusion(record, pictures[dtype]['threshold'], out_dir, dtype)
+        print('{} at score >= {:.3f}, IoU >= 0.5: precision | recall | F1 per class '
+              '(confusion_{}.csv/.png)'.format(dtype, found['threshold'], dtype))
+        for c, name in enumerate(classes):
+            print('  {} | {} | {} | {}'.format(name, *(
+                'n/a' if found[k][c] is None else '{:.3f}'.format(found[k][c])
+                for k in ('precision', 'recall', 'f1'))))
+        missed = sum(row[-1] for row in found['matrix'][:-1])
+        false_positives = sum(found['matrix'][-1][:-1])
+        print('  missed objects {}, boxes on background {}'.format(missed, false_positives))
+        results[dtype] = found
+    return results
+
+
 def run(settings):
     """Evaluate with the validated `EvalSettings`; returns the exit code."""
     dtypes = list(settings.dtypes) if settings.dtypes else None
     detectors, info = load_models(settings.model, dtypes, network=settings.network,
                                   classes=settings.classes, data_shape=settings.data_shape)
     name, val_set = _dataset(settings, info, info.classes)
-    coco = name == 'coco'
+    # a reader that keeps its ground truth as a pycocotools COCO (``coco``), maps its
+    # classes to category ids (``contiguous_id_to_json``) and lists its samples in sorted
+    # image-id order is scored against that file; COCO-format sets read otherwise are
+    # scored against the ground truth as read (DetectionRecord.coco_ground_truth)
+    coco = hasattr(val_set, 'coco') and hasattr(val_set, 'contiguous_id_to_json')
     image_ids = sorted(val_set.coco.getImgIds()) if coco else None
     records = evaluate(detectors, val_set, info, batch_size=settings.batch_size,
                        num_workers=settings.num_workers, progress=settings.progress,
@@ -156,8 +187,12 @@ def run(settings):
                        category_ids=val_set.contiguous_id_to_json.__getitem__ if coco
                        else None)
     os.makedirs(settings.out, exist_ok=True)
-    stats = {d: coco_stats(r, val_set, os.path.join(settings.out, 'detections_{}.json'.format(d)))
-             for d, r in records.items()} if coco else {}
+    stats = {d: coco_stats(r, val_set,
+                           os.path.join(settings.out, 'detections_{}.json'.format(d)),
+                           inclusive=name == 'coco')  # GluonCV's inclusive-end reading
+             for d, r in records.items()} if coco else {
+                 d: coco_metrics(r.coco_ground_truth(), r.coco_json())
+                 for d, r in records.items()} if name in COCO_FORMAT_DATASETS else {}
     summary, pngs = write_outputs(records, settings.out, info.classes)
     order = list(detectors)
     print('{} on {} ({} images, {} px)'.format(settings.model, name, len(val_set),
@@ -168,12 +203,15 @@ def run(settings):
             print('COCO {}: '.format(dtype) + ', '.join(
                 '{} {:.4f}'.format(k, stats[dtype][k]) for k in COCO_STAT_NAMES))
     pictures = _check_pictures({d: records[d] for d in order}, settings.thresh, settings.out)
+    confusion = _confusion({d: records[d] for d in order}, pictures, info.classes,
+                           settings.out)
     with open(os.path.join(settings.out, 'summary.json'), 'w') as f:
         json.dump({'model': settings.model, 'dataset': name, 'images': len(val_set),
                    'data_shape': info.data_shape, 'classes': info.classes,
-                   'results': summary, 'coco': stats, 'pictures': pictures}, f, indent=1)
-    print('wrote {} PR curves, detections JSON, pictures CSV and summary.json to {}'.format(
-        len(pngs), settings.out))
+                   'results': summary, 'coco': stats, 'pictures': pictures,
+                   'confusion': confusion}, f, indent=1)
+    print('wrote {} PR curves, detections JSON, pictures CSV, confusion matrices and '
+          'summary.json to {}'.format(len(pngs), settings.out))
     return 0
 
 

@@ -18,7 +18,7 @@ from ..utils.options import flag_rows
 __all__ = ['COMMAND_NAMES', 'commands', 'reference', 'REGENERATE']
 
 REGENERATE = 'python -m gluoncv_fp16.cli.options > docs/options.md'
-COMMAND_NAMES = ('train', 'eval', 'export', 'demo', 'check')  # gluoncv_fp16/cli/<name>.py
+COMMAND_NAMES = ('train', 'eval', 'export', 'demo', 'check', 'data')  # gluoncv_fp16/cli/<name>.py
 
 
 def commands():

@@ -49,14 +49,15 @@ def files_before(prefix):
 
 def forget_refused_run(handlers, prefix, before):
     """A run refused before it trained (bad data found at start-up) leaves nothing: its
-    log, and the folder made for it, go when they are all the run wrote."""
+    log and labels picture, and the folder made for it, go when they are all the run
+    wrote."""
     for handler in handlers:
         logging.getLogger().removeHandler(handler)
         handler.close()
     folder = os.path.dirname(os.path.abspath(prefix + 'x'))
     existed, files = before
     new = set(os.listdir(folder)) - files if os.path.isdir(folder) else set()
-    if any(not name.endswith('_train.log') for name in new):
+    if any(not name.endswith(('_train.log', '_labels.png')) for name in new):
         return  # it got further (checkpoints, metrics): keep everything
     for name in new:
         os.remove(os.path.join(folder, name))

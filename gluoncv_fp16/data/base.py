@@ -150,7 +150,12 @@ class DetectionDataset(mx.gluon.data.Dataset):
         """(H, W, 3) uint8 RGB image of sample `idx`, or None if unusable (recorded)."""
         raise NotImplementedError
 
-    # ----- what the start-up scan needs (see scan.py) --------------------------------
+    # ----- what the start-up scan and the dataset report need (scan.py, report.py) ---
+    def sample_name(self, idx):
+        """The file problems of sample `idx`'s labels are named by (its annotation file,
+        or its image when the labels live elsewhere)."""
+        return self._names[idx]
+
     def image_name(self, idx):
         """The name image problems of sample `idx` are recorded under (its file)."""
         return self._images[idx]

@@ -115,6 +115,11 @@ class BadSampleLog:
         """{reason: number of distinct files} of the bad samples."""
         return {reason: len(paths) for reason, paths in sorted(self._files.items())}
 
+    def files(self, reason):
+        """The distinct files recorded with `reason`, sorted (the dataset report names
+        them)."""
+        return sorted(self._files.get(reason, ()))
+
     def conversions(self):
         """{conversion: number of distinct files} of valid images converted to RGB."""
         return {reason: len(paths) for reason, paths in sorted(self._notes.items())}

@@ -65,6 +65,25 @@ class DetectionRecord:
                                      round((y1 - y0) * sy + extra, 2)]})
         return results
 
+    def coco_ground_truth(self):
+        """The record's ground truth as a COCO-format dict (original pixels, ids as in
+        :meth:`coco_json`), for :func:`.evaluate.coco_metrics` with :meth:`coco_json`:
+        COCO's metrics for any dataset, whatever its files were. Objects marked difficult
+        become crowd regions, which COCO's evaluation neither counts as missed nor holds
+        a detection on them against the model, as the VOC metric treats them."""
+        annotations = []
+        for i, c, difficult, x0, y0, x1, y1 in self.truth:
+            sx, sy = self.scales[i]
+            width, height = (x1 - x0) * sx, (y1 - y0) * sy
+            annotations.append({'id': len(annotations) + 1, 'image_id': self._image_id(i),
+                                'category_id': self._category_id(c),
+                                'bbox': [x0 * sx, y0 * sy, width, height],
+                                'area': width * height, 'iscrowd': int(difficult)})
+        return {'images': [{'id': self._image_id(i)} for i in sorted(self.scales)],
+                'annotations': annotations,
+                'categories': [{'id': self._category_id(c), 'name': name}
+                               for c, name in enumerate(self.classes)]}
+
     def write_json(self, path, inclusive=False):
         with open(path, 'w') as f:
             json.dump(self.coco_json(inclusive), f)

@@ -23,8 +23,8 @@ from .export import export_paths
 from .predict import Detector, PredictError, load_detector
 from ..errors import EvalError, SourceError
 
-__all__ = ['EvalError', 'load_models', 'evaluate', 'coco_stats', 'write_outputs',
-           'COCO_STAT_NAMES']
+__all__ = ['EvalError', 'load_models', 'evaluate', 'coco_metrics', 'coco_stats',
+           'write_outputs', 'COCO_STAT_NAMES']
 
 logger = logging.getLogger(__name__)
 
@@ -156,19 +156,60 @@ def per_class_ap(record):
     return [r[0] for r in results], [r[1:] for r in results]
 
 
-def coco_stats(record, dataset, json_path):
-    """pycocotools' 12 bbox numbers of `record` on a COCO `dataset` (dict name -> value)."""
+def coco_metrics(ground_truth, results, image_ids=None):
+    """pycocotools' 12 bbox numbers (:data:`COCO_STAT_NAMES`: AP, AP50, AP75, AP_small,
+    AP_medium, AP_large, then the ARs) of `results` against `ground_truth`.
+
+    Any reader that can state its validation set in COCO's format gets COCO's metrics
+    through this function, whatever the files were (``coco``, COCO JSON exports).
+
+    Parameters
+    ----------
+    ground_truth : dict
+        COCO-format ground truth: ``images`` (with ``id``), ``annotations`` (``image_id``,
+        ``category_id``, ``bbox`` [x, y, w, h], ``area``, ``iscrowd``), ``categories``.
+    results : list of dict
+        COCO result dicts: ``image_id``, ``category_id``, ``bbox``, ``score``.
+    image_ids : sequence of int, optional
+        The images evaluated (default: every image of `ground_truth`; images without
+        detections count as such).
+
+    Returns
+    -------
+    dict
+        name -> float; all 0 without any detection (pycocotools refuses an empty list).
+    """
+    import contextlib  # pylint: disable=import-outside-toplevel
+    import io  # pylint: disable=import-outside-toplevel
+    from pycocotools.coco import COCO  # pylint: disable=import-outside-toplevel
     from pycocotools.cocoeval import COCOeval  # pylint: disable=import-outside-toplevel
-    record.write_json(json_path, inclusive=True)
-    if not record.detections:
+    if not results:
         return {name: 0.0 for name in COCO_STAT_NAMES}
-    results = dataset.coco.loadRes(json_path)
-    evaluator = COCOeval(dataset.coco, results, 'bbox')
-    evaluator.params.imgIds = sorted(dataset.coco.getImgIds())
-    evaluator.evaluate()
-    evaluator.accumulate()
+    with contextlib.redirect_stdout(io.StringIO()):  # its index-building chatter
+        truth = COCO()
+        truth.dataset = dict(ground_truth)
+        truth.dataset.setdefault('info', {})
+        truth.createIndex()
+        detections = truth.loadRes(list(results))
+    evaluator = COCOeval(truth, detections, 'bbox')
+    evaluator.params.imgIds = sorted(image_ids if image_ids is not None
+                                     else truth.getImgIds())
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator.evaluate()
+        evaluator.accumulate()
     evaluator.summarize()
     return dict(zip(COCO_STAT_NAMES, (float(v) for v in evaluator.stats)))
+
+
+def coco_stats(record, dataset, json_path, inclusive=True):
+    """:func:`coco_metrics` of `record` on a `dataset` that holds a pycocotools ``coco``
+    (its ground truth); the detections are written to `json_path` first.
+
+    `inclusive`: boxes as GluonCV's inclusive-end conversion reads COCO (our ``coco``
+    reader), see :meth:`.detection_record.DetectionRecord.coco_json`."""
+    record.write_json(json_path, inclusive=inclusive)
+    return coco_metrics(dataset.coco.dataset, record.coco_json(inclusive=inclusive),
+                        sorted(dataset.coco.getImgIds()))
 
 
 def write_outputs(records, out_dir, classes):

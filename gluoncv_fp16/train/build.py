@@ -21,6 +21,7 @@ import mxnet as mx
 import numpy as np
 
 from ..data.datasets import bad_sample_scalars
+from ..data.report import startup_report
 from ..model_zoo import get_model
 from ..precision.amp_scaler import AmpLossScaler
 from ..precision.loss_scaler import LossScaler, make_loss_scaler
@@ -44,7 +45,7 @@ from .self_check import self_check
 from .pretrained import check_downloads, load_pretrained
 from .schedule import make_lr_scheduler
 
-__all__ = ['build_training', 'run_training']
+__all__ = ['build_training', 'run_training', 'build_data']
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,10 @@ def _seed_everything(seed):
     mx.random.seed(seed)
 
 
-def _build_data(cfg):
+def build_data(cfg):
+    """``(train_set, val_set, classes)`` of a run, its images scanned (the validation set's
+    always, the training set's under --strict-data); ``gluoncv-fp16-data`` builds them
+    this way too. Raises `ConfigError` (one line) for data that cannot be read."""
     from ..data.datasets import build_datasets
     from ..data.scan import scan_images
     try:
@@ -160,7 +164,11 @@ def build_training(cfg, on_workers=None):
     if describe(cfg, workers):
         logger.info(describe(cfg, workers))
     _seed_everything(cfg.seed)
-    train_set, val_set, classes = _build_data(cfg)
+    train_set, val_set, classes = build_data(cfg)
+    if workers.is_chief or cfg.strict_data:  # strict: every worker refuses the same data
+        startup_report(train_set, val_set, classes, cfg.data_shape, strict=cfg.strict_data,
+                       log=workers.is_chief, png_path=cfg.run_prefix + '_labels.png'
+                       if workers.is_chief and cfg.plots else None)
     check_downloads(cfg)
     norm = _norm_layer_kwargs(cfg, contexts)
     async_net = _make_async_net(cfg, classes)

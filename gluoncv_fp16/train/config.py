@@ -238,7 +238,10 @@ class TrainConfig:
              help='fail (one line naming the file, exit 2) on the first bad sample instead '
                   'of repairing or skipping it. Damage visible in the files (missing, empty, '
                   'truncated, no image header) is found by a start-up scan before training; '
-                  'the rest when read. Grayscale, RGBA and 16-bit images are valid'))
+                  'the rest when read. Grayscale, RGBA and 16-bit images are valid. The '
+                  "dataset report's errors (boxes outside the image, zero-area or duplicate "
+                  'boxes, classes only in validation) stop the run too, before it writes '
+                  'anything (docs/data.md)'))
     nan_fallback_iters: int = setting(
         ours('--nan-fallback-iters', default=100,
              help='after a NaN rollback, iterations trained in FP32 before FP16 again (dist '
@@ -248,7 +251,9 @@ class TrainConfig:
         ours('--max-recoveries', default=3, help='NaN rollbacks allowed before the run stops'))
     snapshot_interval: int = 50        # iterations between NaN-guard snapshots
     plots: bool = setting(
-        ours('--no-plots', switch=True, help='do not draw PNG plots at the end'),
+        ours('--no-plots', switch=True,
+             help='do not draw PNG plots (the labels picture <prefix>_labels.png at the '
+                  'start, the curves at the end)'),
         convert=lambda off: not off)
     pretrained_base: Optional[bool] = setting(
         ours('--pretrained-base', negatable=True,
