@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from ..data.datasets import DATASETS
+from ..data.registry import dataset_kind, dataset_option_problems
 from ..distributed.distributed import require_launcher
 from ..model_zoo.zoo import BACKBONES as NETWORKS
 from ..precision.syncbn import cpu_temp_pool_shortfall
@@ -127,13 +128,30 @@ class TrainConfig:
         check=rule(lambda v: v > 0, '--batch-size must be positive, got {}'))
     dataset: str = setting(
         gluoncv('--dataset', default='synthetic',
-                help='voc, coco, custom (--dataset-root), rec (--dataset-root) or synthetic'),
+                help='{} (docs/data.md)'.format(', '.join(DATASETS))),
         check=one_of('--dataset', DATASETS))
     dataset_root: Optional[str] = setting(
         ours('--dataset-root',
              help='dataset folder (custom/rec; voc/coco/synthetic: overrides default)'),
         check=rule(lambda v: v is None or os.path.isdir(v),
                    '--dataset-root {!r} does not exist or is not a folder'))
+    train_json: Optional[str] = setting(
+        ours('--train-json', metavar='FILE',
+             help='coco-json: the training split\'s COCO JSON (CVAT, Roboflow, Label Studio)'),
+        check=rule(lambda v: v is None or os.path.isfile(v),
+                   '--train-json {!r}: no such file'))
+    val_json: Optional[str] = setting(
+        ours('--val-json', metavar='FILE', help="coco-json: the validation split's COCO JSON"),
+        check=rule(lambda v: v is None or os.path.isfile(v), '--val-json {!r}: no such file'))
+    image_root: Optional[str] = setting(
+        ours('--image-root', metavar='DIR',
+             help="coco-json: the images' folder (default: beside the JSON, or its images/)"),
+        check=rule(lambda v: v is None or os.path.isdir(v),
+                   '--image-root {!r} does not exist or is not a folder'))
+    data_yaml: Optional[str] = setting(
+        ours('--data', metavar='FILE.yaml',
+             help='yolo: the Ultralytics data.yaml (path, train, val, names)'),
+        check=rule(lambda v: v is None or os.path.isfile(v), '--data {!r}: no such file'))
     classes: Optional[Tuple[str, ...]] = setting(
         ours('--classes',
              help='comma-separated class names (custom/rec/synthetic); without it a custom '
@@ -342,8 +360,14 @@ class TrainConfig:
 
     @property
     def model_name(self):
-        suffix = self.dataset if self.dataset in ('voc', 'coco') else 'custom'
-        return 'yolo3_{}_{}'.format(self.network, suffix)
+        return 'yolo3_{}_{}'.format(self.network, dataset_kind(self.dataset).model_suffix)
+
+    @property
+    def dataset_flags(self):
+        """{flag: value} of the flags that describe the dataset (see data/registry.py)."""
+        return {'--dataset-root': self.dataset_root, '--classes': self.classes,
+                '--train-json': self.train_json, '--val-json': self.val_json,
+                '--image-root': self.image_root, '--data': self.data_yaml}
 
     @property
     def uses_pretrained_base(self):
@@ -351,7 +375,7 @@ class TrainConfig:
         scratch (offline machines, tiny images) unless --pretrained-base says otherwise,
         and --pretrained replaces the backbone's weights anyway."""
         if self.pretrained_base is None:
-            return self.dataset != 'synthetic' and not self.pretrained
+            return dataset_kind(self.dataset).pretrained_base and not self.pretrained
         return bool(self.pretrained_base)
 
     @property
@@ -407,11 +431,6 @@ class TrainConfig:
             (self.warmup_epochs < self.epochs,
              "--warmup-epochs {} must be smaller than --epochs {}".format(
                  self.warmup_epochs, self.epochs)),
-            (self.dataset in ('custom', 'rec', 'synthetic') or self.classes is None,
-             "--classes only applies to --dataset custom/rec/synthetic; VOC and COCO have "
-             "fixed classes"),
-            (self.dataset != 'custom' or self.dataset_root,
-             "--dataset custom needs --dataset-root DIR (a Pascal VOC layout folder)"),
             (self.precision in ('fp16', 'amp') or self.loss_scale in ('dynamic', 'none'),
              "--loss-scale {} only applies with --fp16 or --amp (FP32 training does not scale "
              "the loss)".format(self.loss_scale)),
@@ -439,6 +458,7 @@ class TrainConfig:
              "device's gradients), got {} CPU contexts; use one (--gpus '') and start more "
              "processes (horovodrun -np N)".format(cpus)),
         ]
+        yield from dataset_option_problems(self.dataset, self.dataset_flags)
         for ok, message in checks:
             if not ok:
                 yield message
