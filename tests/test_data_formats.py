@@ -140,8 +140,15 @@ def test_docs_dataset_table_is_the_registry():
 # ----- COCO JSON ---------------------------------------------------------------------------
 def test_cvat_export_maps_category_ids_by_name_and_keeps_backgrounds(tmp_path):
     path = write_cvat(str(tmp_path / 'cvat'))
-    train, val, classes = build_datasets('coco-json', train_json=path, val_json=path)
+    val_path = path.replace('default', 'val')  # a second subset: images/val/
+    os.rename(str(tmp_path / 'cvat' / 'images'), str(tmp_path / 'val'))
+    os.makedirs(str(tmp_path / 'cvat' / 'images'))
+    os.rename(str(tmp_path / 'val'), str(tmp_path / 'cvat' / 'images' / 'val'))
+    os.rename(path, val_path)
+    write_cvat(str(tmp_path / 'cvat'))
+    train, val, classes = build_datasets('coco-json', train_json=path, val_json=val_path)
     assert classes == list(CLASSES) and len(train) == len(val) == 4
+    assert os.path.dirname(val.image_path(0)).endswith(os.path.join('images', 'val'))
     for k, (_, _, boxes) in enumerate(SAMPLES):
         np.testing.assert_array_equal(_boxes(train[k][1]), np.array(boxes, np.float32)
                                       .reshape(-1, 5))
@@ -382,3 +389,24 @@ def test_dataset_mistakes_are_one_line_exit_2_and_write_nothing(tmp_path, capsys
     assert code == 2 and len(err.splitlines()) == 1 and 'Traceback' not in err
     assert __import__('re').search(message, err), err
     assert not out.exists()
+
+
+def test_voc_and_record_backgrounds_are_kept_but_images_with_only_dropped_boxes_are_not(
+        tmp_path):
+    from conftest import write_rec_dataset
+    root = write_rec_dataset(str(tmp_path / 'rec'), 3, lambda k: [[], [], [[5, .1, .1, .5, .5]]][k])
+    train, val, _ = build_datasets('rec', root=root, classes=['a', 'b'])
+    assert train.background_count() is None  # known once read
+    assert len(train[1][1]) == 0 and train.bad_sample_count == 0  # a background, kept
+    assert len(train[2][1]) == 0 and train.bad_samples.counts() == {  # replaced by the next
+        'unknown class dropped': 1, 'no valid boxes': 1}
+    voc = write_voc(str(tmp_path / 'voc'))
+    xml = os.path.join(voc, 'Annotations', '0003.xml')
+    with open(xml) as f:
+        text = f.read()
+    with open(xml, 'w') as f:
+        f.write(text.replace('<name>bird</name>', '<name>unicorn</name>').replace(
+            '<name>cat</name>', '<name>unicorn</name>'))
+    train, _, _ = build_datasets('custom', root=voc, classes=CLASSES)
+    assert len(train) == 3 and train.background_count() == 1
+    assert train.bad_samples.counts() == {'unknown class dropped': 1, 'no valid boxes': 1}

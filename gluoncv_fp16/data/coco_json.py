@@ -12,7 +12,7 @@ tools write:
 
 Images are looked up under ``--image-root`` when given, else in the JSON's folder and
 its ``images/`` folder (and, for a JSON inside an ``annotations/`` folder, in the folder
-above and its ``images/``). A file name that is not found as written is tried without
+above, its ``images/`` and, for ``instances_<subset>.json``, first ``images/<subset>/``). A file name that is not found as written is tried without
 its leading folders one at a time, so prefixes written by the tool do not matter.
 
 Labels are (N, 6) float32 ``[xmin, ymin, xmax, ymax, class, difficult]`` in pixels:
@@ -154,6 +154,9 @@ def image_folders(json_path, image_root=None):
     if os.path.basename(folder) == 'annotations':  # CVAT, COCO: annotations/ beside images/
         parent = os.path.dirname(folder)
         found += [parent, os.path.join(parent, 'images')]
+        name = os.path.splitext(os.path.basename(json_path))[0]
+        if name.startswith('instances_'):  # CVAT with subsets: images/<subset>/, first
+            found.insert(0, os.path.join(parent, 'images', name[len('instances_'):]))
     return found
 
 
