@@ -266,6 +266,27 @@ def test_roboflow_yaml_paths_and_names_list(tmp_path):
     assert classes == list(CLASSES) and len(train) == 4
 
 
+def test_labelimg_labels_beside_the_images(tmp_path):
+    root = tmp_path / 'photos'
+    names = ['p{}.jpg'.format(k) for k in range(len(SAMPLES))]
+    _write_images(str(root), names)
+    for name, (width, height, boxes) in zip(names, SAMPLES):
+        (root / name.replace('.jpg', '.txt')).write_text(''.join(
+            '{} {} {} {} {}\n'.format(c, (x1 + x2) / 2 / width, (y1 + y2) / 2 / height,
+                                      (x2 - x1) / width, (y2 - y1) / height)
+            for x1, y1, x2, y2, c in boxes))
+    (root / 'train.txt').write_text('p0.jpg\np1.jpg\np2.jpg\n')
+    (root / 'val.txt').write_text('p3.jpg\n')
+    (root / 'data.yaml').write_text('train: train.txt\nval: val.txt\nnames: [cat, dog, bird]\n')
+    train, val, _ = build_datasets('yolo', data=str(root / 'data.yaml'))
+    assert len(train) == 3 and train.background_count() == 1 and len(val.label(0)) == 2
+    np.testing.assert_allclose(_boxes(train.label(0)), np.array(SAMPLES[0][2]), atol=1e-4)
+    for name in names:
+        os.remove(str(root / name.replace('.jpg', '.txt')))
+    with pytest.raises(DatasetError, match=r'no label file for any of the 3 training images'):
+        build_datasets('yolo', data=str(root / 'data.yaml'))
+
+
 @pytest.mark.parametrize('edit, message', [
     (lambda root: _replace(root / 'data.yaml', 'names:', 'labels:'), 'data.yaml: no class names'),
     (lambda root: (root / 'labels' / 'train' / 'img1.txt').write_text('7 0.5 0.5 0.1 0.1\n'),

@@ -13,8 +13,9 @@ yaml, which Ultralytics accepts the same way). A folder means every image below 
 list file holds one image path per line, relative to the list file's folder. The label
 of ``.../images/.../x.jpg`` is ``.../labels/.../x.txt`` (the last ``images`` folder
 swapped for ``labels``), one object per line: ``class cx cy w h``, normalised to the
-image size (a polygon ``class x1 y1 x2 y2 ...`` becomes its bounding box). A missing or
-empty label file is a background image.
+image size (a polygon ``class x1 y1 x2 y2 ...`` becomes its bounding box); without that
+file, ``x.txt`` beside the image is used if it exists (LabelImg). A missing or empty
+label file is a background image; no label file for any training image is an error.
 
 Labels are (N, 6) float32 ``[xmin, ymin, xmax, ymax, class, 0]`` in pixels (continuous:
 ``xmin = (cx - w / 2) * width``), clipped to the image; the image size is read from the
@@ -133,11 +134,15 @@ def _split_images(entries, yaml_path, split):
 
 def label_path(image_path):
     """The label file of `image_path`: its last ``images`` folder swapped for
-    ``labels``, the extension for ``.txt`` (Ultralytics' rule)."""
+    ``labels``, the extension for ``.txt`` (Ultralytics' rule); when that file does not
+    exist but one beside the image does (LabelImg's YOLO mode), that one."""
     marker = os.sep + 'images' + os.sep
     head, found, tail = image_path.rpartition(marker)
-    path = head + os.sep + 'labels' + os.sep + tail if found else image_path
-    return os.path.splitext(path)[0] + '.txt'
+    path = os.path.splitext(head + os.sep + 'labels' + os.sep + tail if found
+                            else image_path)[0] + '.txt'
+    beside = os.path.splitext(image_path)[0] + '.txt'
+    return beside if path != beside and not os.path.exists(path) and \
+        os.path.exists(beside) else path
 
 
 def read_label_file(path, num_class):
@@ -191,9 +196,11 @@ def _pixel_label(rows, width, height):
 
 def _dataset(images, names, strict, train, yaml_path):
     dataset = ListedDetection(names, strict=strict, train=train)
-    missing = []
+    missing, labelled = [], 0
     for image in images:
-        rows = read_label_file(label_path(image), len(names))
+        labels = label_path(image)
+        labelled += os.path.exists(labels)
+        rows = read_label_file(labels, len(names))
         try:
             size = encoded_size(image)
         except FileNotFoundError:
@@ -212,6 +219,10 @@ def _dataset(images, names, strict, train, yaml_path):
     if len(missing) == len(images):
         raise DatasetError("{}: none of the {} images listed exists (first: '{}')".format(
             yaml_path, len(images), images[0]))
+    if train and not labelled:  # every image a background: the labels are elsewhere
+        raise DatasetError("{}: no label file for any of the {} training images (the first "
+                           "would be '{}'); labels go in a labels/ folder mirroring images/"
+                           .format(yaml_path, len(images), label_path(images[0])))
     return dataset
 
 
