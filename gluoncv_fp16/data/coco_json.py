@@ -291,4 +291,6 @@ register_dataset(DatasetKind(
     'coco-json', _build, help='COCO JSON files as CVAT, Roboflow and Label Studio export them',
     layout='one JSON per split; images under --image-root, else beside the JSON or in its '
            'images/', reads=('--train-json', '--val-json', '--image-root'),
-    needs=('--train-json', '--val-json')))
+    needs=('--train-json', '--val-json'),
+    classes="the training JSON's categories in file order, by name (not Roboflow's "
+            "box-less super-category)"))

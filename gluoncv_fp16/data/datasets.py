@@ -117,11 +117,11 @@ def bad_sample_scalars(*datasets):
 
 def dataset_table():
     """The registered kinds as a Markdown table (docs/data.md)."""
-    rows = ['| `--dataset` | reads | flags | default root |', '|---|---|---|---|']
+    rows = ['| `--dataset` | reads | flags | classes | default root |', '|---|---|---|---|---|']
     for kind in dataset_kinds():
         flags = ', '.join('`{}`{}'.format(f, ' (required)' if f in kind.needs else '')
                           for f in kind.reads)
-        rows.append('| `{}` | {}: {} | {} | {} |'.format(
-            kind.name, kind.help, kind.layout, flags or '-',
+        rows.append('| `{}` | {}: {} | {} | {} | {} |'.format(
+            kind.name, kind.help, kind.layout, flags or '-', kind.classes,
             '`{}`'.format(kind.default_root) if kind.default_root else '-'))
     return '\n'.join(rows)

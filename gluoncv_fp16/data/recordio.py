@@ -165,4 +165,5 @@ def _build_rec(options):
 register_dataset(DatasetKind(
     'rec', _build_rec, help="RecordIO files made by MXNet's im2rec",
     layout='root/{train,val}.rec + .idx, class names in root/classes.txt or --classes',
-    reads=('--dataset-root', '--classes'), needs=('--dataset-root',)))
+    reads=('--dataset-root', '--classes'), needs=('--dataset-root',),
+    classes='--classes, else the lines of root/classes.txt'))

@@ -2,8 +2,8 @@
 
 A :class:`DatasetKind` says everything the rest of the package needs to know about one
 ``--dataset`` value: how to build the training and validation sets, where they are by
-default, which command-line flags it reads and which it needs, its fixed classes (if
-any), the GluonCV model suffix it trains (``voc``, ``coco`` or ``custom``) and a help
+default, which command-line flags it reads and which it needs, its where its class
+names come from, the GluonCV model suffix it trains (``voc``, ``coco`` or ``custom``) and a help
 line. The ``--dataset`` choices, its help, the flag checks, the error listing the
 kinds and the table in docs/data.md all come from here, so adding a format is one reader
 module that ends with :func:`register_dataset` (and one import line in
@@ -44,7 +44,7 @@ class DatasetOptions:
         ``--train-json``, ``--val-json``, ``--image-root``, ``--data``.
     """
     root: Optional[str] = None
-    classes: Optional[Tuple[str, ...]] = None
+    classes: str = ''
     strict: bool = False
     splits: Optional[tuple] = None
     train_json: Optional[str] = None
@@ -78,8 +78,8 @@ class DatasetKind:
         Folder used when ``--dataset-root`` is not given ('~' expanded).
     splits : (train, val)
         Default split names.
-    classes : tuple of str or None
-        Fixed class names (VOC's 20); None: read from the data or given.
+    classes : str
+        Where the class names come from, for the reference table.
     model_suffix : str
         GluonCV model name suffix trained on it: ``voc`` and ``coco`` build GluonCV's
         published class sets, ``custom`` the dataset's classes.
@@ -94,7 +94,7 @@ class DatasetKind:
     needs: Tuple[str, ...] = ()
     default_root: Optional[str] = None
     splits: tuple = ('train', 'val')
-    classes: Optional[Tuple[str, ...]] = None
+    classes: str = ''
     model_suffix: str = 'custom'
     pretrained_base: bool = True
 

@@ -152,4 +152,4 @@ register_dataset(DatasetKind(
     'synthetic', _build_synthetic,
     help='the built-in shapes set, generated once (no download)',
     layout='a VOC-layout folder written on first use', reads=('--dataset-root', '--classes'),
-    default_root=_DEFAULT_ROOT, pretrained_base=False))
+    default_root=_DEFAULT_ROOT, classes=', '.join(SHAPE_CLASSES), pretrained_base=False))

@@ -261,9 +261,10 @@ register_dataset(DatasetKind(
     'voc', _build_voc, help='Pascal VOC devkit (VOC2007 + VOC2012)',
     layout='root/VOC2007, root/VOC2012 (VOCdevkit)', reads=('--dataset-root',),
     default_root=os.path.join('~', '.mxnet', 'datasets', 'voc'),
-    splits=(('2007_trainval', '2012_trainval'), ('2007_test',)), classes=VOC_CLASSES,
+    splits=(('2007_trainval', '2012_trainval'), ('2007_test',)), classes="VOC's 20",
     model_suffix='voc'))
 register_dataset(DatasetKind(
     'custom', build_custom, help='a Pascal VOC-layout folder (LabelImg, CVAT "Pascal VOC")',
     layout='root/Annotations/*.xml, root/JPEGImages/, root/ImageSets/Main/{train,val}.txt',
-    reads=('--dataset-root', '--classes'), needs=('--dataset-root',)))
+    reads=('--dataset-root', '--classes'), needs=('--dataset-root',),
+    classes='--classes, else the sorted names in the XML files'))

@@ -237,4 +237,5 @@ def _build(options):
 register_dataset(DatasetKind(
     'yolo', _build, help="Ultralytics YOLO txt (data.yaml + labels/*.txt)",
     layout='data.yaml: path, train/val (folders, list files or lists), names; '
-           'images/ <-> labels/', reads=('--data',), needs=('--data',)))
+           'images/ <-> labels/', reads=('--data',), needs=('--data',),
+    classes='names in data.yaml'))
