@@ -78,13 +78,16 @@ class CocoJsonSplit:
         self.annotations = doc.get('annotations') or []
         try:
             self.category_names = {c['id']: str(c['name']).strip() for c in self.categories}
-            self.image_ids = {img['id'] for img in self.images}
-            for img in self.images:
-                str(img['file_name'])
+            self.image_ids = {img['id'] for img in self.images if img['file_name']}
         except (KeyError, TypeError) as err:
             raise DatasetError('{}: a category or image entry lacks {} (export as COCO)'
                                .format(path, err)) from None
-        self.boxes_per_category = {}
+        self.boxes_per_category = self._check_annotations()
+
+    def _check_annotations(self):
+        """{category id: boxes}; raises DatasetError for an annotation that cannot be used
+        (the file is inconsistent: re-exporting is the fix, not skipping it)."""
+        path, boxes_per_category = self.path, {}
         for ann in self.annotations:
             try:
                 category, image = ann['category_id'], ann['image_id']
@@ -105,7 +108,8 @@ class CocoJsonSplit:
             if len(box) != 4:
                 raise DatasetError('{}: annotation {} has a bbox of {} values; COCO boxes are '
                                    '[x, y, w, h]'.format(path, ann.get('id', '?'), len(box)))
-            self.boxes_per_category[category] = self.boxes_per_category.get(category, 0) + 1
+            boxes_per_category[category] = boxes_per_category.get(category, 0) + 1
+        return boxes_per_category
 
 
 def coco_json_classes(*splits):
