@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from ..data.datasets import DATASETS
-from ..data.registry import dataset_kind, dataset_option_problems
+from ..data.registry import dataset_kind, dataset_kinds, dataset_option_problems
 from ..distributed.distributed import require_launcher
 from ..model_zoo.zoo import BACKBONES as NETWORKS
 from ..precision.syncbn import cpu_temp_pool_shortfall
@@ -35,6 +35,11 @@ PRECISIONS = ('fp32', 'fp16', 'amp')
 GLUONCV_FLAGS = 'GluonCV train_yolo3.py flags'
 OUR_FLAGS = 'gluoncv_fp16 flags'
 FLAG_GROUPS = (GLUONCV_FLAGS, OUR_FLAGS)
+
+
+def _read_by(flag):
+    """The --dataset values that read `flag` (from the dataset registry), for help texts."""
+    return '/'.join(kind.name for kind in dataset_kinds() if flag in kind.reads)
 
 
 def gluoncv(*names, **kwargs):
@@ -132,7 +137,9 @@ class TrainConfig:
         check=one_of('--dataset', DATASETS))
     dataset_root: Optional[str] = setting(
         ours('--dataset-root',
-             help='dataset folder (custom/rec; voc/coco/synthetic: overrides default)'),
+             help='dataset folder ({}; a default for {})'.format(
+                 _read_by('--dataset-root'), '/'.join(
+                     k.name for k in dataset_kinds() if k.default_root))),
         check=rule(lambda v: v is None or os.path.isdir(v),
                    '--dataset-root {!r} does not exist or is not a folder'))
     train_json: Optional[str] = setting(
@@ -154,8 +161,9 @@ class TrainConfig:
         check=rule(lambda v: v is None or os.path.isfile(v), '--data {!r}: no such file'))
     classes: Optional[Tuple[str, ...]] = setting(
         ours('--classes',
-             help='comma-separated class names (custom/rec/synthetic); without it a custom '
-                  'set takes the names in its annotations, logged with their counts'),
+             help='comma-separated class names ({}); without it a custom set takes the '
+                  'names in its annotations, logged with their counts'.format(
+                      _read_by('--classes'))),
         convert=_names,
         check=rule(lambda v: v is None or not _repeated(v),
                    lambda v: '--classes names {} more than once; each class needs one name'
@@ -284,9 +292,10 @@ class TrainConfig:
         convert=lambda off: not off)
     pretrained_base: Optional[bool] = setting(
         ours('--pretrained-base', negatable=True,
-             help='ImageNet backbone weights (default: on, off for --dataset synthetic), '
+             help='ImageNet backbone weights (default: on, off for --dataset {}), '
                   'downloaded once into ~/.mxnet/models ($MXNET_HOME/models); offline, '
-                  'train from scratch with --no-pretrained-base (or --pretrained FILE)'))
+                  'train from scratch with --no-pretrained-base (or --pretrained FILE)'.format(
+                      '/'.join(k.name for k in dataset_kinds() if not k.pretrained_base))))
     accumulate: int = setting(
         ours('--accumulate', default=1,
              help='batches per optimizer update (gradient accumulation); the effective '
