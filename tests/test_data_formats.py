@@ -431,3 +431,24 @@ def test_voc_and_record_backgrounds_are_kept_but_images_with_only_dropped_boxes_
     train, _, _ = build_datasets('custom', root=voc, classes=CLASSES)
     assert len(train) == 3 and train.background_count() == 1
     assert train.bad_samples.counts() == {'unknown class dropped': 1, 'no valid boxes': 1}
+
+
+def test_an_all_background_batch_through_a_worker_and_its_ring_slot(tmp_path, mobilenet_voc):
+    from gluoncv_fp16.data.base import ListedDetection
+    from gluoncv_fp16.data.device_batch import unpack
+    from gluoncv_fp16.data.loader import make_train_loader
+    folder = str(tmp_path / 'bg')
+    _write_images(folder, ['a.png', 'b.png'], [SAMPLES[2], SAMPLES[2]])
+    backgrounds = ListedDetection(CLASSES)
+    for name in ('a.png', 'b.png'):
+        backgrounds.add(os.path.join(folder, name), np.zeros((0, 6), np.float32), (72, 72))
+    loader = make_train_loader(backgrounds, mobilenet_voc, 2, 64, num_workers=1, mixup=True)
+    try:
+        loader.set_epoch(0)
+        (batch,) = list(loader)
+        _, gt, obj, _, _, weights, clas = (a.asnumpy() for a in unpack(batch))
+    finally:
+        loader.close()
+    assert loader.transport['slot'] + loader.transport['file'] == 1
+    assert gt.shape == (2, 1, 4) and (gt == -1).all()
+    assert (obj == 0).all() and (weights == 0).all() and (clas == -1).all()
