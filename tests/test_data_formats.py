@@ -258,12 +258,15 @@ def test_yolo_names_mapping_list_file_and_backgrounds(tmp_path):
 
 def test_roboflow_yaml_paths_and_names_list(tmp_path):
     root = tmp_path / 'rf'
-    write_yolo(str(root))
-    (root / 'sub').mkdir()
-    (root / 'sub' / 'data.yaml').write_text(
+    write_yolo(str(root))  # Roboflow: ../ entries that only exist without the ../
+    (root / 'data.yaml').write_text(
         'train: ../images/train\nval: ../images/val\nnc: 3\nnames: [cat, dog, bird]\n')
-    train, _, classes = build_datasets('yolo', data=str(root / 'sub' / 'data.yaml'))
+    train, _, classes = build_datasets('yolo', data=str(root / 'data.yaml'))
     assert classes == list(CLASSES) and len(train) == 4
+    assert train.image_path(0) == str(root / 'images' / 'train' / 'img0.png')
+    _replace(root / 'data.yaml', 'nc: 3', 'nc: 4')
+    with pytest.raises(DatasetError, match='data.yaml: nc is 4 but names lists 3'):
+        build_datasets('yolo', data=str(root / 'data.yaml'))
 
 
 def test_labelimg_labels_beside_the_images(tmp_path):

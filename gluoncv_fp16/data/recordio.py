@@ -4,8 +4,9 @@ Each record's label is im2rec's detection layout: ``[header_len, object_width, .
 header extras ..., cls, xmin, ymin, xmax, ymax, (extras), cls, ...]`` with coordinates
 normalised to [0, 1] (the default) or in pixels. Samples come out like GluonCV's
 ``RecordFileDetection``: (N, object_width) ``[xmin, ymin, xmax, ymax, cls, extras...]``
-in pixels. The record file is reopened in each process, so forked loader workers never
-share a file position.
+in pixels. A record without objects is a background image (trained on); a training
+record whose objects all have unknown classes is skipped. The record file is reopened in
+each process, so forked loader workers never share a file position.
 """
 import logging
 import os
