@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     'scipy<1.12',
     'pycocotools',
     'tqdm',
+    'pyyaml',  # --dataset yolo reads Ultralytics' data.yaml
     # libjpeg-turbo JPEG decode, pixel-identical to OpenCV's; 1.9.0 has cp311 wheels and
     # runs with numpy 1.23 (measured). Without it, OpenCV decodes everything.
     'simplejpeg==1.9.0',

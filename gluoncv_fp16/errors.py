@@ -9,7 +9,7 @@ This module imports nothing from the package, so every layer can raise these err
 __all__ = ['ConfigError', 'SelfCheckFailed', 'CheckpointError', 'TrainingDiverged',
            'BadSampleError', 'CacheError', 'PretrainedWeightsUnavailable', 'LaunchError',
            'ExportError', 'EvalError', 'PredictError', 'SourceError', 'OnnxRuntimeError',
-           'ParamFileError', 'USER_ERRORS']
+           'ParamFileError', 'DatasetError', 'USER_ERRORS']
 
 
 class ConfigError(ValueError):
@@ -97,7 +97,14 @@ class ParamFileError(ValueError):
     """A file that cannot be read as network parameters."""
 
 
+class DatasetError(ValueError):
+    """A dataset's description cannot be used: a missing or malformed annotation or
+    data.yaml file, images that cannot be found, a class id out of range. The message
+    names the file and says what to do."""
+
+
 # What every command reports as one line (exit status 2) instead of a traceback.
 USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged,
                PretrainedWeightsUnavailable, BadSampleError, CacheError, ExportError,
-               EvalError, PredictError, SourceError, OnnxRuntimeError, ParamFileError)
+               EvalError, PredictError, SourceError, OnnxRuntimeError, ParamFileError,
+               DatasetError)

@@ -216,6 +216,12 @@ OTHER_FLAGS = [
     (['--horovod'], 'horovod', True),
     (['--pretrained-base'], 'pretrained_base', True),
 ]
+# The flags of the datasets described by files (any existing file passes the flag check).
+_JSON = ['--dataset', 'coco-json', '--train-json', __file__, '--val-json', __file__,
+         '--image-root', ROOT]
+OTHER_FLAGS += [(_JSON, 'train_json', __file__), (_JSON, 'val_json', __file__),
+                (_JSON, 'image_root', ROOT),
+                (['--dataset', 'yolo', '--data', __file__], 'data_yaml', __file__)]
 
 
 def test_every_flag_reaches_the_config(tmp_path, synthetic_root):
@@ -258,11 +264,15 @@ def test_every_flag_reaches_the_config(tmp_path, synthetic_root):
     assert {k: getattr(cfg, k) for k in expected} == expected
     defaults = TrainConfig()
     for extra, field, value in OTHER_FLAGS:
-        other = train_cli.make_config(train_cli.parse_args(small_args(synthetic_root, tmp_path,
-                                                                      *extra)))
+        other_argv = small_args(synthetic_root, tmp_path, *extra)
+        if '--dataset' in extra:  # described by files: --dataset-root would do nothing
+            at = other_argv.index('--dataset-root')
+            del other_argv[at:at + 2]
+        other = train_cli.make_config(train_cli.parse_args(other_argv))
         assert getattr(other, field) == value != getattr(defaults, field), extra
     flagged = {field for field, _ in declared_flags(TrainConfig)}
-    assert not {f for f in flagged - {'horovod'} if getattr(cfg, f) == getattr(defaults, f)}
+    only_other = {'horovod', 'train_json', 'val_json', 'image_root', 'data_yaml'}  # above
+    assert not {f for f in flagged - only_other if getattr(cfg, f) == getattr(defaults, f)}
     given = set(argv).union(*(extra for extra, _, _ in OTHER_FLAGS))
     assert [f.names for _, f in declared_flags(TrainConfig) if not given & set(f.names)] == []
 

@@ -133,7 +133,8 @@ def test_coco_labels_and_gluoncv_metric(tmp_path):
     boxes[1].append((30, 5, -10, 4, 3))  # xmin > xmax, as COCO writes it
     write_coco(root, 'train2017', images, boxes)
     train, val, classes = build_datasets('coco', root=root)
-    assert classes == ['cat', 'dog'] and len(train) == 2 and len(val) == 3
+    assert classes == ['cat', 'dog'] and len(train) == 3 and len(val) == 3
+    assert train.background_count() == 1 and len(train[2][1]) == 0  # trained on
     np.testing.assert_allclose(train[0][1], [[10, 5, 39, 24, 0]])
     assert train[1][1][0, 2] == 69 and train.bad_samples.counts() == {
         'zero-area box dropped': 1, 'box with negative width dropped': 1}

@@ -5,6 +5,8 @@ and only decode images in ``__getitem__``. A sample whose image turns out to be
 unusable mid-epoch never crashes training: a training set returns the next usable
 sample instead (deterministically), a validation set returns a mid-gray image of the
 recorded size with the original labels (keeping the order evaluation metrics rely on).
+A sample without objects is a background image: its label has no rows (training) or
+one ``-1`` dummy row (validation, which the metrics skip).
 """
 import logging
 import os
@@ -12,13 +14,19 @@ import os
 import mxnet as mx
 import numpy as np
 
-from .imageio import BadSampleLog
+from .imageio import BadSampleLog, read_image
 
-__all__ = ['DetectionDataset', 'clip_boxes']
+__all__ = ['DetectionDataset', 'ListedDetection', 'clip_boxes', 'is_background']
 
 logger = logging.getLogger(__name__)
 
 _MAX_REPLACEMENTS = 50
+
+
+def is_background(label):
+    """Whether `label` has no object: no rows (a training background), or only the
+    ``-1`` dummy row validation sets give such images."""
+    return len(label) == 0 or bool((label[:, 4] < 0).all())
 
 
 def clip_boxes(label, width, height, name, log):
@@ -95,6 +103,10 @@ class DetectionDataset(mx.gluon.data.Dataset):
     def __len__(self):
         return len(self._names)
 
+    def background_count(self):
+        """How many samples have no object (background images)."""
+        return sum(1 for label in self._labels if is_background(label))
+
     def label(self, idx):
         """The label (N, 5+) float32 of sample `idx`, without decoding its image."""
         return self._labels[idx].copy()
@@ -118,11 +130,12 @@ class DetectionDataset(mx.gluon.data.Dataset):
         if img is None:
             return None
         height, width = img.shape[:2]
-        label = clip_boxes(self.label(idx), width, height, self._names[idx],
-                           self.bad_samples) if self.train else self.label(idx)
-        if self.train and len(label) == 0:
-            self.bad_samples.report(self._names[idx], 'no valid boxes')
-            return None
+        label = self.label(idx)
+        if self.train and len(label):  # an empty label is a background image: kept
+            label = clip_boxes(label, width, height, self._names[idx], self.bad_samples)
+            if len(label) == 0:
+                self.bad_samples.report(self._names[idx], 'no valid boxes')
+                return None
         return img, label
 
     def _cached_read(self, idx):
@@ -183,3 +196,43 @@ class DetectionDataset(mx.gluon.data.Dataset):
         files = self.source_files()
         return os.path.dirname(os.path.dirname(os.path.abspath(files[0]))) if files \
             else os.getcwd()
+
+
+class ListedDetection(DetectionDataset):
+    """Samples added one by one: image files with their labels already in pixels (the
+    COCO JSON and YOLO txt readers parse their files into this).
+
+    Parameters
+    ----------
+    classes : sequence of str
+    strict, train
+        See :class:`DetectionDataset`.
+    """
+
+    def add(self, path, label, size):
+        """Add one sample.
+
+        Parameters
+        ----------
+        path : str
+            Image file.
+        label : numpy.ndarray, (N, 6) float32
+            ``[xmin, ymin, xmax, ymax, class, difficult]`` in pixels, clipped to the
+            image. N may be 0: a background image (a validation set stores the ``-1``
+            dummy row the metrics skip).
+        size : (float, float)
+            The image's (width, height).
+        """
+        label = np.asarray(label, np.float32).reshape(-1, 6)
+        if len(label) == 0 and not self.train:
+            label = np.full((1, 6), -1, np.float32)
+        self._names.append(path)
+        self._images.append(path)
+        self._labels.append(label)
+        self._sizes.append(size)
+
+    def _read(self, idx):
+        return read_image(self._images[idx], self.bad_samples)
+
+    def image_path(self, idx):
+        return self._images[idx]

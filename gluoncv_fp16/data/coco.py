@@ -2,9 +2,10 @@
 
 Same sample conventions as GluonCV's ``COCODetection``: labels (N, 5) float32
 ``[xmin, ymin, xmax, ymax, contiguous class]``, boxes clipped to the image, zero-area
-boxes dropped, crowd boxes kept; the training split skips images without boxes, the
-validation split keeps every image in sorted image-id order (with a ``-1`` dummy label
-when empty) because the metric assumes that order. The metric also reads ``coco``,
+boxes dropped, crowd boxes kept; images without annotations are background images (the
+training split trains on them, GluonCV skips them); the training split skips an image
+whose boxes were all dropped; the validation split keeps every image in sorted image-id
+order (with a ``-1`` dummy label when empty) because the metric assumes that order. The metric also reads ``coco``,
 ``contiguous_id_to_json`` and ``classes``, provided here.
 """
 import logging
@@ -15,6 +16,7 @@ from gluoncv.utils.bbox import bbox_clip_xyxy, bbox_xywh_to_xyxy
 
 from .base import DetectionDataset
 from .imageio import read_image
+from .registry import DatasetKind, register_dataset
 
 __all__ = ['COCODetection', 'coco_annotation_path']
 
@@ -74,10 +76,10 @@ class COCODetection(DetectionDataset):
     def _add(self, entry):
         path = os.path.join(self._folder, entry['file_name'])
         width, height = float(entry['width']), float(entry['height'])
-        label = self._label(entry, width, height, path)
-        if len(label) == 0:
-            if self.train:
-                return
+        label, annotated = self._label(entry, width, height, path)
+        if len(label) == 0 and annotated and self.train:
+            return  # boxes there, none usable (recorded): not a background image
+        if len(label) == 0 and not self.train:
             label = np.full((1, 5), -1, np.float32)
         self._names.append(path)
         self._images.append(path)
@@ -85,17 +87,18 @@ class COCODetection(DetectionDataset):
         self._sizes.append((width, height))
 
     def _label(self, entry, width, height, path):
-        rows = []
+        rows, annotated = [], False
         for obj in self.coco.loadAnns(self.coco.getAnnIds(imgIds=[entry['id']], iscrowd=None)):
             if obj.get('ignore', 0) == 1 or obj['category_id'] not in self.json_id_to_contiguous:
                 continue
+            annotated = True
             # GluonCV's own conversion (inclusive pixel ends) and clipping
             box = list(bbox_clip_xyxy(bbox_xywh_to_xyxy(obj['bbox']), width, height))
             if obj['area'] > 0 and box[2] > box[0] and box[3] > box[1]:
                 rows.append(box + [self.json_id_to_contiguous[obj['category_id']]])
             else:
                 self.bad_samples.report(path, _dropped_box_reason(obj['bbox'], obj['area']))
-        return np.array(rows, dtype=np.float32).reshape(-1, 5)
+        return np.array(rows, dtype=np.float32).reshape(-1, 5), annotated
 
     def _read(self, idx):
         return read_image(self._images[idx], self.bad_samples)
@@ -109,3 +112,17 @@ def _dropped_box_reason(bbox, area):
     if min(width, height) <= 1 or area <= 0:  # inclusive pixel ends: 1 px has no extent
         return 'zero-area box dropped'
     return 'box outside the image dropped'
+
+
+def _build_coco(options):
+    train_split, val_split = options.splits
+    classes = options.classes
+    return (COCODetection(options.root, train_split, classes, options.strict, train=True),
+            COCODetection(options.root, val_split, classes, options.strict, train=False))
+
+
+register_dataset(DatasetKind(
+    'coco', _build_coco, help="MS COCO in GluonCV's layout",
+    layout='root/annotations/instances_{train,val}2017.json, root/{train,val}2017/',
+    reads=('--dataset-root',), default_root=os.path.join('~', '.mxnet', 'datasets', 'coco'),
+    splits=('instances_train2017', 'instances_val2017'), classes="the JSON's categories, by id", model_suffix='coco'))

@@ -30,6 +30,7 @@ except ImportError:  # optional at run time: OpenCV decodes everything then
     simplejpeg = None
 
 __all__ = ['BadSampleError', 'BadSampleLog', 'decode_image', 'read_image', 'check_encoded',
+           'encoded_size',
            'CONVERSIONS']
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,33 @@ def _jpeg_frame_size(buf):
             return int.from_bytes(data[i + 7:i + 9], 'big'), height
         i += 2 + int.from_bytes(data[i + 2:i + 4], 'big')
     return None
+
+
+_HEAD_BYTES = 1 << 16  # a JPEG's frame header follows its EXIF block, rarely beyond this
+
+
+def encoded_size(path):
+    """(width, height) of the image file `path` from its header, or None if it cannot
+    be read. JPEG and PNG headers are read without decoding (the first 64 KiB, the whole
+    file when a JPEG's frame header lies further); other formats are decoded.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    """
+    with open(path, 'rb') as f:
+        head = f.read(_HEAD_BYTES)
+        if head[:8] == b'\x89PNG\r\n\x1a\n' and head[12:16] == b'IHDR':
+            return (int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big'))
+        if head[:2] == b'\xff\xd8':
+            size = _jpeg_frame_size(np.frombuffer(head, np.uint8))
+            if size is None and len(head) == _HEAD_BYTES:
+                size = _jpeg_frame_size(np.frombuffer(head + f.read(), np.uint8))
+            return size
+        head += f.read()
+    img = cv2.imdecode(np.frombuffer(head, np.uint8), cv2.IMREAD_UNCHANGED)
+    return None if img is None or not img.size else (img.shape[1], img.shape[0])
 
 
 def check_encoded(buf):

@@ -4,8 +4,9 @@ Each record's label is im2rec's detection layout: ``[header_len, object_width, .
 header extras ..., cls, xmin, ymin, xmax, ymax, (extras), cls, ...]`` with coordinates
 normalised to [0, 1] (the default) or in pixels. Samples come out like GluonCV's
 ``RecordFileDetection``: (N, object_width) ``[xmin, ymin, xmax, ymax, cls, extras...]``
-in pixels. The record file is reopened in each process, so forked loader workers never
-share a file position.
+in pixels. A record without objects is a background image (trained on); a training
+record whose objects all have unknown classes is skipped. The record file is reopened in
+each process, so forked loader workers never share a file position.
 """
 import logging
 import os
@@ -15,6 +16,7 @@ import numpy as np
 
 from .base import DetectionDataset
 from .imageio import decode_image
+from .registry import DatasetKind, register_dataset
 
 __all__ = ['RecordDetection', 'parse_record_label']
 
@@ -134,5 +136,35 @@ class RecordDetection(DetectionDataset):
         if not known.all():
             self.bad_samples.report(self._names[idx], 'unknown class dropped',
                                     'ids {}'.format(sorted(set(label[~known, 4].tolist()))))
-        self._labels[idx] = label[known]
+        if self.train and len(label) and not known.any():  # objects, none usable
+            self.bad_samples.report(self._names[idx], 'no valid boxes')
+            return False
+        self._labels[idx] = label[known]  # no objects at all: a background image
         return True
+
+    def background_count(self):
+        """Unknown before the records are read (their labels live in the records)."""
+        return None
+
+
+def _build_rec(options):
+    classes = options.classes
+    if not classes:
+        names_file = os.path.join(options.root, 'classes.txt')
+        if not os.path.isfile(names_file):
+            raise ValueError("record files do not store class names: pass classes=[...] or "
+                             "write them one per line to '{}'".format(names_file))
+        with open(names_file) as f:
+            classes = [line.strip() for line in f if line.strip()]
+    train_split, val_split = options.splits
+    return (RecordDetection(os.path.join(options.root, train_split + '.rec'), classes,
+                            options.strict, True),
+            RecordDetection(os.path.join(options.root, val_split + '.rec'), classes,
+                            options.strict, False))
+
+
+register_dataset(DatasetKind(
+    'rec', _build_rec, help="RecordIO files made by MXNet's im2rec",
+    layout='root/{train,val}.rec + .idx, class names in root/classes.txt or --classes',
+    reads=('--dataset-root', '--classes'), needs=('--dataset-root',),
+    classes='--classes, else the lines of root/classes.txt'))

@@ -9,16 +9,21 @@ Layout written under `root`::
 
     Annotations/<id>.xml   JPEGImages/<id>.jpg   ImageSets/Main/{train,val}.txt
 """
+import dataclasses
 import os
 import xml.etree.ElementTree as ET
 
 import cv2
 import numpy as np
 
+from .registry import DatasetKind, register_dataset
+from .voc import build_custom
+
 __all__ = ['SHAPE_CLASSES', 'generate', 'render_sample', 'ensure_synthetic']
 
 SHAPE_CLASSES = ('circle', 'square', 'triangle')
 _MARKER = '.complete'
+_DEFAULT_ROOT = os.path.join('~', '.cache', 'gluoncv_fp16', 'synthetic')
 
 
 def _background(rng, height, width):
@@ -130,3 +135,21 @@ def ensure_synthetic(root, **kwargs):
             if f.read() == expected:
                 return root
     return generate(root, **settings)
+
+
+def _build_synthetic(options):
+    # The default cache follows the current defaults (regenerated when they change); a
+    # folder the user names that already holds a complete set is used as it is -- never
+    # overwritten because its settings differ from today's defaults.
+    root = options.root
+    if os.path.abspath(root) == os.path.abspath(os.path.expanduser(_DEFAULT_ROOT)) or \
+            not os.path.isfile(os.path.join(root, _MARKER)):
+        ensure_synthetic(root)
+    return build_custom(dataclasses.replace(options, classes=options.classes or SHAPE_CLASSES))
+
+
+register_dataset(DatasetKind(
+    'synthetic', _build_synthetic,
+    help='the built-in shapes set, generated once (no download)',
+    layout='a VOC-layout folder written on first use', reads=('--dataset-root', '--classes'),
+    default_root=_DEFAULT_ROOT, classes=', '.join(SHAPE_CLASSES), pretrained_base=False))

@@ -18,9 +18,10 @@ import numpy as np
 
 from .base import DetectionDataset, clip_boxes
 from .imageio import read_image
+from .registry import DatasetKind, register_dataset
 
 __all__ = ['VOCLayoutDetection', 'VOC_CLASSES', 'read_split', 'discover_classes',
-           'class_counts']
+           'class_counts', 'rare_classes', 'build_custom']
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +126,9 @@ class VOCLayoutDetection(DetectionDataset):
     classes : sequence of str
         Class names; objects with other names are dropped (and counted).
     strict, train
-        See :class:`.base.DetectionDataset`. A training set also skips images left
-        without any valid box.
+        See :class:`.base.DetectionDataset`. An annotation without any object is a
+        background image (trained on); a training set skips an image whose objects were
+        all dropped (unknown names, unusable boxes).
     """
 
     def __init__(self, items, classes, strict=False, train=True):
@@ -149,9 +151,10 @@ class VOCLayoutDetection(DetectionDataset):
         label = self._label(xml, objects)
         if dims is not None:
             label = clip_boxes(label, dims[0], dims[1], xml, self.bad_samples)
-        if len(label) == 0:
-            if self.train:
-                return self.bad_samples.report(xml, 'no valid boxes')
+        if len(label) == 0 and objects and self.train:
+            # objects were annotated but none is usable: not a background image
+            return self.bad_samples.report(xml, 'no valid boxes')
+        if len(label) == 0 and not self.train:
             label = np.full((1, 6), -1, np.float32)  # metrics skip class -1
         self._names.append(xml)
         self._images.append(_image_path(root, image_id))
@@ -175,3 +178,93 @@ class VOCLayoutDetection(DetectionDataset):
 
     def image_path(self, idx):
         return self._images[idx]
+
+
+def rare_classes(counts, num_files):
+    """Names seen in at most max(2, 1% of the files) files while another name is seen in
+    at least 10x as many: with real classes that does not happen by chance.
+
+    Parameters
+    ----------
+    counts : dict
+        {name: ClassCount} from :func:`class_counts`.
+    num_files : int
+        Annotation files looked at.
+    """
+    if not counts:
+        return []
+    most = max(c.files for c in counts.values())
+    limit = max(2, num_files // 100)
+    return [n for n, c in counts.items() if c.files <= limit and most >= 10 * c.files]
+
+
+def _plural(count, noun):
+    return '{} {}{}'.format(count, noun, '' if count == 1 else 's')
+
+
+def _classes_from_annotations(items):
+    """The sorted names in the annotations, logged with their counts; a name seen in
+    very few files next to common ones (a misspelling, usually) gets a warning."""
+    counts = class_counts(items)
+    if not counts:
+        raise ValueError('no object names found in the annotations of {} images; pass '
+                         'classes=[...] (--classes a,b,c on the command line)'
+                         .format(len(items)))
+    names = tuple(counts)
+    logger.info('classes read from the annotations: %s', ', '.join(
+        '{} ({} in {})'.format(n, _plural(c.objects, 'object'), _plural(c.files, 'file'))
+        for n, c in counts.items()))
+    rare = rare_classes(counts, len(items))
+    for name in rare:
+        common = max(counts, key=lambda n: counts[n].files)
+        logger.warning(
+            "class '%s' appears in only %d of %d annotation files (first: %s) while '%s' "
+            "appears in %d: a misspelt name? Fix the annotation, or name the classes with "
+            "--classes %s (objects of other names are then dropped and counted)", name,
+            counts[name].files, len(items), counts[name].example, common,
+            counts[common].files, ','.join(n for n in names if n not in rare))
+    return names
+
+
+def _voc_items(root, year_sets):
+    items = []
+    for year_set in ([year_sets] if isinstance(year_sets, str) else year_sets):
+        year, _, image_set = str(year_set).partition('_')
+        if not image_set:
+            raise ValueError("VOC split '{}' must look like '2007_trainval'".format(year_set))
+        folder = os.path.join(root, 'VOC' + year)
+        items += [(folder, image_id) for image_id in read_split(folder, image_set)]
+    return items
+
+
+def _build_voc(options):
+    classes = tuple(options.classes) if options.classes else VOC_CLASSES
+    train_split, val_split = options.splits
+    return (VOCLayoutDetection(_voc_items(options.root, train_split), classes,
+                               options.strict, train=True),
+            VOCLayoutDetection(_voc_items(options.root, val_split), classes,
+                               options.strict, train=False))
+
+
+def build_custom(options):
+    """Training and validation sets of one VOC-layout folder (``options.root``); classes
+    from ``options.classes`` or, sorted, from the annotations."""
+    train_split, val_split = options.splits
+    train_items = [(options.root, i) for i in read_split(options.root, train_split)]
+    val_items = [(options.root, i) for i in read_split(options.root, val_split)]
+    classes = options.classes or _classes_from_annotations(train_items + val_items)
+    return (VOCLayoutDetection(train_items, classes, options.strict, train=True),
+            VOCLayoutDetection(val_items, classes, options.strict, train=False))
+
+
+register_dataset(DatasetKind(
+    'voc', _build_voc, help='Pascal VOC devkit (VOC2007 + VOC2012)',
+    layout='root/VOC2007, root/VOC2012 (VOCdevkit)', reads=('--dataset-root',),
+    default_root=os.path.join('~', '.mxnet', 'datasets', 'voc'),
+    splits=(('2007_trainval', '2012_trainval'), ('2007_test',)), classes="VOC's 20",
+    model_suffix='voc'))
+register_dataset(DatasetKind(
+    'custom', build_custom, help='a Pascal VOC-layout folder (LabelImg, CVAT "Pascal VOC")',
+    layout='root/Annotations/*.xml, root/JPEGImages/, root/ImageSets/Main/{train,val}.txt',
+    reads=('--dataset-root', '--classes'), needs=('--dataset-root',),
+    classes='--classes, else the sorted names in the XML files'))

@@ -65,7 +65,9 @@ def build_data(cfg):
     try:
         train_set, val_set, classes = build_datasets(
             cfg.dataset, root=cfg.dataset_root,
-            classes=list(cfg.classes) if cfg.classes else None, strict=cfg.strict_data)
+            classes=list(cfg.classes) if cfg.classes else None, strict=cfg.strict_data,
+            train_json=cfg.train_json, val_json=cfg.val_json, image_root=cfg.image_root,
+            data=cfg.data_yaml)
         # damaged images found now, not after an epoch (strict: BadSampleError, one line)
         scan_images(val_set, 'validation')
         if cfg.strict_data:

@@ -16,8 +16,10 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from ..data.datasets import DATASETS
 from ..data.options import (class_names, classes_problem, data_side_problem, dataset_problem,
                             dataset_root_problem, num_workers_problem)
+from ..data.registry import dataset_kind, dataset_kinds, dataset_option_problems
 from ..distributed.distributed import require_launcher
 from ..model_zoo.zoo import BACKBONES as NETWORKS
 from ..precision.syncbn import cpu_temp_pool_shortfall
@@ -35,6 +37,11 @@ PRECISIONS = ('fp32', 'fp16', 'amp')
 GLUONCV_FLAGS = 'GluonCV train_yolo3.py flags'
 OUR_FLAGS = 'gluoncv_fp16 flags'
 FLAG_GROUPS = (GLUONCV_FLAGS, OUR_FLAGS)
+
+
+def _read_by(flag):
+    """The --dataset values that read `flag` (from the dataset registry), for help texts."""
+    return '/'.join(kind.name for kind in dataset_kinds() if flag in kind.reads)
 
 
 def gluoncv(*names, **kwargs):
@@ -118,16 +125,36 @@ class TrainConfig:
         check=rule(lambda v: v > 0, '--batch-size must be positive, got {}'))
     dataset: str = setting(
         gluoncv('--dataset', default='synthetic',
-                help='voc, coco, custom (--dataset-root), rec (--dataset-root) or synthetic'),
+                help='{} (docs/data.md)'.format(', '.join(DATASETS))),
         check=dataset_problem)
     dataset_root: Optional[str] = setting(
         ours('--dataset-root',
-             help='dataset folder (custom/rec; voc/coco/synthetic: overrides default)'),
+             help='dataset folder ({}; a default for {})'.format(
+                 _read_by('--dataset-root'), '/'.join(
+                     k.name for k in dataset_kinds() if k.default_root))),
         check=dataset_root_problem)
+    train_json: Optional[str] = setting(
+        ours('--train-json', metavar='FILE',
+             help='coco-json: the training split\'s COCO JSON (CVAT, Roboflow, Label Studio)'),
+        check=rule(lambda v: v is None or os.path.isfile(v),
+                   '--train-json {!r}: no such file'))
+    val_json: Optional[str] = setting(
+        ours('--val-json', metavar='FILE', help="coco-json: the validation split's COCO JSON"),
+        check=rule(lambda v: v is None or os.path.isfile(v), '--val-json {!r}: no such file'))
+    image_root: Optional[str] = setting(
+        ours('--image-root', metavar='DIR',
+             help="coco-json: the images' folder (default: beside the JSON, or its images/)"),
+        check=rule(lambda v: v is None or os.path.isdir(v),
+                   '--image-root {!r} does not exist or is not a folder'))
+    data_yaml: Optional[str] = setting(
+        ours('--data', metavar='FILE.yaml',
+             help='yolo: the Ultralytics data.yaml (path, train, val, names)'),
+        check=rule(lambda v: v is None or os.path.isfile(v), '--data {!r}: no such file'))
     classes: Optional[Tuple[str, ...]] = setting(
         ours('--classes',
-             help='comma-separated class names (custom/rec/synthetic); without it a custom '
-                  'set takes the names in its annotations, logged with their counts'),
+             help='comma-separated class names ({}); without it a custom set takes the '
+                  'names in its annotations, logged with their counts'.format(
+                      _read_by('--classes'))),
         convert=class_names, check=classes_problem)
     num_workers: int = setting(
         gluoncv('-j', '--num-workers', default=4, help='data loading worker processes'),
@@ -257,9 +284,10 @@ class TrainConfig:
         convert=lambda off: not off)
     pretrained_base: Optional[bool] = setting(
         ours('--pretrained-base', negatable=True,
-             help='ImageNet backbone weights (default: on, off for --dataset synthetic), '
+             help='ImageNet backbone weights (default: on, off for --dataset {}), '
                   'downloaded once into ~/.mxnet/models ($MXNET_HOME/models); offline, '
-                  'train from scratch with --no-pretrained-base (or --pretrained FILE)'))
+                  'train from scratch with --no-pretrained-base (or --pretrained FILE)'.format(
+                      '/'.join(k.name for k in dataset_kinds() if not k.pretrained_base))))
     accumulate: int = setting(
         ours('--accumulate', default=1,
              help='batches per optimizer update (gradient accumulation); the effective '
@@ -333,8 +361,14 @@ class TrainConfig:
 
     @property
     def model_name(self):
-        suffix = self.dataset if self.dataset in ('voc', 'coco') else 'custom'
-        return 'yolo3_{}_{}'.format(self.network, suffix)
+        return 'yolo3_{}_{}'.format(self.network, dataset_kind(self.dataset).model_suffix)
+
+    @property
+    def dataset_flags(self):
+        """{flag: value} of the flags that describe the dataset (see data/registry.py)."""
+        return {'--dataset-root': self.dataset_root, '--classes': self.classes,
+                '--train-json': self.train_json, '--val-json': self.val_json,
+                '--image-root': self.image_root, '--data': self.data_yaml}
 
     @property
     def uses_pretrained_base(self):
@@ -342,7 +376,7 @@ class TrainConfig:
         scratch (offline machines, tiny images) unless --pretrained-base says otherwise,
         and --pretrained replaces the backbone's weights anyway."""
         if self.pretrained_base is None:
-            return self.dataset != 'synthetic' and not self.pretrained
+            return dataset_kind(self.dataset).pretrained_base and not self.pretrained
         return bool(self.pretrained_base)
 
     @property
@@ -398,11 +432,6 @@ class TrainConfig:
             (self.warmup_epochs < self.epochs,
              "--warmup-epochs {} must be smaller than --epochs {}".format(
                  self.warmup_epochs, self.epochs)),
-            (self.dataset in ('custom', 'rec', 'synthetic') or self.classes is None,
-             "--classes only applies to --dataset custom/rec/synthetic; VOC and COCO have "
-             "fixed classes"),
-            (self.dataset != 'custom' or self.dataset_root,
-             "--dataset custom needs --dataset-root DIR (a Pascal VOC layout folder)"),
             (self.precision in ('fp16', 'amp') or self.loss_scale in ('dynamic', 'none'),
              "--loss-scale {} only applies with --fp16 or --amp (FP32 training does not scale "
              "the loss)".format(self.loss_scale)),
@@ -430,6 +459,7 @@ class TrainConfig:
              "device's gradients), got {} CPU contexts; use one (--gpus '') and start more "
              "processes (horovodrun -np N)".format(cpus)),
         ]
+        yield from dataset_option_problems(self.dataset, self.dataset_flags)
         for ok, message in checks:
             if not ok:
                 yield message
