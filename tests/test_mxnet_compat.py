@@ -3,6 +3,8 @@ of the package source that keeps every private access of another library in that
 import ast
 import importlib
 import pathlib
+import subprocess
+import sys
 import warnings
 
 import mxnet as mx
@@ -43,6 +45,18 @@ def test_importing_the_module_runs_the_check(monkeypatch):
     finally:
         monkeypatch.undo()
         importlib.reload(mxnet_compat)
+
+
+def test_importing_the_package_with_mxnet_2_is_one_line_and_no_traceback_of_ours():
+    code = ("import mxnet; mxnet.__version__ = '2.0.0'\n"
+            "try:\n    import gluoncv_fp16\n"
+            "except ImportError as err:\n    print(err); raise SystemExit(3)\n")
+    proc = subprocess.run([sys.executable, '-c', code], cwd=str(PACKAGE.parent),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines() == [
+        'gluoncv_fp16 needs MXNet 1.9.x (tested); MXNet 2.0.0 is unsupported: its Gluon has no '
+        'hybrid_forward and no 1.x Trainer internals; install mxnet==1.9.1']
 
 
 def _tiny_net():
