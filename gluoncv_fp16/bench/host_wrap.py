@@ -9,10 +9,12 @@ former code is not in the package: it is read from the git history (``git show``
 imported for the measurement only, so a checkout with its history is needed.
 
 Rounds interleave the two routes (the order alternates), each wrapping `batches` fresh
-views of a realistic packed batch; the table gives the median per array and per batch
-and the spread (10th-90th percentile) over rounds, and the ratio per round.
+views of a realistic packed batch. Time is the main thread's CPU time
+(``time.thread_time``), which a loaded machine's preemption does not inflate as it does
+wall time. The table gives the median per array and per batch, the interquartile range
+over rounds, and the ratio per round.
 
-    python -m gluoncv_fp16.bench.host_wrap --rounds 400 --batches 25
+    python -m gluoncv_fp16.bench.host_wrap --rounds 2000 --batches 5
 """
 import argparse
 import importlib.util
@@ -77,8 +79,9 @@ def _percentile(values, q):
     return float(np.percentile(np.asarray(values, np.float64), q))
 
 
-def measure(routes, rounds=400, batches=25, arrays=None):
-    """Seconds per batch of each route, one value per round, rounds interleaved.
+def measure(routes, rounds=2000, batches=5, arrays=None):
+    """Main-thread CPU seconds per batch of each route, one value per round, rounds
+    interleaved.
 
     Parameters
     ----------
@@ -101,9 +104,9 @@ def measure(routes, rounds=400, batches=25, arrays=None):
         for name in names if r % 2 == 0 else names[::-1]:
             views = [[a.view() for a in arrays] for _ in range(batches)]
             wrap = routes[name]
-            start = time.perf_counter()
+            start = time.thread_time()
             wrapped = [[wrap(a) for a in batch] for batch in views]
-            elapsed = time.perf_counter() - start
+            elapsed = time.thread_time() - start
             del wrapped, views
             mx.nd.waitall()
             if r:
@@ -112,30 +115,30 @@ def measure(routes, rounds=400, batches=25, arrays=None):
 
 
 def report(times, arrays_per_batch, current, former=None):
-    """Lines of the table: per array and per batch (us), median and p10-p90, and the
-    ratio current / former per round."""
+    """Lines of the table: per array and per batch (us CPU), median and interquartile
+    range (p25-p75) over rounds, and the ratio current / former per round."""
     lines = ['  {:<46} {:>9} {:>9}   {}'.format('route', 'us/array', 'us/batch',
-                                                'us/batch p10-p90')]
+                                                'us/batch p25-p75')]
     for name, values in times.items():
         per_batch = [v * 1e6 for v in values]
         lines.append('  {:<46} {:>9.1f} {:>9.1f}   {:.1f}-{:.1f}'.format(
             name, _percentile(per_batch, 50) / arrays_per_batch, _percentile(per_batch, 50),
-            _percentile(per_batch, 10), _percentile(per_batch, 90)))
+            _percentile(per_batch, 25), _percentile(per_batch, 75)))
     if former in times:
         ratios = [a / b for a, b in zip(times[current], times[former])]
         extra = [(a - b) * 1e6 for a, b in zip(times[current], times[former])]
-        lines.append('  current / former: {:.2f}x per round (p10-p90 {:.2f}-{:.2f}x); '
-                     '{:+.1f} us per batch ({:+.1f} to {:+.1f})'.format(
-                         _percentile(ratios, 50), _percentile(ratios, 10),
-                         _percentile(ratios, 90), _percentile(extra, 50),
-                         _percentile(extra, 10), _percentile(extra, 90)))
+        lines.append('  current / former: {:.2f}x per round (p25-p75 {:.2f}-{:.2f}x); '
+                     '{:+.1f} us CPU per batch ({:+.1f} to {:+.1f})'.format(
+                         _percentile(ratios, 50), _percentile(ratios, 25),
+                         _percentile(ratios, 75), _percentile(extra, 50),
+                         _percentile(extra, 25), _percentile(extra, 75)))
     return lines
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--rounds', type=int, default=400, help='interleaved rounds')
-    parser.add_argument('--batches', type=int, default=25, help='batches per route and round')
+    parser.add_argument('--rounds', type=int, default=2000, help='interleaved rounds')
+    parser.add_argument('--batches', type=int, default=5, help='batches per route and round')
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--size', type=int, default=416)
     parser.add_argument('--boxes', type=int, default=16, help='gt_boxes rows per image')
@@ -147,7 +150,7 @@ def main(argv=None):
     former_view = former_route()
     if callable(former_view):
         routes[former] = former_view
-    print('wrapping a packed batch\'s host arrays as NDArrays (main thread; commit {}, {}; '
+    print('wrapping a packed batch\'s host arrays as NDArrays (main-thread CPU; commit {}, {}; '
           '{} interleaved rounds of {} batches; batch {} at {} px: {})'.format(
               commit(), cpu_model(), args.rounds, args.batches, args.batch_size, args.size,
               ', '.join('{} {}'.format(a.dtype, a.shape) for a in arrays)))
