@@ -113,6 +113,37 @@ def test_a_missing_private_attribute_is_one_line_naming_it_and_the_tested_versio
     assert mxnet_compat.set_amp_scaler_fields(object(), {}) is False
 
 
+def test_amp_scaler_fields_round_trip_through_the_amp_precision_adapter(monkeypatch):
+    """What a resumed --amp run restores: AMP's scale, next scale and unskipped count.
+    (``amp.init`` cannot be undone in-process, so the trainers are stand-ins carrying
+    AMP's own LossScaler where ``amp.init_trainer`` puts it, and that call is skipped.)"""
+    from mxnet.contrib.amp.loss_scaler import LossScaler as AmpScaler
+    from gluoncv_fp16.precision.amp_scaler import AmpLossScaler
+
+    class Trainer:
+        def __init__(self):
+            self._amp_loss_scaler = AmpScaler()
+
+    first = Trainer()
+    fields = mxnet_compat.amp_scaler_fields(first)
+    assert set(fields) == {'_loss_scale', '_next_loss_scale', '_unskipped'}
+    first._amp_loss_scaler._loss_scale = first._amp_loss_scaler._next_loss_scale = 512.0
+    first._amp_loss_scaler._unskipped = 37
+    saving = AmpLossScaler()
+    saving._trainer = first
+    state = saving.state_dict()
+    assert saving.scale_value == mxnet_compat.amp_loss_scale(first) == 512.0
+    restored = AmpLossScaler()
+    restored.load_state_dict(state)  # before a trainer exists: kept for attach
+    second = Trainer()
+    from mxnet.contrib import amp
+    monkeypatch.setattr(amp, 'init_trainer', lambda trainer: None)  # the stand-in has it
+    restored.attach(second)
+    assert restored.scale_value == 512.0
+    assert mxnet_compat.amp_scaler_fields(second) == {
+        '_loss_scale': 512.0, '_next_loss_scale': 512.0, '_unskipped': 37}
+
+
 def _defined_names(trees):
     """Private attribute names the package's own classes define (methods, class
     attributes, attributes set on ``self``/``cls``): reading them is not reaching into

@@ -94,8 +94,8 @@ def ndarray_view(array):
     and holds a reference to `array` (and so to the memory it views) until the NDArray
     and every pending operation reading it are gone; its deleter takes the GIL, so the
     engine thread that may run it last is safe. `array` becomes read-only, as MXNet
-    requires. ``mx.nd.from_dlpack(array.__dlpack__())`` is as fast but not used: NumPy
-    before 1.24 frees its DLPack tensors without taking the GIL (numpy issue 22507), and
+    requires. ``mx.nd.from_dlpack(array.__dlpack__())`` is not used: NumPy before
+    1.24 frees its DLPack tensors without taking the GIL (numpy issue 22507), and
     it refuses read-only arrays. Empty arrays are copied (DLPack gives them an unknown
     shape in MXNet).
 
