@@ -11,7 +11,9 @@ Importing the module checks ``mxnet.__version__``: 1.9.x is tested and silent; a
 1.x release is untested and warns (:class:`UntestedMXNetWarning`); any other major
 version raises ImportError, because Gluon 2 dropped ``hybrid_forward`` and the Trainer
 internals below. An accessor whose attribute is missing raises RuntimeError naming the
-attribute and the tested version, instead of a bare AttributeError.
+attribute and the tested version, instead of a bare AttributeError (the AMP ones and
+:func:`trainer_grad_multiplier` answer "none" instead: their attributes exist only once
+AMP or a Trainer is set up).
 """
 import collections
 import warnings
@@ -124,7 +126,8 @@ def trainer_grad_multiplier(trainer):
     The optimizer's ``rescale_grad`` the Trainer was built with; Horovod's and AMP's
     trainers change it. Why private: the Trainer keeps it as ``_scale`` and overwrites
     the public ``trainer.optimizer.rescale_grad`` with ``_scale / batch_size`` at every
-    step, so the public value depends on the last step's batch size.
+    step, so the public value depends on the last step's batch size. 1.0 for an object
+    without it (no Trainer yet: nothing rescales).
     """
     return float(getattr(trainer, '_scale', 1.0))
 
