@@ -20,6 +20,9 @@ Prints, from interleaved rounds of the same run (so machine noise hits both pipe
 3. ``--cache ram``: images decoded in the first and the second epoch.
 4. With ``--target-ips N``: the worker cores, the main process's cores and the
    single-process ceiling needed.
+5. Wrapping a packed batch's host arrays as NDArrays on the main thread: the public
+   zero-copy route the loader uses next to the former ctypes route of commit 730231f,
+   read from the git history (:mod:`gluoncv_fp16.bench.host_wrap`).
 
     python scripts/benchmark_data.py --target-ips 2000
     python scripts/benchmark_data.py --rounds 3 --main-batches 10 --workers 1,2
@@ -57,6 +60,7 @@ from gluoncv_fp16.data.loader import TrainLoader, make_train_loader, mixup_sampl
 from gluoncv_fp16.data.sampling import EpochPlan, sample_rng
 from gluoncv_fp16.data.targets import yolo3_assigned
 from gluoncv_fp16.data.transforms import YOLO3FastTrainTransform
+from gluoncv_fp16.bench import host_wrap
 from gluoncv_fp16.model_zoo import get_model
 
 STAGES = ('decode', 'augment', 'targets', 'batchify', 'transfer')
@@ -77,6 +81,8 @@ def parse_args(argv=None):
     parser.add_argument('--workers', default='1,2', help='worker counts for the loaders')
     parser.add_argument('--target-ips', type=float, default=0,
                         help='img/s to size a machine for (0: skip the sizing)')
+    parser.add_argument('--wrap-rounds', type=int, default=200,
+                        help='interleaved rounds of the array-wrapping routes (0: skip)')
     parser.add_argument('--all-threads', action='store_true',
                         help='let MXNet and OpenCV use all cores (default: one thread)')
     return parser.parse_args(argv)
@@ -566,6 +572,9 @@ def main(argv=None):
         count, *decoded))
     if args.target_ips > 0:
         print_sizing(costs, results, args.target_ips)
+    if args.wrap_rounds > 0:
+        host_wrap.main(['--rounds', str(args.wrap_rounds), '--batch-size', str(args.batch_size),
+                        '--size', str(args.size)])
 
 
 if __name__ == '__main__':

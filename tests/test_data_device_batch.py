@@ -277,6 +277,10 @@ def test_batch_info_refuses_parts_of_different_batches(net):
     np.testing.assert_allclose(mean, MEAN, rtol=1e-6)
 
 
+def _address(array):
+    return array.__array_interface__['data'][0]
+
+
 def test_ndarray_view_reads_numpy_memory_in_place_and_keeps_it_alive():
     owner = np.zeros(4096, np.uint8)
     released = []
@@ -289,8 +293,16 @@ def test_ndarray_view_reads_numpy_memory_in_place_and_keeps_it_alive():
         assert view.dtype == np.dtype(dtype) and view.shape == (3, 4)
         assert view.context == mx.cpu(0)
         np.testing.assert_array_equal(view.asnumpy(), np.arange(12).reshape(3, 4))
-        assert not source.flags.writeable  # as mx.nd.from_numpy(zero_copy=True)
+        assert not source.flags.writeable  # as mx.nd.from_numpy(zero_copy=True) leaves it
+        # zero-copy: the NDArray's data pointer is the source's, and a write to the
+        # memory (through the still writable owner) is what the NDArray reads
+        assert _address(device_batch.host_view(view)) == _address(source) == _address(owner) + 64
+        owner[64:64 + np.dtype(dtype).itemsize] = 0
+        assert view.asnumpy()[0, 0] == 0
+        owner[64:64 + np.dtype(dtype).itemsize] = np.array([7], dtype).view(np.uint8)
+        assert view.asnumpy()[0, 0] == 7
     del owner, source
+    gc.collect()
     assert not released  # the last view's NDArray still holds the memory
     doubled = view * 2
     del view
@@ -301,12 +313,26 @@ def test_ndarray_view_reads_numpy_memory_in_place_and_keeps_it_alive():
         gc.collect()
         time.sleep(0.02)
     assert released == [True]
-    np.testing.assert_array_equal(doubled.asnumpy(), 2 * np.arange(12).reshape(3, 4))
+    expected = 2 * np.arange(12).reshape(3, 4)
+    expected[0, 0] = 14
+    np.testing.assert_array_equal(doubled.asnumpy(), expected)
     assert device_batch.ndarray_view(np.zeros((0, 4), np.float32)).shape == (0, 4)
     with pytest.raises(ValueError, match='C-contiguous'):
         device_batch.ndarray_view(np.zeros((4, 4), np.float32).T)
     with pytest.raises(ValueError, match='int8'):
         device_batch.ndarray_view(np.zeros(4, np.int8))
+
+
+def test_a_view_outlives_its_source_name_through_gc_and_other_allocations():
+    """The NDArray alone keeps the buffer: after the last Python name of the source is
+    gone and the collector ran, fresh allocations of the same size do not reuse it."""
+    values = np.random.default_rng(3).random((64, 1024), dtype=np.float32)
+    view = device_batch.ndarray_view(values.copy())
+    gc.collect()
+    others = [np.full((64, 1024), -1.0, np.float32) for _ in range(8)]
+    np.testing.assert_array_equal(view.asnumpy(), values)
+    assert float(mx.nd.sum(view).asscalar()) == pytest.approx(float(values.sum()), rel=1e-5)
+    del others
 
 
 @pytest.mark.parametrize('dtype', ['float32', 'float16'])

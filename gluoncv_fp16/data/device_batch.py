@@ -23,15 +23,12 @@ unpacks each part there with one cached graph: the image cast to float32 and nor
 YOLOv3 loss takes -- bit-identical to the transform's dense targets (tested). A dense
 batch (7 arrays, e.g. GluonCV's) is only split.
 """
-import ctypes
 import functools
 import weakref
 
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
-from mxnet.base import _LIB, NDArrayHandle, check_call
-from mxnet.ndarray import ndarray as _nd
 
 from .targets import ASSIGNED_COLUMNS, CENTER, CLASS, OBJ, ROW, SCALE, WEIGHT
 
@@ -90,45 +87,33 @@ def host_view(array):
     return np.asarray(array)
 
 
-_DL_TYPES = {np.dtype(name): code for name, code in _nd.DLDataType.TYPE_MAP.items()}
-_py_incref = ctypes.PYFUNCTYPE(None, ctypes.py_object)(('Py_IncRef', ctypes.pythonapi))
-_py_decref = ctypes.PYFUNCTYPE(None, ctypes.py_object)(('Py_DecRef', ctypes.pythonapi))
-
-
 def ndarray_view(array):
     """An NDArray on ``cpu(0)`` reading `array`'s memory in place (no copy).
 
-    What ``mx.nd.from_numpy(array, zero_copy=True)`` does, in a sixth of its time (10 vs
-    60 us per array here; it pays for NumPy's ``.ctypes`` and fresh ctypes objects), which
-    the main process pays for every array of every batch. As there, `array` becomes
-    read-only and is kept alive, through MXNet's own GIL-safe DLPack deleter, until the
-    NDArray and every pending operation reading it are gone.
+    ``mx.nd.from_numpy(array, zero_copy=True)``: MXNet wraps the buffer through DLPack
+    and holds a reference to `array` (and so to the memory it views) until the NDArray
+    and every pending operation reading it are gone; its deleter takes the GIL, so the
+    engine thread that may run it last is safe. `array` becomes read-only, as MXNet
+    requires. ``mx.nd.from_dlpack(array.__dlpack__())`` is not used: NumPy before
+    1.24 frees its DLPack tensors without taking the GIL (numpy issue 22507), and
+    it refuses read-only arrays. Empty arrays are copied (DLPack gives them an unknown
+    shape in MXNet).
+
+    Raises
+    ------
+    ValueError
+        If `array` is not C-contiguous, or its dtype has no MXNet DLPack type (int8,
+        uint16, ...).
     """
     if not array.flags.c_contiguous:
         raise ValueError('ndarray_view needs a C-contiguous array')
-    if array.size == 0:  # DLPack cannot wrap empty buffers
+    if array.size == 0:
         return mx.nd.array(array, dtype=array.dtype)
-    if array.dtype not in _DL_TYPES:
-        raise ValueError('ndarray_view cannot wrap {} arrays'.format(array.dtype))
-    array.flags.writeable = False
-    managed = _nd.DLManagedTensor()
-    tensor = managed.dl_tensor
-    tensor.data = array.__array_interface__['data'][0]
-    tensor.ctx.device_type = 1  # kDLCPU, device 0
-    tensor.ndim = array.ndim
-    tensor.dtype = _DL_TYPES[array.dtype]
-    tensor.shape = (ctypes.c_int64 * array.ndim)(*array.shape)  # copied by MXNet
-    managed.manager_ctx = id(array)
-    managed.deleter = _nd.dl_managed_tensor_deleter  # decrefs `array`, taking the GIL
-    _py_incref(array)
-    handle = NDArrayHandle()
-    try:  # transient: MXNet copies `managed` before this frame frees it
-        check_call(_LIB.MXNDArrayFromDLPackEx(ctypes.byref(managed), True,
-                                              ctypes.byref(handle)))
-    except BaseException:
-        _py_decref(array)
-        raise
-    return mx.nd.NDArray(handle=handle)
+    try:
+        return mx.nd.from_numpy(array, zero_copy=True)
+    except ValueError as err:  # MXNet: "int8 is not supported."
+        raise ValueError('ndarray_view cannot wrap {} arrays ({})'.format(
+            array.dtype, err)) from None
 
 
 class PackedBatch(tuple):

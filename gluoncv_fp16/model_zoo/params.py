@@ -7,12 +7,14 @@ resume -- compares them with :func:`param_mismatch` before it writes anything.
 """
 import collections
 
+from ..mxnet_compat import params_by_structural_name
+
 __all__ = ['named_params', 'structural_params', 'shape_fits', 'Mismatch', 'param_mismatch']
 
 
 def named_params(net):
     """{structural name: Parameter} of `net`, in the order ``save_parameters`` uses."""
-    return net._collect_params_with_prefix()  # Gluon 1.x has no public route to these names
+    return params_by_structural_name(net)
 
 
 def structural_params(net):

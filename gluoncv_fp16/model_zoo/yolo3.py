@@ -23,6 +23,7 @@ from gluoncv.model_zoo.yolo.yolo3 import YOLOV3, YOLOOutputV3
 
 from ..precision.cpu_half import HalfSafeConv2D, make_half_safe
 from ..errors import CheckpointError
+from ..mxnet_compat import label_smoothing, set_label_smoothing
 from .params import named_params, param_mismatch
 
 __all__ = ['FP32OutputConv2D', 'FP16SafeYOLOOutputV3', 'FP16SafeYOLOV3', 'make_fp16_safe',
@@ -117,7 +118,7 @@ class FP16SafeYOLOV3(YOLOV3):
         the network's dtype, and label smoothing, if set, survives the new target
         generator GluonCV creates.
         """
-        smooth = self._target_generator._label_smooth
+        smooth = label_smoothing(self)
         super().reset_class(list(classes), reuse_weights=reuse_weights)
         if smooth:
             self.set_label_smooth(True)
@@ -125,11 +126,10 @@ class FP16SafeYOLOV3(YOLOV3):
     def set_label_smooth(self, enabled=True):
         """Label smoothing of class targets (GluonCV's --label-smooth).
 
-        GluonCV exposes it only as a private flag of the target generator; this is the
-        one place that touches it.
+        GluonCV takes it only as a constructor argument (see
+        :func:`gluoncv_fp16.mxnet_compat.set_label_smoothing`).
         """
-        self._target_generator._label_smooth = bool(enabled)
-        self._clear_cached_op()
+        set_label_smoothing(self, enabled)
 
     def _targets_cast(self):
         """Targets need widening only when the network itself is not FP32."""

@@ -3,21 +3,20 @@
 With ``--amp`` the loss is scaled by `amp.scale_loss` and overflowing steps are skipped
 inside the AMP-patched `Trainer.update`; this adapter drives those calls and keeps the
 counts (skips, scale) that the loop logs, so the loop has one code path for all modes.
-AMP's scale lives on the trainer (``trainer._amp_loss_scaler``, no public getter or
-setter); it is saved and restored here so that a resumed ``--amp`` run continues with the
-scale it had, not AMP's initial 2^16.
+AMP's scale lives on the trainer with no public getter or setter
+(:func:`gluoncv_fp16.mxnet_compat.amp_scaler_fields`); it is saved and restored here so
+that a resumed ``--amp`` run continues with the scale it had, not AMP's initial 2^16.
 """
 import logging
 
 from mxnet import autograd
 
 from .loss_scaler import LossScaler
+from ..mxnet_compat import amp_loss_scale, amp_scaler_fields, set_amp_scaler_fields
 
 __all__ = ['AmpLossScaler']
 
 logger = logging.getLogger(__name__)
-
-_AMP_FIELDS = ('_loss_scale', '_next_loss_scale', '_unskipped')
 
 
 class AmpLossScaler(LossScaler):
@@ -47,8 +46,8 @@ class AmpLossScaler(LossScaler):
 
     @property
     def scale_value(self):
-        scaler = getattr(self._trainer, '_amp_loss_scaler', None)
-        return float(scaler.loss_scale) if scaler is not None else 1.0
+        scale = amp_loss_scale(self._trainer)
+        return 1.0 if scale is None else scale
 
     @scale_value.setter
     def scale_value(self, value):
@@ -77,17 +76,10 @@ class AmpLossScaler(LossScaler):
                         self.iteration, self.scale_value)
 
     def _amp_fields(self):
-        scaler = getattr(self._trainer, '_amp_loss_scaler', None)
-        return {f: getattr(scaler, f) for f in _AMP_FIELDS} if scaler is not None else None
+        return amp_scaler_fields(self._trainer)
 
     def _set_amp_fields(self, fields):
-        scaler = getattr(self._trainer, '_amp_loss_scaler', None)
-        if scaler is None:
-            self._pending = dict(fields)
-            return
-        for name in _AMP_FIELDS:
-            setattr(scaler, name, type(getattr(scaler, name))(fields[name]))
-        self._pending = None
+        self._pending = None if set_amp_scaler_fields(self._trainer, fields) else dict(fields)
 
     def state_dict(self):
         return dict(mode='amp', total_skips=self.total_skips, iteration=self.iteration,

@@ -4,8 +4,8 @@
 state, and both pickle (the states *and* the optimizer object). Pickle is not an option
 for files users share (unpickling runs code), and it forces every array to the host. So
 this module reads and writes the per-parameter states of the Trainer's updaters directly
-(``trainer._updaters``, ``trainer._params``, ``optimizer._all_index_update_counts``: private
-attributes of MXNet 1.9's Gluon, the only place the state lives).
+(private attributes of MXNet 1.9's Gluon, the only place the state lives, reached through
+:mod:`gluoncv_fp16.mxnet_compat`).
 
 Two decisions make the state small and dtype-independent:
 
@@ -19,6 +19,9 @@ Two decisions make the state small and dtype-independent:
 """
 import mxnet as mx
 import numpy as np
+
+from ..mxnet_compat import set_update_counts, trainer_updaters, update_counts
+from ..mxnet_compat import trainer_params as _trainer_order
 
 __all__ = ['OptimizerState', 'capture_optimizer', 'install_optimizer', 'master_arrays',
            'trainer_params', 'flatten_state']
@@ -52,7 +55,7 @@ def trainer_params(trainer, names):
 
     `names` maps ``id(Parameter)`` to its structural name.
     """
-    return [(i, names[id(p)], p) for i, p in enumerate(trainer._params)
+    return [(i, names[id(p)], p) for i, p in enumerate(_trainer_order(trainer))
             if p.grad_req != 'null']
 
 
@@ -112,8 +115,8 @@ def flatten_state(state, prefix, out, copy=False):
 
 def capture_optimizer(trainer, names, copy=True):
     """The optimizer state of `trainer` (device-side copies when `copy`; no host reads)."""
-    updater = trainer._updaters[0]
-    optimizer = trainer._optimizer
+    updater = trainer_updaters(trainer)[0]
+    optimizer = trainer.optimizer
     slot = master_slot(optimizer) if optimizer.multi_precision else None
     arrays, layout = {}, {}
     for index, name, param in trainer_params(trainer, names):
@@ -128,14 +131,14 @@ def capture_optimizer(trainer, names, copy=True):
                 'begin_num_update': int(optimizer.begin_num_update),
                 'index_counts': {str(dev): {by_index[i]: int(c) for i, c in counts.items()
                                             if i in by_index}
-                                 for dev, counts in optimizer._all_index_update_counts.items()}}
+                                 for dev, counts in update_counts(optimizer).items()}}
     return OptimizerState(arrays, layout, counters)
 
 
 def master_arrays(trainer, names):
     """{structural name: FP32 master NDArray} of the FP16 parameters (live, not copies)."""
-    updater = trainer._updaters[0]
-    optimizer = trainer._optimizer
+    updater = trainer_updaters(trainer)[0]
+    optimizer = trainer.optimizer
     if not optimizer.multi_precision:
         return {}
     slot = master_slot(optimizer)
@@ -173,13 +176,14 @@ def install_optimizer(trainer, names, fp32_values, state=None):
         Inner states and counters to restore; None starts fresh (zero momentum, no
         updates counted).
     """
-    optimizer = trainer._optimizer
+    optimizer = trainer.optimizer
     slot = master_slot(optimizer) if optimizer.multi_precision else None
     layout = state.layout if state else {}
-    for updater in trainer._updaters:
+    updaters = trainer_updaters(trainer)
+    for updater in updaters:
         updater.optimizer = optimizer
     for index, name, param in trainer_params(trainer, names):
-        for updater, ctx in zip(trainer._updaters, param.list_ctx()):
+        for updater, ctx in zip(updaters, param.list_ctx()):
             master = None
             if _is_half(param) and optimizer.multi_precision:
                 master = fp32_values[name].copyto(ctx)
@@ -196,14 +200,12 @@ def install_optimizer(trainer, names, fp32_values, state=None):
 
 
 def _set_counters(trainer, names, counters):
-    optimizer = trainer._optimizer
+    optimizer = trainer.optimizer
     if counters is None:
         return
     index_of = {name: i for i, name, _ in trainer_params(trainer, names)}
     optimizer.begin_num_update = int(counters['begin_num_update'])
     optimizer.num_update = int(counters['num_update'])
-    optimizer._all_index_update_counts = {
+    set_update_counts(optimizer, {
         int(dev): {index_of[n]: int(c) for n, c in counts.items() if n in index_of}
-        for dev, counts in counters['index_counts'].items()} or {0: {}}
-    optimizer._all_index_update_counts.setdefault(0, {})
-    optimizer._index_update_count = optimizer._all_index_update_counts[0]
+        for dev, counts in counters['index_counts'].items()})

@@ -13,6 +13,8 @@ import zipfile
 import mxnet as mx
 
 from .checkpoint import CheckpointError, save_run_state
+from ..model_zoo.params import named_params
+from ..mxnet_compat import update_counts
 from .state import STATE_VERSION, RunState
 from ..precision.optimizer_state import OptimizerState, flatten_state
 
@@ -31,7 +33,7 @@ def _network_names(model):
     index order (sorted by the parameters' prefixed names)."""
     from ..model_zoo import build_untrained
     net = build_untrained(model['name'], model['classes'])
-    structural = net._collect_params_with_prefix()
+    structural = named_params(net)
     by_prefixed = {p.name: (name, p) for name, p in structural.items()}
     return [by_prefixed[k] for k in sorted(by_prefixed)]
 
@@ -71,7 +73,7 @@ def convert_v1_checkpoint(path, out, trust_pickle=False):
         own = {}
         layout[name] = flatten_state(inner, name, own)
         arrays.update({'opt:' + k: v for k, v in own.items()})
-    for dev, counts in optimizer._all_index_update_counts.items():
+    for dev, counts in update_counts(optimizer).items():
         index_counts[str(dev)] = {params[i][0]: int(c) for i, c in counts.items()
                                   if i < len(params)}
     meta = dict(meta, state_version=STATE_VERSION, epoch_position=0, ema=None,

@@ -14,7 +14,6 @@ has been handed to the devices. It is this step's values, not the previous step'
 loss scaler must know before the update whether to skip it, and MXNet 1.9 has no SGD
 kernel that can skip on a device-side flag (see docs/training.md, "Host reads").
 """
-import collections
 import contextlib
 import logging
 import math
@@ -26,6 +25,8 @@ import numpy as np
 from mxnet import autograd
 
 from ..data import device_batch
+from ..model_zoo.params import named_params
+from ..mxnet_compat import trainer_grad_multiplier
 from ..precision.loss_scaler import LossScaler, finite_flag
 from ..precision.optimizer_state import capture_optimizer, install_optimizer, master_arrays
 from ..precision.policy import get_policy
@@ -215,7 +216,7 @@ class TrainLoop:
         self.record = MetricsRecord()
         self.trainer = None
         self._packed_nets = {}  # (layout, dtype) -> device_batch.PackedNet
-        self.param_names = collections.OrderedDict(net._collect_params_with_prefix())
+        self.param_names = named_params(net)
         self.param_ids = {id(p): n for n, p in self.param_names.items()}
         self.trained = [p for p in self.param_names.values() if p.grad_req != 'null']
         if self.accumulate > 1:  # gradients add up over the window, zeroed after it
@@ -432,8 +433,8 @@ class TrainLoop:
         """Global L2 norm of the gradient the optimizer applies (per image, unscaled)."""
         if len(values) < 6:
             return None
-        # gluon.Trainer's own multiplier (`_scale`): Horovod and AMP change it.
-        multiplier = getattr(self.trainer, '_scale', 1.0) / normaliser
+        # gluon.Trainer's own multiplier: Horovod and AMP change it
+        multiplier = trainer_grad_multiplier(self.trainer) / normaliser
         if scaler.enabled and scaler.mode != 'amp':
             multiplier /= scaler.scale_value
         return math.sqrt(max(float(values[5]), 0.0)) * multiplier
