@@ -25,6 +25,7 @@ from ..model_zoo.zoo import BACKBONES as NETWORKS
 from ..precision.syncbn import cpu_temp_pool_shortfall
 from ..utils.options import failed_checks, flag, one_of, rule, setting
 from ..errors import ConfigError
+from .freeze import freeze_problem, parse_freeze
 
 __all__ = ['TrainConfig', 'ConfigError', 'parse_contexts', 'GLUONCV_FLAGS', 'OUR_FLAGS',
            'FLAG_GROUPS']
@@ -313,6 +314,12 @@ class TrainConfig:
              help='stop when validation mAP has not improved for N epochs, every worker '
                   'after the same epoch (0: off); _best keeps the best'),
         check=rule(lambda v: v >= 0, '--patience must be >= 0 epochs (0: off), got {}'))
+    freeze: int = setting(
+        ours('--freeze', default='0', metavar='STAGES',
+             help="freeze the first 1-3 backbone stages (GluonCV's net.stages), or all with "
+                  "'backbone': no gradient, no update, BatchNorm on its running statistics, "
+                  "as loaded (0: off)"),
+        convert=parse_freeze, check=freeze_problem)
     tensorboard: bool = setting(
         ours('--tensorboard', switch=True,
              help="TensorBoard event files under the save prefix (pip install "

@@ -87,6 +87,12 @@ class HookBase:
     def load_state_dict(self, state):
         pass
 
+    def check_resume(self, state):
+        """Why this run cannot continue from a checkpoint holding `state` (this hook's
+        saved state; None when the checkpoint has none), or None when it can. Asked
+        before anything is restored; the answer completes "<file> ...", one line."""
+        return None
+
 
 class LoopOptions:
     """The loop's settings besides its components.
@@ -216,6 +222,7 @@ class TrainLoop:
         self.record = MetricsRecord()
         self.trainer = None
         self._packed_nets = {}  # (layout, dtype) -> device_batch.PackedNet
+        self._untrained_fp32 = {}  # FP32 values of untrained FP16 parameters (install_phase)
         self.param_names = named_params(net)
         self.param_ids = {id(p): n for n, p in self.param_names.items()}
         self.trained = [p for p in self.param_names.values() if p.grad_req != 'null']
@@ -267,13 +274,16 @@ class TrainLoop:
     # ----- weights and precision phases ---------------------------------------------------
     def fp32_weights(self):
         """{structural name: FP32 NDArray} on the first device: the masters of FP16
-        parameters, the parameters themselves otherwise (live arrays, not copies)."""
+        parameters (the loop's own FP32 copy for those no optimizer updates), the
+        parameters themselves otherwise (live arrays, not copies)."""
         masters = master_arrays(self.trainer, self.param_ids) if self.trainer else {}
         ctx = self.contexts[0]
         weights = {}
         for name, param in self.param_names.items():
             if name in masters:
                 weights[name] = masters[name]
+            elif name in self._untrained_fp32:
+                weights[name] = self._untrained_fp32[name]
             else:
                 data = param.data(ctx)
                 weights[name] = data if data.dtype == np.float32 else data.astype('float32')
@@ -318,6 +328,12 @@ class TrainLoop:
             value = weights[name]
             param.set_data(value if value.dtype == np.dtype(param.dtype)
                            else value.astype(param.dtype))
+        # A half-precision parameter the optimizer does not update (grad_req 'null', e.g.
+        # frozen) has no FP32 master in the trainer: the loop keeps its FP32 value.
+        self._untrained_fp32 = {
+            name: weights[name].copyto(self.contexts[0])
+            for name, param in self.param_names.items()
+            if param.grad_req == 'null' and np.dtype(param.dtype) != np.float32}
         if recast:
             self.trainer = self.make_trainer(self.net, dtype == 'float16')
             self.scaler.attach(self.trainer)

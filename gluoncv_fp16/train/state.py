@@ -174,8 +174,13 @@ def check_compatible(state, loop, origin):
                          .format(origin, 'with' if meta.get('ema') else 'without'))
     unknown = sorted(set(meta.get('hooks', {})) - known_hooks)
     if unknown:
-        raise ValueError("{} holds state of {} that this run does not have".format(
-            origin, unknown))
+        raise ValueError("{} holds state of {} that this run does not have (resume with the "
+                         "options it was trained with)".format(origin, unknown))
+    saved = _hook_states(state)
+    for hook in loop.hooks:
+        problem = hook.check_resume(saved.get(hook.name)) if hook.name else None
+        if problem:
+            raise ValueError("{} {}".format(origin, problem))
 
 
 def restore(loop, state, rollback=False):
