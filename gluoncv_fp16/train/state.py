@@ -28,11 +28,11 @@ import mxnet as mx
 import numpy as np
 
 from ..precision.optimizer_state import OptimizerState, capture_optimizer
+from ..precision.policy import policy_names
 
-__all__ = ['RunState', 'capture', 'restore', 'rng_state', 'restore_rng', 'PHASES',
+__all__ = ['RunState', 'capture', 'restore', 'rng_state', 'restore_rng',
            'STATE_VERSION']
 
-PHASES = ('fp32', 'fp16', 'amp')
 STATE_VERSION = 2  # 1: trainer state pickled by gluon.Trainer.save_states (refused)
 
 
@@ -161,9 +161,9 @@ def check_compatible(state, loop, origin):
     if version != STATE_VERSION:
         raise ValueError("{} has run-state version {}, this version of gluoncv_fp16 reads "
                          "version {}".format(origin, version, STATE_VERSION))
-    if meta.get('phase') not in PHASES:
+    if meta.get('phase') not in policy_names():
         raise ValueError("{} was saved in precision phase {!r}, which this version does not "
-                         "know (known: {})".format(origin, meta.get('phase'), list(PHASES)))
+                         "know (known: {})".format(origin, meta.get('phase'), list(policy_names())))
     own = set(loop.param_names)
     missing, extra = sorted(own - set(state.weights)), sorted(set(state.weights) - own)
     if missing or extra:
