@@ -24,7 +24,7 @@ import mxnet as mx
 import numpy as np
 
 from ..model_zoo import (PretrainedWeightsUnavailable, backbone_weights_file, dataset_classes,
-                         pretrained_weights_file)
+                         networks_with_weights, pretrained_weights_file)
 from ..checkpoint import (CheckpointError, load_params_into, param_mismatch, read_checkpoint,
                           structural_params)
 from .config import ConfigError
@@ -227,8 +227,8 @@ def check_downloads(cfg):
             if not err.files:  # GluonCV publishes none for this network
                 raise ConfigError('--pretrained {}: GluonCV publishes no weights for {}; '
                                   'give your own with --pretrained FILE, or use --network '
-                                  'darknet53 or mobilenet1.0'.format(cfg.pretrained, name)
-                                  ) from None
+                                  '{}'.format(cfg.pretrained, name, ' or '.join(
+                                      networks_with_weights(cfg.pretrained)))) from None
             raise ConfigError("--pretrained {}: GluonCV's {} weights {}: give your own with "
                               "--pretrained FILE, or {}".format(cfg.pretrained, name,
                                                                 *_unavailable(err))) from None
