@@ -160,10 +160,10 @@ def policy_names():
     return tuple(_REGISTRY)
 
 
-def policies(pattern=None):
-    """The registered policies (a list), optionally only those for which ``pattern(policy)``
-    is true, e.g. ``policies(lambda p: p.runs_float16)``."""
-    return [p for p in _REGISTRY.values() if pattern is None or pattern(p)]
+def policies(where=None):
+    """The registered policies (a list, in registration order), or those for which
+    ``where(policy)`` is true, e.g. ``policies(lambda p: p.runs_float16)``."""
+    return [p for p in _REGISTRY.values() if where is None or where(p)]
 
 
 def get_policy(name):

@@ -217,7 +217,8 @@ def _mode_step(net, parts, policy, ref_grads, loss_scale):
 
 def compare_step(mode, model_name, model_kwargs, contexts, batch, loss_scale='dynamic',
                  amp_init=None):
-    """Compare one step of `mode` ('fp16' | 'amp') with FP32, in this process.
+    """Compare one step of `mode` (a mode that runs float16: 'fp16', 'amp') with FP32,
+    in this process.
 
     Parameters
     ----------

@@ -24,7 +24,7 @@ import mxnet as mx
 import numpy as np
 
 from ..model_zoo import (PretrainedWeightsUnavailable, backbone_weights_file, dataset_classes,
-                         networks_with_weights, pretrained_weights_file)
+                         model_name, networks_with_weights, pretrained_weights_file)
 from ..checkpoint import (CheckpointError, load_params_into, param_mismatch, read_checkpoint,
                           structural_params)
 from .config import ConfigError
@@ -220,7 +220,7 @@ def check_downloads(cfg):
                 '--no-pretrained-base, start from your own weights with --pretrained FILE, '
                 'or {}'.format(cfg.network, *_unavailable(err))) from None
     if cfg.pretrained in ('voc', 'coco'):
-        name = 'yolo3_{}_{}'.format(cfg.network, cfg.pretrained)
+        name = model_name(cfg.network, cfg.pretrained)
         try:
             pretrained_weights_file(name)
         except PretrainedWeightsUnavailable as err:
