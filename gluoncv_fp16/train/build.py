@@ -23,8 +23,6 @@ import numpy as np
 from ..data.datasets import bad_sample_scalars
 from ..data.report import startup_report
 from ..model_zoo import get_model
-from ..precision.amp_scaler import AmpLossScaler
-from ..precision.loss_scaler import LossScaler, make_loss_scaler
 from ..precision.policy import activate_amp, get_policy
 from .config import ConfigError
 from .devices import check_devices, make_contexts
@@ -125,14 +123,6 @@ def _make_trainer_factory(cfg, lr_scheduler, workers):
     return make_trainer
 
 
-def _make_scaler(cfg, policy):
-    if policy.name == 'amp':
-        return AmpLossScaler()
-    if policy.name == 'fp16':
-        return make_loss_scaler(cfg.loss_scale)
-    return LossScaler('none')
-
-
 def _resume(loop, cfg, model_desc):
     """Restore the loop from `cfg.resume`; returns the first epoch to train."""
     state = None
@@ -208,7 +198,7 @@ def build_training(cfg, on_workers=None):
                                              no_rollback_reason=workers.no_rollback_reason),
                           workers=workers)
     loop = TrainLoop(net, contexts, loader, _make_trainer_factory(cfg, lr_scheduler, workers),
-                     _make_scaler(cfg, policy), policy, hooks, options)
+                     policy.make_loss_scaler(cfg.loss_scale), policy, hooks, options)
     loop.record.add_source(lambda: bad_sample_scalars(train_set, val_set))
     start_epoch = _resume(loop, cfg, model_desc) if cfg.resume else cfg.start_epoch
     return loop, start_epoch

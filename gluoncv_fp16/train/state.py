@@ -29,11 +29,11 @@ import numpy as np
 
 from ..model_zoo.params import param_mismatch
 from ..precision.optimizer_state import OptimizerState, capture_optimizer
+from ..precision.policy import policy_names
 
-__all__ = ['RunState', 'capture', 'restore', 'rng_state', 'restore_rng', 'PHASES',
+__all__ = ['RunState', 'capture', 'restore', 'rng_state', 'restore_rng',
            'STATE_VERSION']
 
-PHASES = ('fp32', 'fp16', 'amp')
 STATE_VERSION = 2  # 1: trainer state pickled by gluon.Trainer.save_states (refused)
 
 
@@ -162,9 +162,10 @@ def check_compatible(state, loop, origin):
     if version != STATE_VERSION:
         raise ValueError("{} has run-state version {}, this version of gluoncv_fp16 reads "
                          "version {}".format(origin, version, STATE_VERSION))
-    if meta.get('phase') not in PHASES:
+    if meta.get('phase') not in policy_names():
         raise ValueError("{} was saved in precision phase {!r}, which this version does not "
-                         "know (known: {})".format(origin, meta.get('phase'), list(PHASES)))
+                         "know (known: {})".format(origin, meta.get('phase'),
+                                                   list(policy_names())))
     mismatch = param_mismatch(loop.param_names, state.weights)
     if mismatch:
         raise ValueError(mismatch.message(origin))
