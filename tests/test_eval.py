@@ -14,7 +14,7 @@ from gluoncv_fp16.data.synthetic import SHAPE_CLASSES
 from gluoncv_fp16.deploy.detection_record import DetectionRecord
 from gluoncv_fp16.deploy.evaluate import coco_stats, evaluate, load_models, per_class_ap
 from gluoncv_fp16.train.checkpoint import save_checkpoint
-from test_export import random_detector
+from helpers import random_detector
 
 NAME = 'yolo3_mobilenet0.25_custom'
 SIDE = 96
