@@ -330,3 +330,11 @@ def test_every_kinds_model_suffix_is_a_zoo_model_and_coco_metrics_come_from_the_
     assert [k.name for k in dataset_kinds() if k.gluoncv_coco] == ['coco']
     assert dataset_kind('coco-json').model_suffix == 'custom'
     assert isinstance(make_metric('coco-json', None, FORMAT_CLASSES, 64, 'x'), VOC07MApMetric)
+
+
+def test_a_dataset_kind_the_checkpoint_recorded_but_unknown_here_is_one_line(tmp_path):
+    from gluoncv_fp16.cli.dataset_flags import checkpoint_data_config
+    from gluoncv_fp16.errors import EvalError
+    with pytest.raises(EvalError, match="unknown dataset 'gone'.*the checkpoint recorded"):
+        checkpoint_data_config(eval_cli.EvalSettings(model='m'),
+                               {'dataset': 'gone'}, ['a'])

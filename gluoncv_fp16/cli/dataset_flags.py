@@ -31,10 +31,12 @@ _NOTES = {'dataset': "; default: the checkpoint's, else " + DEFAULT_DATASET,
 def dataset_settings(class_name, group):
     """A frozen dataclass holding training's dataset fields, listed in `group` and None
     unless given: the base of a command's settings class."""
-    return dataclasses.make_dataclass(
+    fields = dataclasses.make_dataclass(
         class_name, [redeclared(TrainConfig, name, optional=True, group=group, default=None,
                                 note=_NOTES.get(name, _FROM_CHECKPOINT))
                      for name in DATASET_FIELDS], frozen=True)
+    fields.__module__ = __name__
+    return fields
 
 
 def checkpoint_data_config(settings, recorded, model_classes):
@@ -66,12 +68,14 @@ def checkpoint_data_config(settings, recorded, model_classes):
                  if recorded.get(k) is not None and k not in given} \
         if name == recorded.get('dataset') else {}
     values = dict(inherited, **given, dataset=name)
-    reads_classes = '--classes' in dataset_kind(name).reads
-    values['classes'] = list(model_classes) if reads_classes else None
-    inherited.pop('classes', None)
+    inherited.pop('classes', None)  # the model's classes count, not the recorded flag
+    if settings.dataset is None and recorded.get('dataset'):
+        inherited = dict(dataset=name, **inherited)
     try:
+        reads_classes = '--classes' in dataset_kind(name).reads  # recorded: not checked yet
+        values['classes'] = list(model_classes) if reads_classes else None
         return dataset_config(values)
-    except ConfigError as err:
+    except (ConfigError, ValueError) as err:
         if not inherited:
             raise EvalError(str(err)) from None
         raise EvalError('{} (the checkpoint recorded {}; give the flags to read the data '
