@@ -12,7 +12,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ['VOC07MApMetric', 'iou_plus_one', 'pr_curve', 'voc07_ap', 'class_ap']
+__all__ = ['VOC07MApMetric', 'iou_plus_one', 'match_detections', 'pr_curve', 'voc07_ap',
+           'class_ap']
 
 
 class VOC07MApMetric:
@@ -115,29 +116,42 @@ def iou_plus_one(box, boxes):
     return inter / (area + np.prod(boxes[:, 2:] - boxes[:, :2] + 1, axis=1) - inter)
 
 
-def pr_curve(detections, truth, iou_thresh=0.5):
-    """(recall, precision) of score-sorted `detections` against `truth` (one class)."""
+def match_detections(detections, truth, iou_thresh=0.5):
+    """Greedy VOC matching of score-sorted `detections` to `truth` (one class).
+
+    Returns
+    -------
+    hit, ignore : numpy.ndarray of bool
+        Per detection: it matched a non-difficult object not matched before (a true
+        positive), or it matched a difficult one (neither true nor false positive).
+        An object is taken by the first detection of its image in this order, so
+        matching the whole set in one score order matches each image as it would alone.
+    """
     by_image = {}
     for image, _, difficult, *box in truth:
         by_image.setdefault(image, []).append((difficult, box))
     used = {image: np.zeros(len(rows), dtype=bool) for image, rows in by_image.items()}
-    positives = sum(1 for t in truth if not t[2])
-    tp, fp = [], []
-    for image, _, _, *box in detections:
+    hit = np.zeros(len(detections), dtype=bool)
+    ignore = np.zeros(len(detections), dtype=bool)
+    for k, (image, _, _, *box) in enumerate(detections):
         rows = by_image.get(image, [])
-        hit, ignore = False, False
         if rows:
             ious = iou_plus_one(np.array(box), np.array([b for _, b in rows]))
             best = int(np.argmax(ious))
             if ious[best] >= iou_thresh:
                 if rows[best][0]:
-                    ignore = True
+                    ignore[k] = True
                 elif not used[image][best]:
-                    used[image][best] = hit = True
-        if not ignore:
-            tp.append(hit)
-            fp.append(not hit)
-    tp, fp = np.cumsum(tp, dtype=np.float64), np.cumsum(fp, dtype=np.float64)
+                    used[image][best] = hit[k] = True
+    return hit, ignore
+
+
+def pr_curve(detections, truth, iou_thresh=0.5):
+    """(recall, precision) of score-sorted `detections` against `truth` (one class)."""
+    positives = sum(1 for t in truth if not t[2])
+    hit, ignore = match_detections(detections, truth, iou_thresh)
+    tp = np.cumsum(hit[~ignore], dtype=np.float64)
+    fp = np.cumsum(~hit[~ignore], dtype=np.float64)
     recall = tp / positives if positives else np.full(len(tp), np.nan)
     with np.errstate(invalid='ignore', divide='ignore'):
         precision = tp / (tp + fp)
