@@ -3,6 +3,11 @@
 
     python scripts/make_synthetic.py data/VOCshapes
     python scripts/make_synthetic.py data/VOCshapes --num-train 500 --num-val 100 --size 128
+    python scripts/make_synthetic.py /tmp/bigval --num-train 0 --num-val 1000 --seed 1
+
+The last one is a held-out evaluation set (validation split only; another seed than the
+training data's 0), as ``gluoncv-fp16-eval --dataset custom --dataset-root /tmp/bigval``
+and ``compare_precision.py --eval-root /tmp/bigval`` read it.
 
 The same arguments always write byte-identical annotations and identical pixels. Read
 it with GluonCV's VOC reader (a ``VOCDetection`` subclass with ``CLASSES =
@@ -24,8 +29,9 @@ def _count(text, minimum):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('root', help='output folder (created if needed)')
-    parser.add_argument('--num-train', type=lambda t: _count(t, 1), default=200,
-                        help='training images (default 200)')
+    parser.add_argument('--num-train', type=lambda t: _count(t, 0), default=200,
+                        help='training images (default 200; 0 for a held-out '
+                             'evaluation set)')
     parser.add_argument('--num-val', type=lambda t: _count(t, 0), default=50,
                         help='validation images (default 50)')
     # Below 32 px the smallest shape (10% of the side) is under 3 px and no longer a shape.

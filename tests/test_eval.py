@@ -338,3 +338,38 @@ def test_a_dataset_kind_the_checkpoint_recorded_but_unknown_here_is_one_line(tmp
     with pytest.raises(EvalError, match="unknown dataset 'gone'.*the checkpoint recorded"):
         checkpoint_data_config(eval_cli.EvalSettings(model='m'),
                                {'dataset': 'gone'}, ['a'])
+
+
+def test_a_held_out_set_without_training_split_gets_the_maps_bootstrap(checkpoint, tmp_path,
+                                                                        capsys):
+    """--bootstrap N: per dtype the mAP's sd and 95% interval over image resamples (the
+    same resamples for both dtypes, so their difference is paired); 0 turns it off. A
+    VOC-layout folder with only a validation split is a valid evaluation set."""
+    from gluoncv_fp16.data import generate
+    held_out = generate(str(tmp_path / 'heldout'), num_train=0, num_val=6, width=128,
+                        height=128, seed=9)
+    out = tmp_path / 'ev'
+    argv = [checkpoint, '--dataset', 'custom', '--dataset-root', held_out, '--dtype',
+            'float32,float16', '--no-progress', '--out', str(out)]
+    assert eval_main(argv + ['--bootstrap', '30']) == 0
+    text = capsys.readouterr().out
+    assert 'on custom (6 images, 96 px)' in text
+    assert 'mAP over image resamples (30 draws of the 6 images, seed 0):' in text
+    with open(str(out / 'summary.json')) as f:
+        summary = json.load(f)
+    for dtype in ('float32', 'float16'):
+        found = summary['results'][dtype]['bootstrap']
+        assert found['map'] == pytest.approx(summary['results'][dtype]['map'], abs=1e-12)
+        assert found['resamples'] == 30 and len(found['samples']) == 30
+        assert found['images'] == 6 and found['sd'] >= 0
+    difference = summary['bootstrap_difference']
+    assert difference['of'] == 'float16 - float32'
+    assert difference['mean'] == pytest.approx(np.nanmean(
+        np.subtract(summary['results']['float16']['bootstrap']['samples'],
+                    summary['results']['float32']['bootstrap']['samples'])))
+    assert eval_main(argv + ['--bootstrap', '0', '--dtype', 'float32']) == 0
+    with open(str(out / 'summary.json')) as f:
+        assert 'bootstrap' not in json.load(f)['results']['float32']
+    assert 'image resamples' not in capsys.readouterr().out
+    assert eval_main(argv + ['--bootstrap', '-1']) == 2
+    assert '--bootstrap must be 0 (off)' in capsys.readouterr().err

@@ -175,7 +175,8 @@ def load_script():
 
 @pytest.mark.parametrize('args, complaint', [
     (['x', '--size', '16'], 'must be >= 32'),
-    (['x', '--num-train', '0'], 'must be >= 1'),
+    (['x', '--num-train', '-1'], 'must be >= 0'),
+    (['x', '--max-objects', '0'], 'must be >= 1'),
     ([], 'the following arguments are required: root'),
 ])
 def test_make_synthetic_script_rejects_bad_arguments(capsys, args, complaint):

@@ -95,7 +95,7 @@ def checkpoint_data(settings, recorded, model_classes):
     from ..train.build import build_data
     cfg = checkpoint_data_config(settings, recorded, model_classes)
     try:
-        _, val_set, found = build_data(cfg)
+        _, val_set, found = build_data(cfg, need_train=False)
     except ConfigError as err:
         raise EvalError('--dataset {}: {}'.format(cfg.dataset, err)) from None
     if list(found) != list(model_classes):

@@ -29,6 +29,7 @@ import sys
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from ..data.map_bootstrap import bootstrap_map, describe_samples
 from ..data.options import data_side_problem, num_workers_problem
 from ..data.registry import dataset_kind
 from ..deploy.confusion import write_confusion
@@ -79,6 +80,13 @@ class EvalSettings(dataset_settings('EvalDataSettings', DATA)):
                   'score over the validation set)'),
         check=rule(lambda v: v is None or 0 <= v <= 1,
                    '--thresh must be between 0 and 1, got {}'))
+    bootstrap: int = setting(
+        flag('--bootstrap', group=OUTPUT, default=200, metavar='N',
+             help="resamples of the images for the mAP's sampling error (sd and 95 percent "
+                  'interval; seeded, so every model evaluated on one set gets the same '
+                  'resamples); 0: off'),
+        check=rule(lambda v: v >= 0, '--bootstrap must be 0 (off) or a number of '
+                   'resamples, got {}'))
     out: str = setting(flag('--out', group=OUTPUT, default='eval_out', help='output folder'))
     progress: bool = setting(flag('--no-progress', group=OUTPUT, switch=True,
                                   help='no progress bar'),
@@ -136,6 +144,31 @@ def _confusion(records, pictures, classes, out_dir):
     return results
 
 
+def _bootstrap(records, classes, images, resamples):
+    """Per dtype :func:`.map_bootstrap.bootstrap_map` (the same resamples for every
+    dtype), and with two dtypes the second minus the first, resample by resample."""
+    if not resamples:
+        return {}, None
+    found = {d: bootstrap_map(r.detections, r.truth, len(classes), resamples,
+                              num_images=images) for d, r in records.items()}
+    order = list(records)
+    difference = None
+    if len(order) == 2:
+        first, second = (found[d]['samples'] for d in order)
+        difference = dict(describe_samples([b - a for a, b in zip(first, second)]),
+                          of='{} - {}'.format(order[1], order[0]),
+                          map=found[order[1]]['map'] - found[order[0]]['map'])
+    print('mAP over image resamples ({} draws of the {} images, seed {}):'.format(
+        resamples, images, next(iter(found.values()))['seed']))
+    rows = [(d, f) for d, f in found.items()] + ([(difference['of'], difference)]
+                                                 if difference else [])
+    for name, f in rows:
+        print('  {}: {:+.4f}, sd {:.4f}, 95% interval {}'.format(
+            name, f['map'], f['sd'], '-' if f['ci95'] is None else
+            '[{:+.4f}, {:+.4f}]'.format(*f['ci95'])))
+    return found, difference
+
+
 def run(settings):
     """Evaluate with the validated `EvalSettings`; returns the exit code."""
     dtypes = list(settings.dtypes) if settings.dtypes else None
@@ -173,13 +206,18 @@ def run(settings):
         if stats:
             print('COCO {}: '.format(dtype) + ', '.join(
                 '{} {:.4f}'.format(k, stats[dtype][k]) for k in COCO_STAT_NAMES))
+    boot, boot_difference = _bootstrap({d: records[d] for d in order}, info.classes,
+                                       len(val_set), settings.bootstrap)
+    for dtype, found in boot.items():
+        summary[dtype]['bootstrap'] = found
     pictures = _check_pictures({d: records[d] for d in order}, settings.thresh, settings.out)
     confusion = _confusion({d: records[d] for d in order}, pictures, info.classes,
                            settings.out)
     with open(os.path.join(settings.out, 'summary.json'), 'w') as f:
         json.dump({'model': settings.model, 'dataset': name, 'images': len(val_set),
                    'data_shape': info.data_shape, 'classes': info.classes,
-                   'results': summary, 'coco': stats, 'pictures': pictures,
+                   'results': summary, 'bootstrap_difference': boot_difference,
+                   'coco': stats, 'pictures': pictures,
                    'confusion': confusion}, f, indent=1)
     print('wrote {} PR curves, detections JSON, pictures CSV, confusion matrices and '
           'summary.json to {}'.format(len(pngs), settings.out))

@@ -52,10 +52,12 @@ def _seed_everything(seed):
     mx.random.seed(seed)
 
 
-def build_data(cfg):
+def build_data(cfg, need_train=True):
     """``(train_set, val_set, classes)`` of a run, its images scanned (the validation set's
     always, the training set's under --strict-data); ``gluoncv-fp16-data`` builds them
-    this way too. Raises `ConfigError` (one line) for data that cannot be read."""
+    this way too. Raises `ConfigError` (one line) for data that cannot be read, and for
+    an empty training split unless `need_train` is False (evaluation on a held-out set
+    that has only a validation split)."""
     from ..data.datasets import build_datasets
     from ..data.scan import scan_images
     try:
@@ -70,7 +72,7 @@ def build_data(cfg):
             scan_images(train_set, 'training')
     except (ValueError, OSError) as err:  # missing folders, split files, unknown classes
         raise ConfigError(str(err)) from None
-    if len(train_set) == 0:
+    if need_train and len(train_set) == 0:
         raise ConfigError("the {} training split is empty".format(cfg.dataset))
     if cfg.cache:  # before the loaders fork their workers, which inherit the cache
         from ..data.image_cache import CacheError, enable_cache
