@@ -123,6 +123,87 @@ def test_report_only_reads_a_study_folder(tmp_path, capsys):
     assert not os.path.exists(str(tmp_path / 'study.json'))  # report-only writes no study
 
 
+def test_held_out_difference_error_by_hand():
+    """Resample b holds the same images in every run: per b the mean over seeds of
+    fp16 - fp32 is 0, 0.05, 0.1 here, sd 0.05."""
+    def held(samples, images=100):
+        return {'samples': samples, 'images': images, 'seed': 0}
+    fp16 = {1: held([0.5, 0.6, 0.7]), 2: held([0.4, 0.4, 0.4]), 3: held([0.9, 0.9, 0.9])}
+    fp32 = {1: held([0.5, 0.5, 0.5]), 2: held([0.4, 0.4, 0.4])}
+    assert compare.held_out_difference_error(fp16, fp32) == pytest.approx(0.05)
+    fp32[2] = held([0.4, 0.4, 0.4], images=99)  # other images: resamples not paired
+    assert math.isnan(compare.held_out_difference_error(fp16, fp32))
+    assert math.isnan(compare.held_out_difference_error(fp16, {}))
+
+
+HELD_FP32 = {1: 0.40, 2: 0.42, 3: 0.41, 4: 0.40}
+HELD_FP16 = {1: 0.38, 2: 0.40, 3: 0.39, 4: 0.37}  # 0.02 or 0.03 below, every seed
+
+
+def _held_out_study(tmp_path):
+    """Finished runs whose validation says 'no difference' and whose held-out says
+    fp16 is lower; each with a stand-in final checkpoint and its cached evaluation."""
+    out, root = tmp_path / 'study', tmp_path / 'heldout'
+    os.makedirs(str(root / 'Annotations'))
+    same = {1: 0.51, 2: 0.51, 3: 0.50, 4: 0.49}
+    for mode, val, held in (('fp32', FP32, HELD_FP32), ('fp16', same, HELD_FP16)):
+        for seed in val:
+            write_run(out, mode, seed, run_rows([0.1, val[seed]]))
+            folder = compare.run_dir(str(out), mode, seed)
+            checkpoint = os.path.join(folder, 'yolo3_x_synthetic_last.ckpt')
+            with open(checkpoint, 'w') as f:
+                f.write('weights')
+            info = os.stat(checkpoint)
+            with open(os.path.join(folder, compare.HELDOUT_FILE), 'w') as f:
+                json.dump({'map': held[seed], 'sd': 0.01, 'ci95': [0, 1], 'images': 1000,
+                           'seed': 0, 'resamples': 200, 'samples': [held[seed]] * 3,
+                           'checkpoint': os.path.basename(checkpoint),
+                           'size': info.st_size, 'mtime_ns': info.st_mtime_ns,
+                           'eval_root': str(root)}, f)
+    return str(out), str(root)
+
+
+def test_the_verdict_reads_the_held_out_evaluation_when_there_is_one(tmp_path, capsys):
+    out, root = _held_out_study(tmp_path)
+    argv = ['--out', out, '--report-only', '--eval-root', root, '--', '--epochs', '2']
+    assert compare.main(argv) == 0
+    text = capsys.readouterr().out
+    assert 'held-out evaluation:' not in text  # every run's cached evaluation is reused
+    assert 'The verdict reads the paired interval of the held-out final mAP' in text
+    assert '| fp32 | 0.4075 ± 0.0096 | 0.0100 | reference | - |' in text
+    # differences -0.02, -0.02, -0.02, -0.03: mean -0.0225, sd 0.005
+    assert '| fp16 | 0.3850 ± 0.0129 | 0.0100 | n=4: -0.0225 ± 0.0050 [-0.0305, -0.0145] | ' \
+        '0.0000 |' in text
+    assert 'fp16 lower by 0.0225 (95% CI [-0.0305, -0.0145]) (held-out) |' in text
+    with open(os.path.join(out, 'compare.json')) as f:
+        fp16 = json.load(f)['modes']['fp16']
+    assert fp16['paired_final']['ci'][0] < 0 < fp16['paired_final']['ci'][1]  # validation
+    assert fp16['paired_heldout']['mean'] == pytest.approx(-0.0225)
+    assert compare.main(['--out', out, '--report-only', '--', '--epochs', '2']) == 0
+    assert 'reads the paired interval of the final mAP.' in capsys.readouterr().out
+
+
+def test_a_held_out_evaluation_is_redone_only_for_a_new_checkpoint(tmp_path):
+    out, root = _held_out_study(tmp_path)
+    runs = compare.collect_runs(out, 2)
+    calls = []
+
+    def fake(checkpoint, eval_root, folder, resamples):
+        calls.append((folder, resamples))
+        return {'map': 0.3, 'sd': 0.02, 'ci95': [0.26, 0.34], 'images': 1000, 'seed': 0,
+                'resamples': resamples, 'samples': [0.3, 0.3]}
+    compare.evaluate_held_out(out, runs, root, evaluate=fake)
+    assert calls == [] and len([r for r in runs if r.get('heldout')]) == 8
+    folder = compare.run_dir(out, 'fp16', 3)
+    with open(os.path.join(folder, 'yolo3_x_synthetic_last.ckpt'), 'a') as f:
+        f.write(' resumed')  # another final checkpoint
+    compare.evaluate_held_out(out, runs, root, evaluate=fake)
+    assert calls == [(folder, 200)]
+    assert [r['heldout']['map'] for r in runs if (r['mode'], r['seed']) == ('fp16', 3)] == [0.3]
+    compare.evaluate_held_out(out, runs, root, resamples=50, evaluate=fake)
+    assert len(calls) == 9 and calls[-1][1] == 50  # other resamples: every run again
+
+
 @pytest.mark.parametrize('argv', [
     ['--modes', 'fp32,bf16', '--seeds', '1'],
     ['--modes', 'fp32,fp32-fp16', '--seeds', '1'],
@@ -136,6 +217,7 @@ def test_report_only_reads_a_study_folder(tmp_path, capsys):
     ['--modes', 'fp32,fp16', '--seeds', '1', '--', '--fp32-warmup-epochs', '1'],
     ['--modes', 'fp32,fp16', '--seeds', '1', '--', '--see', '3'],  # argparse's abbreviation
     ['--modes', 'fp32,fp16', '--seeds', '1', '--', '--epochs', 'ten'],
+    ['--modes', 'fp32,fp16', '--seeds', '1', '--eval-root', '/nonexistent'],
 ])
 def test_refusals_are_one_line_and_run_nothing(tmp_path, capsys, argv):
     out = str(tmp_path / 'study')
@@ -176,9 +258,25 @@ def test_tiny_study_runs_both_modes_and_reuses_finished_runs(tmp_path, synthetic
     with open(os.path.join(out, 'compare.md')) as f:
         assert f.read().endswith(first[first.index('# Precision parity study'):])
 
-    assert compare.main(argv) == 0  # again: every run finished, nothing trains
+    from gluoncv_fp16.data import generate
+    root = generate(str(tmp_path / 'heldout'), num_train=0, num_val=4, width=128,
+                    height=128, seed=9)
+    held_out = argv[:6] + ['--eval-root', root] + argv[6:]
+    assert compare.main(held_out) == 0  # again: every run finished, nothing trains
     second = capsys.readouterr().out
     assert second.count('finished before, kept') == 4 and ': training (' not in second
+    assert second.count('held-out evaluation: ') == 4, second  # each final checkpoint
+    assert 'The verdict reads the paired interval of the held-out final mAP' in second
+    assert '| mode | held-out final mAP |' in second and '(held-out) |' in second
+    for mode in ('fp32', 'fp16'):
+        for seed in (1, 2):
+            with open(os.path.join(compare.run_dir(out, mode, seed),
+                                   compare.HELDOUT_FILE)) as f:
+                held = json.load(f)
+            assert held['images'] == 4 and len(held['samples']) == 200
+            assert held['eval_root'] == os.path.abspath(root) and 0 <= held['map'] <= 1
+    assert compare.main(held_out[:6] + ['--report-only'] + held_out[6:]) == 0
+    assert 'held-out evaluation: ' not in capsys.readouterr().out  # kept, not redone
     with open(os.path.join(compare.run_dir(out, 'fp16', 2), 'run.out')) as f:
         assert f.read().count('$ ') == 1
     assert compare.main(argv[:-1] + ['3']) == 2  # one study, one configuration

@@ -14,6 +14,16 @@ already has comparable seeds.
     python scripts/compare_precision.py --modes fp32,fp16,fp32-fp16:2 --seeds 1,2,3 \
         --out DIR -- <train_yolo3.py arguments without --seed/--save-prefix/--fp16/--amp>
 
+A larger held-out evaluation: with ``--eval-root FOLDER`` (a VOC-layout folder with a
+validation split, e.g. ``scripts/make_synthetic.py FOLDER --num-train 0 --num-val 1000
+--seed 1``) each finished run's final checkpoint (``*_last.ckpt``) is evaluated on it once,
+in FP32 (the comparison is of training, not of inference precision), by
+``gluoncv-fp16-eval --dataset custom --bootstrap 200``: its mAP and the mAP's
+sampling error over those images. The result is kept in the run folder
+(``heldout_eval.json``, ``heldout_eval/``) and reused while the checkpoint, the folder
+and the number of resamples stay the same, so an extended study evaluates only its new
+runs. The verdict then reads the held-out paired difference.
+
 Layout: ``DIR/<mode>/seed<k>/`` is the ``--save-prefix`` of one run (``fp32-fp16:2`` is
 written ``fp32-fp16_2``), with the run's console output in ``run.out`` and its exit
 status in ``run.json``; ``DIR/study.json`` holds the training arguments. The report is
@@ -31,12 +41,14 @@ import subprocess
 import sys
 import time
 
+from ..data.map_bootstrap import describe_samples
 from ..precision.policy import FULL_PRECISION, get_policy, policies, policy_names
 from .machine import commit, cpu_model
 
 __all__ = ['StudyError', 'parse_mode', 'parse_seeds', 'check_train_args', 'epochs_of',
            'describe', 'paired_difference', 'welch_difference', 'verdict', 'summarize_run',
-           'summarize', 'markdown', 'run_study', 'collect_runs', 'main']
+           'summarize', 'markdown', 'run_study', 'collect_runs', 'evaluate_held_out',
+           'held_out_difference_error', 'main']
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_SCRIPT = os.path.join(ROOT, 'train_yolo3.py')
@@ -49,6 +61,8 @@ FORBIDDEN = ('--seed', '--save-prefix', *(p.flag for p in policies() if p.flag),
              '--fp32-warmup-epochs', '--resume')
 # A mode after an FP32 warm-up: 'fp32-fp16:N' is N FP32 epochs, then fp16.
 _WARMED = {'{}-{}'.format(FULL_PRECISION, p.name): p for p in policies(lambda p: p.allows_fp32_warmup)}
+HELDOUT_FILE = 'heldout_eval.json'
+HELDOUT_RESAMPLES = 200
 MODE_HELP = '{}, {} (N {} epochs, then the mode after the dash)'.format(
     ', '.join(policy_names()), ', '.join(w + ':N' for w in _WARMED), FULL_PRECISION)
 
@@ -311,7 +325,12 @@ def summarize(runs, modes):
         ``'images_per_sec'`` (mean), and for other modes than FP32 ``'paired_final'``,
         ``'paired_best'`` (:func:`paired_difference`), ``'welch_final'``,
         ``'welch_best'`` (:func:`welch_difference`) and ``'verdict'`` (on the paired
-        final mAP)``}``.
+        final mAP)``}``. Runs with a held-out evaluation (``run['heldout']``, see
+        :func:`evaluate_held_out`) add ``'heldout_map'`` (:func:`describe` over seeds),
+        ``'heldout_image_sd'`` (the mean over runs of the mAP's bootstrap sd over the
+        held-out images) and, against FP32, ``'paired_heldout'`` and
+        ``'heldout_difference_image_sd'`` (:func:`held_out_difference_error`); the
+        verdict then reads ``'paired_heldout'``.
     """
     def per_seed(mode, key):
         return {r['seed']: r[key] for r in runs if r['mode'] == mode and r['finished']}
@@ -326,6 +345,10 @@ def summarize(runs, modes):
                  'skipped_steps': describe(r['skipped_steps'] for r in done)['mean'],
                  'loss_scale': _median(r['loss_scale'] for r in done),
                  'images_per_sec': describe(r['images_per_sec'] for r in done)['mean']}
+        held = [r['heldout'] for r in done if r.get('heldout')]
+        if held:
+            stats['heldout_map'] = describe(h['map'] for h in held)
+            stats['heldout_image_sd'] = describe(h['sd'] for h in held)['mean']
         if mode != REFERENCE:
             for key in ('final', 'best'):
                 values = per_seed(mode, key + '_map')
@@ -334,8 +357,53 @@ def summarize(runs, modes):
                 stats['welch_' + key] = welch_difference(list(values.values()),
                                                          list(reference.values()))
             stats['verdict'] = verdict(mode, stats['paired_final'])
+            held_mode, held_ref = _held_out(runs, mode), _held_out(runs, REFERENCE)
+            if held_mode and held_ref:
+                stats['paired_heldout'] = paired_difference(
+                    {k: h['map'] for k, h in held_mode.items()},
+                    {k: h['map'] for k, h in held_ref.items()})
+                stats['heldout_difference_image_sd'] = held_out_difference_error(
+                    held_mode, held_ref)
+                stats['verdict'] = verdict(mode, stats['paired_heldout']) + ' (held-out)'
         table[mode] = stats
     return table
+
+
+def _held_out(runs, mode):
+    """Seed -> held-out evaluation of the finished runs of `mode` that have one."""
+    return {r['seed']: r['heldout'] for r in runs
+            if r['mode'] == mode and r['finished'] and r.get('heldout')}
+
+
+def held_out_difference_error(values, reference):
+    """The sampling error over the held-out images of the mean paired difference.
+
+    Every run is evaluated on the same images with the same seeded resamples
+    (:func:`gluoncv_fp16.data.map_bootstrap.resample_counts`), so resample b of one run
+    and resample b of another hold the same images: per resample the mean over the
+    paired seeds of (mode - FP32), and the sd of that over resamples. The seed-to-seed
+    interval (:func:`paired_difference`) does not hold this error: every seed is
+    measured on the same images.
+
+    Parameters
+    ----------
+    values, reference : dict
+        Seed -> ``{'samples', 'images', 'seed', ...}`` (``heldout_eval.json``) of the
+        compared mode and of FP32.
+
+    Returns
+    -------
+    float
+        The sd; NaN when no seed is in both, or the resamples differ (other image
+        counts, seeds or numbers of resamples).
+    """
+    seeds = sorted(set(values) & set(reference))
+    held = [values[s] for s in seeds] + [reference[s] for s in seeds]
+    if not seeds or len({(h['images'], h['seed'], len(h['samples'])) for h in held}) != 1:
+        return math.nan
+    columns = zip(*[[_number(b) - _number(a) for a, b in
+                     zip(reference[s]['samples'], values[s]['samples'])] for s in seeds])
+    return describe_samples([sum(c) / len(seeds) for c in columns])['sd']
 
 
 # -------------------------------------------------------------------------------- report
@@ -375,6 +443,20 @@ def markdown(table, runs):
             mode, s['finished'] + s['failed'], s['failed'], _mean_sd(s['final_map']),
             _mean_sd(s['best_map']), diff, welch, _num(s['skipped_steps'], '{:.1f}'),
             _num(s['loss_scale'], '{:g}'), _num(s['images_per_sec'], '{:.1f}'), said))
+    if any('heldout_map' in s for s in table.values()):
+        lines += ['', '| mode | held-out final mAP | its sd over images (per run) | '
+                  'held-out final - fp32, paired (n: mean ± sd [95% CI]) | '
+                  'sd over images of that mean |', '|---|---|---|---|---|']
+        for mode, s in table.items():
+            if 'heldout_map' not in s:
+                continue
+            p = s.get('paired_heldout')
+            diff = 'reference' if mode == REFERENCE else '-' if not p or p['n'] == 0 else \
+                'n={}: {:+.4f}{} {}'.format(p['n'], p['mean'], '' if p['n'] < 2 else
+                                            ' ± {:.4f}'.format(p['sd']), _interval(p['ci']))
+            lines.append('| {} | {} | {} | {} | {} |'.format(
+                mode, _mean_sd(s['heldout_map']), _num(s['heldout_image_sd'], '{:.4f}'), diff,
+                _num(s.get('heldout_difference_image_sd'), '{:.4f}')))
     failed = [r for r in runs if not r['finished']]
     if failed:
         lines.append('')
@@ -384,6 +466,14 @@ def markdown(table, runs):
 
 
 def _header(out, train_args, epochs, runs):
+    held = [r['heldout'] for r in runs if r.get('heldout')]
+    if held:
+        reads = ('The verdict reads the paired interval of the held-out final mAP (each '
+                 "run's final checkpoint evaluated in FP32 on {} images of {}; its sd over "
+                 'images: a bootstrap of {} resamples, the same for every run).'.format(
+                     held[0]['images'], held[0]['eval_root'], held[0]['resamples']))
+    else:
+        reads = 'The verdict reads the paired interval of the final mAP.'
     commits = sorted({r['commit'] for r in runs if r.get('commit')})
     cpus = sorted({r['cpu'] for r in runs if r.get('cpu')})
     return '\n'.join([
@@ -397,9 +487,9 @@ def _header(out, train_args, epochs, runs):
         '- mAP: final = the last validated epoch, best = the highest; mean ± sample sd over '
         'the finished seeds. Paired: the difference to fp32 seed by seed (same seed: same '
         'initial weights and batches), with its 95% t-interval; Welch: the unpaired '
-        '95% interval of the difference of the means. The verdict reads the paired '
-        'interval of the final mAP. Skipped steps: per run, mean over seeds; final loss '
-        'scale: median over seeds; img/s: mean over epochs and seeds.', '', ''])
+        '95% interval of the difference of the means. ' + reads + ' Skipped steps: per run, '
+        'mean over seeds; final loss scale: median over seeds; img/s: mean over epochs and '
+        'seeds.', '', ''])
 
 
 def plot(table, runs, path):
@@ -449,10 +539,13 @@ def _jsonable(value):
     return value
 
 
-def report(out, train_args, epochs, modes):
-    """Read every run in `out`, write ``compare.md/.json/_map.png``; returns
+def report(out, train_args, epochs, modes, eval_root=None):
+    """Read every run in `out` (with `eval_root`: and its held-out evaluation,
+    :func:`evaluate_held_out`), write ``compare.md/.json/_map.png``; returns
     ``(markdown text, the runs)``."""
     runs = collect_runs(out, epochs)
+    if eval_root:
+        evaluate_held_out(out, runs, eval_root)
     found = {r['mode'] for r in runs}
     order = list(modes) + sorted(found - set(modes))
     order = [REFERENCE] * (REFERENCE in order) + [m for m in order if m != REFERENCE]
@@ -522,6 +615,77 @@ def collect_runs(out, epochs):
             if name.startswith('seed') and name[4:].lstrip('-').isdigit():
                 seeds.append(int(name[4:]))
         runs += [read_run(out, mode, seed, epochs) for seed in sorted(seeds)]
+    return runs
+
+
+def _final_checkpoint(folder):
+    paths = glob.glob(os.path.join(glob.escape(folder), '*_last.ckpt'))
+    return max(paths, key=os.path.getmtime) if paths else None
+
+
+def _checkpoint_key(path):
+    info = os.stat(path)
+    return {'checkpoint': os.path.basename(path), 'size': info.st_size,
+            'mtime_ns': info.st_mtime_ns}
+
+
+def run_held_out_eval(checkpoint, eval_root, folder, resamples):
+    """``gluoncv-fp16-eval`` of `checkpoint` on `eval_root` in a child process (its
+    output in ``folder/heldout_eval/``); its FP32 bootstrap dict, or raises
+    RuntimeError with the command's last error line."""
+    out_dir = os.path.join(folder, 'heldout_eval')
+    cmd = [sys.executable, '-m', 'gluoncv_fp16.cli.eval', checkpoint, '--dataset', 'custom',
+           '--dataset-root', eval_root, '--dtype', 'float32', '--bootstrap', str(resamples),
+           '--out', out_dir, '--no-progress']
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, errors='replace')
+    with open(os.path.join(folder, 'heldout_eval.out'), 'w') as log:
+        log.write('$ {}\n{}{}'.format(shlex.join(cmd), done.stdout, done.stderr))
+    if done.returncode:
+        lines = done.stderr.strip().splitlines() or ['exit {}'.format(done.returncode)]
+        raise RuntimeError(lines[-1])
+    with open(os.path.join(out_dir, 'summary.json')) as f:
+        return json.load(f)['results']['float32']['bootstrap']
+
+
+def evaluate_held_out(out, runs, eval_root, resamples=HELDOUT_RESAMPLES,
+                      evaluate=run_held_out_eval):
+    """Give every finished run ``run['heldout']``: its final checkpoint's mAP on
+    `eval_root` with the bootstrap over those images.
+
+    A run folder's ``heldout_eval.json`` is reused when it was made from the same
+    checkpoint (name, size, modification time), folder and number of resamples; else
+    `evaluate` (``(checkpoint, eval_root, folder, resamples) -> bootstrap dict``) runs
+    and the file is rewritten. A failed evaluation leaves ``run['heldout_error']``.
+    """
+    eval_root = os.path.abspath(eval_root)
+    for run in runs:
+        folder = run_dir(out, run['mode'], run['seed'])
+        checkpoint = _final_checkpoint(folder) if run['finished'] else None
+        if checkpoint is None:
+            continue
+        key = dict(_checkpoint_key(checkpoint), eval_root=eval_root, resamples=resamples)
+        path = os.path.join(folder, HELDOUT_FILE)
+        cached = None
+        if os.path.isfile(path):
+            with open(path) as f:
+                cached = json.load(f)
+            if any(cached.get(k) != v for k, v in key.items()):
+                cached = None
+        if cached is None:
+            print('held-out evaluation: {} seed {} on {}'.format(run['mode'], run['seed'],
+                                                                 eval_root), flush=True)
+            try:
+                found = evaluate(checkpoint, eval_root, folder, resamples)
+            except RuntimeError as err:
+                run['heldout_error'] = str(err)
+                print('held-out evaluation of {} seed {} FAILED: {}'.format(
+                    run['mode'], run['seed'], err), flush=True)
+                continue
+            cached = dict(found, **key)
+            with open(path, 'w') as f:
+                json.dump(_jsonable(cached), f, indent=1)
+        run['heldout'] = {k: cached.get(k) for k in (
+            'map', 'sd', 'ci95', 'samples', 'images', 'seed', 'resamples', 'eval_root')}
     return runs
 
 
@@ -601,6 +765,12 @@ def parse_args(argv):
     p.add_argument('--modes', help='comma-separated: ' + MODE_HELP)
     p.add_argument('--seeds', help='comma-separated seeds, e.g. 1,2,3,4,5')
     p.add_argument('--out', required=True, help='the study folder (runs and report)')
+    p.add_argument('--eval-root', metavar='FOLDER',
+                   help="a VOC-layout folder with a validation split (e.g. scripts/"
+                        "make_synthetic.py FOLDER --num-train 0 --num-val 1000 --seed 1): "
+                        "each finished run's final checkpoint is evaluated on it once "
+                        '(FP32, mAP with its bootstrap sd over the images; kept in the run '
+                        'folder) and the verdict reads that held-out figure')
     p.add_argument('--report-only', action='store_true',
                    help='run nothing: the report from the runs in --out')
     return p.parse_args(argv), train
@@ -645,6 +815,10 @@ def main(argv=None):
             seeds = parse_seeds(args.seeds)
         if train_args is not None:
             check_train_args(train_args)
+        if args.eval_root and not os.path.isdir(os.path.join(args.eval_root, 'Annotations')):
+            raise StudyError('--eval-root {}: not a VOC-layout folder (no Annotations/); '
+                             'make one with scripts/make_synthetic.py {} --num-train 0 '
+                             '--num-val 1000 --seed 1'.format(args.eval_root, args.eval_root))
         if args.report_only and not os.path.isdir(args.out):
             raise StudyError('--out {}: no such folder'.format(args.out))
         train_args = _study_args(args.out, train_args, args.report_only)
@@ -662,7 +836,7 @@ def main(argv=None):
             print('{}: interrupted; the same command continues the study (finished runs '
                   'are kept, the interrupted one resumes)'.format(PROG), file=sys.stderr)
             return 130
-    text, runs = report(args.out, train_args, epochs, modes)
+    text, runs = report(args.out, train_args, epochs, modes, args.eval_root)
     print('report: {} (.md, .json, _map.png)'.format(os.path.join(args.out, 'compare')))
     print(text, end='')
     return 0 if runs and all(r['finished'] for r in runs) else 1
