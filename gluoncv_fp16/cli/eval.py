@@ -21,6 +21,9 @@ class (IoU >= 0.5) and no object is missed. At the same threshold it builds the
 confusion matrix (classes plus background, boxes matched to objects at IoU >= 0.5) and
 each class's precision, recall and F1. COCO sets also get pycocotools' AP, AP50, AP75
 and AP for small, medium and large objects (the registry's ``coco_metrics`` kinds).
+With --bootstrap N (default 200) each dtype's mAP gets its sampling error over images:
+the sd and 95% interval of the mAP over N resamples of the images
+(:mod:`gluoncv_fp16.data.map_bootstrap`).
 """
 import json
 import math
@@ -163,9 +166,10 @@ def _bootstrap(records, classes, images, resamples):
     rows = [(d, f) for d, f in found.items()] + ([(difference['of'], difference)]
                                                  if difference else [])
     for name, f in rows:
-        print('  {}: {:+.4f}, sd {:.4f}, 95% interval {}'.format(
-            name, f['map'], f['sd'], '-' if f['ci95'] is None else
-            '[{:+.4f}, {:+.4f}]'.format(*f['ci95'])))
+        signed = '{:+.4f}' if f is difference else '{:.4f}'
+        print('  {}: {}, sd {:.4f}, 95% interval {}'.format(
+            name, signed.format(f['map']), f['sd'], '-' if f['ci95'] is None else
+            '[{}, {}]'.format(*(signed.format(v) for v in f['ci95']))))
     return found, difference
 
 
