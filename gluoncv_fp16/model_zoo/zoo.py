@@ -10,6 +10,7 @@ import gluoncv
 from gluoncv.model_zoo import model_store
 from gluoncv.utils import check_sha1
 
+from .anchors import set_anchors
 from .yolo3 import make_fp16_safe
 from ..errors import PretrainedWeightsUnavailable
 
@@ -39,8 +40,10 @@ def get_model(name, **kwargs):
     **kwargs
         As GluonCV: ``classes`` and ``transfer`` (``*_custom``), ``pretrained`` (bool,
         tag, or a path to a ``.params`` file), ``pretrained_base``, ``norm_layer``,
-        ``norm_kwargs``, ``ctx``, ``root``. Keyword arguments that are ``None`` are
-        dropped, so CLI defaults never override GluonCV's defaults.
+        ``norm_kwargs``, ``ctx``, ``root``; and ``anchors`` for YOLOv3 names (GluonCV's
+        format, :mod:`gluoncv_fp16.model_zoo.anchors`; default COCO's). Keyword
+        arguments that are ``None`` are dropped, so CLI defaults never override
+        GluonCV's defaults.
 
     Raises
     ------
@@ -51,6 +54,11 @@ def get_model(name, **kwargs):
     """
     key = name.lower()
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    anchors = kwargs.pop('anchors', None)
+    if anchors is not None:
+        if key not in YOLO3_MODELS:
+            raise ValueError("anchors= applies to YOLOv3 names only, not '{}'".format(name))
+        return set_anchors(get_model(key, **kwargs), anchors)
     if key not in YOLO3_MODELS:
         if key not in gluoncv.model_zoo.get_model_list():
             raise ValueError(_unknown_name_message(name))
