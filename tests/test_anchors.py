@@ -163,9 +163,19 @@ def runs(tmp_path_factory):
     old_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    from gluoncv_fp16.data import loader
+    target_anchors = []
+
+    def make_train_loader(dataset, net, *args, **kwargs):  # the workers' target generator
+        target_anchors.append(network_anchors(net))
+        return make(dataset, net, *args, **kwargs)
+    make = loader.make_train_loader
     try:
         logs = {}
-        straight = train(argv_for(data, root / 'straight', '--auto-anchor', '--epochs', '2'))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(loader, 'make_train_loader', make_train_loader)
+            straight = train(argv_for(data, root / 'straight', '--auto-anchor', '--epochs',
+                                      '2'))
         logs['straight'], records[:] = list(records), []
         train(argv_for(data, root / 'resumed', '--auto-anchor', '--epochs', '1'))
         logs['first'], records[:] = list(records), []
@@ -176,6 +186,7 @@ def runs(tmp_path_factory):
         logger.removeHandler(handler)
         logger.setLevel(old_level)
     return {'root': root, 'data': data, 'net': straight.net, 'logs': logs,
+            'target_anchors': target_anchors,
             'straight': str(root / 'straight' / PREFIX), 'resumed': str(root / 'resumed' / PREFIX)}
 
 
@@ -194,6 +205,7 @@ def test_checkpoint_params_and_json_hold_the_fitted_anchors(runs):
     with open(runs['straight'] + '_anchors.json') as f:
         anchors = json.load(f)['anchors']
     assert network_anchors(runs['net']) == anchors
+    assert runs['target_anchors'] == [anchors]  # the data workers' targets use them too
     ckpt = read_checkpoint(runs['straight'] + '_last.ckpt')
     assert ckpt.meta['model']['anchors'] == anchors
     assert anchors_in_params(ckpt.params) == anchors

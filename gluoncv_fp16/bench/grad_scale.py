@@ -45,7 +45,8 @@ def gradient_error_by_scale(ckpt, images=8, exponents=(0, 2, 4, 6, 8), seed=7):
     model, config = state.meta['model'], state.meta['config']
     name, classes, shape = model['name'], model['classes'], int(config['data_shape'])
     train_set, _, _ = build_datasets(config['dataset'], root=config.get('dataset_root'))
-    shapes_net = get_model(name, classes=classes, pretrained_base=False)
+    shapes_net = get_model(name, classes=classes, pretrained_base=False,
+                           anchors=model.get('anchors'))  # the targets' anchors
     shapes_net.initialize()
     batch = check_batch(train_set, shapes_net, shape, images, seed)
     parts = list(zip(*[gluon.utils.split_and_load(a, [mx.cpu()]) for a in batch]))
