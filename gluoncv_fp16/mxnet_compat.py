@@ -19,12 +19,14 @@ import collections
 import warnings
 
 import mxnet as mx
+from mxnet.gluon import nn
 
 __all__ = ['TESTED_MXNET', 'UntestedMXNetWarning', 'check_mxnet_version',
            'params_by_structural_name', 'trainer_params', 'trainer_updaters',
            'trainer_grad_multiplier', 'update_counts', 'set_update_counts',
            'amp_loss_scale', 'amp_scaler_fields', 'set_amp_scaler_fields',
-           'clear_cached_graph', 'label_smoothing', 'set_label_smoothing']
+           'clear_cached_graph', 'label_smoothing', 'set_label_smoothing',
+           'use_running_statistics']
 
 TESTED_MXNET = '1.9'  # major.minor of the MXNet releases the package is tested with
 
@@ -217,3 +219,36 @@ def set_label_smoothing(net, enabled):
     _private(generator, '_label_smooth')
     generator._label_smooth = bool(enabled)
     clear_cached_graph(net)
+
+
+def use_running_statistics(batchnorm):
+    """Make a Gluon BatchNorm layer (or a subclass: SyncBatchNorm, the half-safe ones)
+    normalise with its running statistics in training too, and stop updating them: the
+    behaviour of ``BatchNorm(use_global_stats=True)``.
+
+    Why private: Gluon 1.x takes `use_global_stats` only as a constructor argument and
+    keeps it in the layer's operator keyword arguments (``_BatchNorm._kwargs``), which
+    `hybrid_forward` passes to the BatchNorm operator; there is no setter, and rebuilding
+    the layer would change its parameter names. A hybridized network picks the change up
+    the next time its graph is built (``hybridize()`` or ``cast()`` clear the cached one).
+
+    Parameters
+    ----------
+    batchnorm : mxnet.gluon.nn.BatchNorm
+
+    Raises
+    ------
+    TypeError
+        `batchnorm` is not a Gluon BatchNorm.
+    RuntimeError
+        This MXNet keeps no ``use_global_stats`` in the layer's keyword arguments.
+    """
+    if not isinstance(batchnorm, nn.BatchNorm):
+        raise TypeError("use_running_statistics needs a gluon.nn.BatchNorm, got {}".format(
+            type(batchnorm).__name__))
+    kwargs = getattr(batchnorm, '_kwargs', None)
+    if not isinstance(kwargs, dict) or 'use_global_stats' not in kwargs:
+        raise RuntimeError("{} keeps no _kwargs['use_global_stats'] in this MXNet; "
+                           "gluoncv_fp16 sets it there and is tested with MXNet 1.9"
+                           .format(type(batchnorm).__name__))
+    kwargs['use_global_stats'] = True

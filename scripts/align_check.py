@@ -47,7 +47,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--steps', type=int, default=10, help='training steps per run')
     p.add_argument('--out', required=True, help='folder for the runs\' checkpoints and logs')
-    p.add_argument('--network', default='mobilenet0.25')
+    p.add_argument('--network', default=None,
+                   help='base network (default: the lightest registered one)')
     p.add_argument('--data-shape', type=int, default=64)
     p.add_argument('--dataset', default='synthetic')
     p.add_argument('--dataset-root', default=None)
@@ -78,8 +79,11 @@ def parse_args(argv=None):
 
 def _config(args, name, contexts, precision, steps, lr, init):
     from gluoncv_fp16.cli import train as train_cli
+    from gluoncv_fp16.model_zoo import LIGHTEST_NETWORK
+    from gluoncv_fp16.precision.policy import get_policy
     out = os.path.join(args.out, name)
-    argv = ['--network', args.network, '--data-shape', str(args.data_shape),
+    policy = get_policy(precision)
+    argv = ['--network', args.network or LIGHTEST_NETWORK, '--data-shape', str(args.data_shape),
             '--batch-size', '8', '--dataset', args.dataset, '-j', '0', '--ctx', contexts,
             '--save-prefix', out + os.sep, '--no-random-shape', '--no-plots', '--syncbn',
             '--epochs', '100000', '--max-iters', str(steps), '--val-interval', '100000',
@@ -92,8 +96,9 @@ def _config(args, name, contexts, precision, steps, lr, init):
         argv += ['--resume', init]
     else:  # from scratch: a short LR warm-up keeps the first steps from diverging
         argv += ['--warmup-epochs', '3']
-    if precision == 'fp16':
-        argv += ['--fp16', '--loss-scale', args.loss_scale]
+    argv += policy.cli_args
+    if policy.needs_loss_scaling:
+        argv += ['--loss-scale', args.loss_scale]
     cfg = train_cli.make_config(train_cli.parse_args(argv))
     # deterministic: no random augmentation, fixed order (the rest is fixed by the flags)
     return cfg.replace(augment=False, shuffle=False)
@@ -108,13 +113,13 @@ def train(args, name, contexts='cpu:0', precision='fp32', steps=None, lr=None, i
     """
     import mxnet as mx
     from gluoncv_fp16.model_zoo.params import named_params
+    from gluoncv_fp16.precision.policy import FULL_PRECISION
     from gluoncv_fp16.train.build import run_training
     cfg = _config(args, name, contexts, precision, steps or args.steps, lr or args.lr, init)
     loop = run_training(cfg)
-    applied = loop.iteration - (loop.scaler.total_skips if precision == 'fp16' else 0)
+    applied = loop.iteration - loop.scaler.total_skips  # an FP32 scaler never skips
     print('{}: {} steps, {} applied'.format(name, loop.iteration, applied), flush=True)
-    if precision == 'fp16':
-        loop.set_phase('fp32')  # the masters become the network's weights
+    loop.set_phase(FULL_PRECISION)  # FP16: the masters become the network's weights
     trained = {name for name, p in named_params(loop.net).items()
                if p.grad_req != 'null'}
     path = os.path.join(args.out, name + '.params')  # for scripts/diff_params.py
@@ -138,6 +143,7 @@ def main(argv=None):
     os.environ.setdefault('MXNET_CPU_TEMP_COPY', '1024')  # before MXNet starts
     sys.path.insert(0, ROOT)
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(message)s')
+    from gluoncv_fp16.precision.policy import get_policy
     from gluoncv_fp16.train.checkpoint import CheckpointError, read_params
     from gluoncv_fp16.train.config import ConfigError
     try:
@@ -145,7 +151,7 @@ def main(argv=None):
         start = read_params(init)
         runs = {name: train(args, name, contexts, precision, init=init)
                 for name, (contexts, precision) in RUNS.items()
-                if args.fp16 or precision != 'fp16'}
+                if args.fp16 or not get_policy(precision).runs_float16}
     except (ConfigError, CheckpointError, FileNotFoundError) as err:
         print('error: {}'.format(err), file=sys.stderr)
         return 2

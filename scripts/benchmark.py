@@ -32,10 +32,12 @@ FIELDS = ('mode', 'label', 'network', 'data_shape', 'batch_size', 'devices',
 
 
 def parse_args(argv=None):
+    from gluoncv_fp16.model_zoo import LIGHTEST_NETWORK, network_names
+    from gluoncv_fp16.precision.policy import policy_names
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--modes', default='fp32,fp16,amp')
-    p.add_argument('--networks', default='mobilenet0.25',
-                   help='comma list of darknet53, mobilenet1.0, mobilenet0.25')
+    p.add_argument('--modes', default=','.join(policy_names()))
+    p.add_argument('--networks', default=LIGHTEST_NETWORK,
+                   help='comma list of ' + ', '.join(network_names()))
     p.add_argument('--data-shapes', default='128')
     p.add_argument('--batch-sizes', default='4')
     p.add_argument('--gpus', default='', help="GPU ids like 0,1; '' = CPU")
@@ -63,9 +65,10 @@ def gpu_name():
 
 
 def peak_tflops(name, mode):
+    from gluoncv_fp16.precision.policy import get_policy
     for key, (fp16, fp32) in GPU_PEAKS.items():
         if name and key in name:
-            return fp32 if mode == 'fp32' else fp16
+            return fp16 if get_policy(mode).runs_float16 else fp32
     return None
 
 
@@ -75,14 +78,14 @@ def run_one(args, mode, network, shape, batch, ctx):
 
 
 def label(mode, on_gpu):
-    if mode == 'fp16' and not on_gpu:
-        return 'fp16 (CPU half-storage path)'
-    return mode
+    from gluoncv_fp16.precision.policy import get_policy
+    return get_policy(mode).label(on_gpu)
 
 
 def add_ratios(rows, flops):
+    from gluoncv_fp16.precision.policy import FULL_PRECISION
     base = {(r['network'], r['data_shape'], r['batch_size']): r for r in rows
-            if r['mode'] == 'fp32' and not r.get('error')}
+            if r['mode'] == FULL_PRECISION and not r.get('error')}
     for row in rows:
         ref = base.get((row.get('network'), row.get('data_shape'), row.get('batch_size')))
         if row.get('error') or ref is None:
@@ -143,19 +146,21 @@ def write_outputs(rows, prefix):
 def main(argv=None):
     args = parse_args(argv)
     modes = [m.strip() for m in args.modes.split(',') if m.strip()]
-    bad = [m for m in modes if m not in ('fp32', 'fp16', 'amp')]
+    from gluoncv_fp16.precision.policy import policy_names
+    bad = [m for m in modes if m not in policy_names()]
     if bad:
-        sys.exit('error: --modes {}: choose from fp32, fp16, amp'.format(','.join(bad)))
+        sys.exit('error: --modes {}: choose from {}'.format(','.join(bad),
+                                                            ', '.join(policy_names())))
     gpu_ids = _ints(args.gpus, '--gpus')
     ctx = ','.join('gpu:{}'.format(g) for g in gpu_ids) or 'cpu:0'
     device = gpu_name() if gpu_ids else None
-    from gluoncv_fp16.model_zoo import get_model
+    from gluoncv_fp16.model_zoo import get_model, model_name
     from gluoncv_fp16.utils.graph_stats import train_flops_per_image
     rows, flops = [], {}
     for network in args.networks.split(','):
         for shape in _ints(args.data_shapes, '--data-shapes'):
             if gpu_ids:
-                net = get_model('yolo3_{}_custom'.format(network), pretrained_base=False,
+                net = get_model(model_name(network, 'custom'), pretrained_base=False,
                                 classes=['a', 'b', 'c'])
                 flops[(network, shape)] = train_flops_per_image(net, shape)
             for batch in _ints(args.batch_sizes, '--batch-sizes'):

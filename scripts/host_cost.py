@@ -80,17 +80,16 @@ def snapshot_cost(network, repeats):
     """Median seconds of a NaN-guard snapshot vs a plain copy of the same arrays."""
     import mxnet as mx
     import numpy as np
-    from gluoncv_fp16.model_zoo import get_model
-    from gluoncv_fp16.precision.loss_scaler import LossScaler
-    from gluoncv_fp16.precision.policy import get_policy
+    from gluoncv_fp16.model_zoo import get_model, model_name
+    from gluoncv_fp16.precision.policy import get_policy, policies
     from gluoncv_fp16.train.loop import TrainLoop
     from gluoncv_fp16.bench.mode import TensorBatches, one_batch
-    name = 'yolo3_{}_custom'.format(network)
+    name = model_name(network, 'custom')
     classes = ['circle', 'square', 'triangle']
     batch = one_batch(name, classes, 2, 64, seed=0)
     rows = {}
     loops = {}
-    for mode in ('fp32', 'fp16'):
+    for mode in [p.name for p in policies(lambda p: not p.uses_amp)]:  # AMP: own process
         net = get_model(name, classes=classes, pretrained_base=False)
         net.initialize(mx.init.Xavier())
         net(mx.nd.zeros((1, 3, 64, 64)))
@@ -101,7 +100,7 @@ def snapshot_cost(network, repeats):
                                      'multi_precision': multi_precision},
                                     update_on_kvstore=False)
         loop = TrainLoop(net, [mx.cpu()], TensorBatches(batch, 1), make_trainer,
-                         LossScaler('dynamic' if mode == 'fp16' else 'none', init_scale=1.0),
+                         get_policy(mode).make_loss_scaler('dynamic', init_scale=1.0),
                          get_policy(mode), options=2)
         loop.train(0, 1)
         loops[mode] = loop

@@ -12,11 +12,11 @@ import csv
 import logging
 import sys
 
-from gluoncv_fp16.model_zoo import get_model, get_model_list
+from gluoncv_fp16.model_zoo import DEFAULT_NETWORK, get_model, get_model_list, model_name
 from gluoncv_fp16.utils.graph_stats import compare_precisions
 
-DEFAULT_NETWORKS = ('yolo3_darknet53_coco', 'yolo3_darknet53_voc', 'yolo3_mobilenet1.0_voc',
-                    'yolo3_mobilenet0.25_voc')
+# every network on VOC, and the default one on COCO's 80 classes too
+DEFAULT_NETWORKS = (model_name(DEFAULT_NETWORK, 'coco'), *get_model_list('*_voc'))
 COLUMNS = (('network', 'network', '{}'), ('data_shape', 'shape', '{}'),
            ('act_fp32_mib', 'act fp32 MiB', '{:.1f}'), ('act_fp16_mib', 'act fp16 MiB', '{:.1f}'),
            ('grad_fp32_mib', 'grad fp32 MiB', '{:.1f}'),

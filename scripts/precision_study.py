@@ -68,7 +68,7 @@ def _runner_code():
         "        res.update(status='diverged', diverged_at=loop.iteration)\n"
         "    res.update(steps=Track.steps, final_loss=Track.last,\n"
         "               skipped_steps=int(getattr(loop.scaler, 'total_skips', 0)),\n"
-        "               loss_scale=loop.scaler.scale_value if loop.phase != 'fp32' else 1.0,\n"
+        "               loss_scale=loop.active_scaler.scale_value,\n"
         "               map=loop.record.epoch.get('map', float('nan')))\n"
         "except ConfigError as err:\n"
         "    res.update(status='n/a', error=str(err))\n"

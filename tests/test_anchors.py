@@ -106,8 +106,6 @@ def test_get_model_builds_with_anchors_before_and_after_initialise():
     with pytest.raises(ValueError, match='positive'):
         get_model(NAME, classes=['pole'], pretrained_base=False,
                   anchors=[[1, 2, 3, 4, 5, -6]] * 3)
-    with pytest.raises(ValueError, match='YOLOv3 names only'):
-        get_model('ssd_512_resnet50_v1_voc', anchors=COCO)
 
 
 # ----- a run with --auto-anchor on thin, tall boxes ------------------------------------------

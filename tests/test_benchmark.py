@@ -39,7 +39,7 @@ def test_end_to_end_on_cpu_writes_table_csv_and_png(tmp_path, capsys):
     bench.main(['--modes', 'fp32,fp16,amp', '--data-shapes', '64', '--batch-sizes', '2',
                 '--warmup', '1', '--iters', '1', '--repeats', '2', '--out', prefix])
     out = capsys.readouterr().out
-    assert '| fp16 (CPU half-storage path) | mobilenet0.25 | 64 | 2 |' in out
+    assert '| fp16 (CPU half path) | mobilenet0.25 | 64 | 2 |' in out
     assert 'n/a: --amp on CPU' in out
     with open(prefix + '.csv', newline='') as f:
         rows = list(csv.DictReader(f))

@@ -240,7 +240,8 @@ def test_every_flag_reaches_the_config(tmp_path, synthetic_root):
                       '--max-iters', '5', '--strict-data', '--nan-fallback-iters', '7',
                       '--max-recoveries', '2', '--resume', 'auto', '--start-epoch', '1',
                       '--no-pretrained-base', '--accumulate', '3', '--clip-grad', '5',
-                      '--ema', '--ema-decay', '0.99', '--patience', '5', '--tensorboard',
+                      '--ema', '--ema-decay', '0.99', '--patience', '5', '--freeze', '2',
+                      '--tensorboard',
                       '--dataset', 'custom',
                       '--max-expand', '2', '--checkpoint-every', '4', '--cache', 'ram',
                       '--self-check', 'fallback', '--pretrained', str(weights))
@@ -257,7 +258,8 @@ def test_every_flag_reaches_the_config(tmp_path, synthetic_root):
                     max_iters=5, strict_data=True, nan_fallback_iters=7, max_recoveries=2,
                     resume='auto', start_epoch=1, plots=False, dataset='custom',
                     dataset_root=synthetic_root, pretrained_base=False, accumulate=3,
-                    clip_grad=5.0, ema=True, ema_decay=0.99, patience=5, tensorboard=True,
+                    clip_grad=5.0, ema=True, ema_decay=0.99, patience=5, freeze=2,
+                    tensorboard=True,
                     max_expand=2.0,
                     checkpoint_every=4, cache='ram', self_check='fallback',
                     pretrained=str(weights))

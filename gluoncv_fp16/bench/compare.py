@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 
+from ..precision.policy import FULL_PRECISION, get_policy, policies, policy_names
 from .machine import commit, cpu_model
 
 __all__ = ['StudyError', 'parse_mode', 'parse_seeds', 'check_train_args', 'epochs_of',
@@ -40,12 +41,16 @@ __all__ = ['StudyError', 'parse_mode', 'parse_seeds', 'check_train_args', 'epoch
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_SCRIPT = os.path.join(ROOT, 'train_yolo3.py')
 PROG = 'compare_precision.py'
-REFERENCE = 'fp32'
+REFERENCE = FULL_PRECISION
 DEFAULT_EPOCHS = 200  # train_yolo3.py's --epochs default
 # The study sets these per run; a second value in the passed arguments would silently
 # win or lose depending on its position. (--resume: unfinished runs get --resume auto.)
-FORBIDDEN = ('--seed', '--save-prefix', '--fp16', '--amp', '--fp32-warmup-epochs', '--resume')
-MODE_HELP = 'fp32, fp16, fp32-fp16:N (N FP32 epochs, then FP16) or amp'
+FORBIDDEN = ('--seed', '--save-prefix', *(p.flag for p in policies() if p.flag),
+             '--fp32-warmup-epochs', '--resume')
+# A mode after an FP32 warm-up: 'fp32-fp16:N' is N FP32 epochs, then fp16.
+_WARMED = {'{}-{}'.format(FULL_PRECISION, p.name): p for p in policies(lambda p: p.allows_fp32_warmup)}
+MODE_HELP = '{}, {} (N {} epochs, then the mode after the dash)'.format(
+    ', '.join(policy_names()), ', '.join(w + ':N' for w in _WARMED), FULL_PRECISION)
 
 
 class StudyError(ValueError):
@@ -63,15 +68,16 @@ def parse_mode(name):
         For a name that is not one of `MODE_HELP`.
     """
     name = name.strip()
-    if name in ('fp32', 'fp16', 'amp'):
-        return name, {'fp32': [], 'fp16': ['--fp16'], 'amp': ['--amp']}[name]
+    if name in policy_names():
+        return name, get_policy(name).cli_args
     base, sep, epochs = name.partition(':')
-    if base == 'fp32-fp16':
+    if base in _WARMED:
         if sep and epochs.isdigit() and int(epochs) >= 1:
             n = int(epochs)
-            return 'fp32-fp16:{}'.format(n), ['--fp16', '--fp32-warmup-epochs', str(n)]
-        raise StudyError('mode {!r}: write fp32-fp16:N with N >= 1, the FP32 epochs before '
-                         'FP16'.format(name))
+            return '{}:{}'.format(base, n), _WARMED[base].cli_args + [
+                '--fp32-warmup-epochs', str(n)]
+        raise StudyError('mode {!r}: write {}:N with N >= 1, the FP32 epochs before '
+                         '{}'.format(name, base, _WARMED[base].name))
     raise StudyError('unknown mode {!r}; valid modes: {}'.format(name, MODE_HELP))
 
 

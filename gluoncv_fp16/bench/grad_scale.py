@@ -37,7 +37,7 @@ def gradient_error_by_scale(ckpt, images=8, exponents=(0, 2, 4, 6, 8), seed=7):
     with ``'overflow': True`` where FP16 is not finite at that scale)."""
     from ..data.datasets import build_datasets
     from ..model_zoo import get_model
-    from ..precision.policy import get_policy
+    from ..precision.policy import FULL_PRECISION, get_policy
     from ..train.checkpoint import load_run_state
     from ..train.precision_check import step_gradients
     from ..train.self_check import check_batch
@@ -52,7 +52,7 @@ def gradient_error_by_scale(ckpt, images=8, exponents=(0, 2, 4, 6, 8), seed=7):
     parts = list(zip(*[gluon.utils.split_and_load(a, [mx.cpu()]) for a in batch]))
     origin = "'{}'".format(ckpt)
     _, ref = step_gradients(_net(name, classes, state.weights, shape, origin), parts,
-                            get_policy('fp32'), 1.0)
+                            get_policy(FULL_PRECISION), 1.0)
     ref = [g.asnumpy().astype(np.float64) for g in ref]
     half, policy = _net(name, classes, state.weights, shape, origin), get_policy('fp16')
     policy.prepare_net(half)

@@ -77,8 +77,6 @@ def measure(mode, model_name, data_shape, batch_size, contexts, warmup=3, iters=
             repeats=3, classes=('circle', 'square', 'triangle'), seed=0):
     """Images/s (median, min, max over `repeats`) and peak memory for one configuration."""
     from ..model_zoo import get_model
-    from ..precision.amp_scaler import AmpLossScaler
-    from ..precision.loss_scaler import LossScaler
     from ..precision.policy import activate_amp, get_policy
     from ..train.devices import check_devices
     from ..train.loop import TrainLoop
@@ -98,8 +96,7 @@ def measure(mode, model_name, data_shape, batch_size, contexts, warmup=3, iters=
                                  'multi_precision': multi_precision},
                                 kvstore='device' if len(contexts) > 1 else None,
                                 update_on_kvstore=False)
-    scaler = AmpLossScaler() if policy.uses_amp else LossScaler(
-        'dynamic' if policy.needs_loss_scaling else 'none', init_scale=1.0)
+    scaler = policy.make_loss_scaler('dynamic', init_scale=1.0)
     loop = TrainLoop(net, contexts, TensorBatches(batch, 0), make_trainer, scaler, policy,
                      options=batch_size)
     loop.set_phase(mode)

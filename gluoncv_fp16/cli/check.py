@@ -22,16 +22,22 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from ..data.options import data_side_problem
-from ..model_zoo.zoo import BACKBONES
+from ..model_zoo.zoo import (DEFAULT_NETWORK, LIGHTEST_NETWORK, model_name, network_names,
+                             network_problem)
+from ..precision.policy import FULL_PRECISION, get_policy, policies, policy_names
 from ..train.config import parse_contexts
 from ..utils.options import flag, rule, setting
 from .command import Command
 
 __all__ = ['CheckSettings', 'COMMAND', 'main', 'check']
 
-MODES = ('fp32', 'fp16', 'amp')
 FLAGS = ('CUDA', 'CUDNN', 'NCCL', 'DIST_KVSTORE', 'MKLDNN')
 DEVICES, MEASURE = 'devices', 'measurement'
+
+
+def _checked_modes():
+    """The modes the self-check compares with FP32: those that run anything in float16."""
+    return [p.name for p in policies(lambda p: p.runs_float16)]
 
 
 def _devices(gpus, ctx):
@@ -52,10 +58,9 @@ class CheckSettings:
         convert=_devices)
     network: Optional[str] = setting(
         flag('--network', group=MEASURE,
-             help='darknet53, mobilenet1.0 or mobilenet0.25 (default: darknet53 on GPUs, '
-                  'mobilenet0.25 on CPU)'),
-        check=rule(lambda v: v is None or v in BACKBONES,
-                   lambda v: '--network {!r}: choose one of {}'.format(v, list(BACKBONES))))
+             help='{} (default: {} on GPUs, {} on CPU)'.format(
+                 ', '.join(network_names()), DEFAULT_NETWORK, LIGHTEST_NETWORK)),
+        check=lambda v: None if v is None else network_problem(v))
     data_shape: Optional[int] = setting(
         flag('--data-shape', group=MEASURE, type=int,
              help='input size (default: 416 on GPUs, 128 on CPU)'),
@@ -141,14 +146,13 @@ def device_rows(contexts):
 
 def unavailable_reason(mode, contexts, device_table):
     """Why `mode` cannot run on these devices (None if it can)."""
-    from ..precision.policy import get_policy
     from ..train.config import ConfigError
     from ..train.devices import check_devices
-    failed = [r for r in device_table if r['float32'] != 'ok' or
-              (mode != 'fp32' and r['float16'] != 'ok')]
+    dtypes = get_policy(mode).device_dtypes
+    failed = [(r, d) for r in device_table for d in dtypes if r[d] != 'ok']
     if failed:
-        key = 'float32' if failed[0]['float32'] != 'ok' else 'float16'
-        return failed[0][key]
+        row, dtype = failed[0]
+        return row[dtype]
     try:
         check_devices(contexts, get_policy(mode))
     except ConfigError as err:
@@ -168,7 +172,7 @@ def agreement(mode, network, shape, contexts, workdir):
     if not os.path.isdir(root):
         generate(root, num_train=images, num_val=1, width=shape, height=shape, seed=0)
     train_set, _, classes = build_datasets('synthetic', root=root)
-    name = 'yolo3_{}_custom'.format(network)
+    name = model_name(network, 'custom')
     shapes_net = get_model(name, pretrained_base=False, classes=classes)
     shapes_net.initialize()
     batch = check_batch(train_set, shapes_net, shape, images, seed=0)
@@ -216,12 +220,12 @@ def verdict(mode, reason, check, bench, base, on_gpu):
     """'use' / 'do not use' / 'not available', and why, in one cell."""
     if reason:
         return 'not available: ' + reason
-    if mode != 'fp32' and check is not None and not check.ok:
+    if check is not None and not check.ok:
         return 'do not use: disagrees with FP32 ({})'.format(check.problem)
     speed = None
     if bench and base and not bench.get('error') and not base.get('error'):
         speed = bench['images_per_sec'] / base['images_per_sec']
-    if mode == 'fp32':
+    if not get_policy(mode).runs_float16:
         return 'use: the reference; every probe passed'
     if not on_gpu:
         return ('do not use for speed: agrees with FP32, but {} on CPU (the CPU half path '
@@ -259,7 +263,7 @@ def render(info):
     out += ['', '## Agreement with FP32 (the training self-check: {} at {} px)'.format(
         info['network'], info['shape']), '']
     rows = []
-    for mode in ('fp16', 'amp'):
+    for mode in _checked_modes():
         check = info['checks'].get(mode)
         if check is None:
             rows.append([info['labels'][mode], 'not run: ' + info['reasons'][mode], '', ''])
@@ -271,7 +275,7 @@ def render(info):
     if info['bench'] is None:
         out.append('Not measured (--no-benchmark).')
     else:
-        base = info['bench'].get('fp32') or {}
+        base = info['bench'].get(FULL_PRECISION) or {}
         rows = []
         for mode, row in info['bench'].items():
             if row.get('error'):
@@ -293,7 +297,7 @@ def render(info):
         out += _table(('kvstore', 'dtype', 'result', 'time'), info['allreduce'])
     out += ['', '## Verdict', '']
     out += _table(('mode', 'verdict'), [[info['labels'][m], info['verdicts'][m]]
-                                        for m in MODES])
+                                        for m in policy_names()])
     return '\n'.join(out) + '\n'
 
 
@@ -305,27 +309,27 @@ def check(settings):
     names = choose_devices(settings)
     contexts = make_contexts(names)
     on_gpu = contexts[0].device_type == 'gpu'
-    network = settings.network or ('darknet53' if on_gpu else 'mobilenet0.25')
+    network = settings.network or (DEFAULT_NETWORK if on_gpu else LIGHTEST_NETWORK)
     shape = settings.data_shape or (416 if on_gpu else 128)
     batch = settings.batch_size or ((8 if on_gpu else 4) * len(contexts))
     info = dict(date=time.strftime('%Y-%m-%d %H:%M'), mxnet=mx.__version__,
                 gluoncv=gluoncv.__version__, names=names, network=network, shape=shape,
                 visible=os.environ.get('CUDA_VISIBLE_DEVICES'), flags=build_flags(),
-                labels={'fp32': 'fp32', 'fp16': 'fp16' if on_gpu else 'fp16 (CPU half path)',
-                        'amp': 'amp'})
+                labels={p.name: p.label(on_gpu) for p in policies()})
     print('probing', ','.join(names), flush=True)
     info['devices'] = device_rows(contexts)
-    info['reasons'] = {m: unavailable_reason(m, contexts, info['devices']) for m in MODES}
+    info['reasons'] = {m: unavailable_reason(m, contexts, info['devices'])
+                       for m in policy_names()}
     info['checks'] = {}
     with tempfile.TemporaryDirectory(prefix='device_check_') as workdir:
-        for mode in ('fp16', 'amp'):
+        for mode in _checked_modes():
             if info['reasons'][mode] is None:
                 print('self-check', mode, flush=True)
                 info['checks'][mode] = agreement(mode, network, shape, contexts, workdir)
     info['bench'] = None
     if settings.benchmark:
         info['bench'] = {}
-        for mode in MODES:
+        for mode in policy_names():
             print('benchmark', mode, flush=True)
             info['bench'][mode] = {'error': info['reasons'][mode]} if info['reasons'][mode] \
                 else throughput(mode, network, shape, batch, names, settings)
@@ -333,7 +337,8 @@ def check(settings):
         else None
     bench = info['bench'] or {}
     info['verdicts'] = {m: verdict(m, info['reasons'][m], info['checks'].get(m),
-                                   bench.get(m), bench.get('fp32'), on_gpu) for m in MODES}
+                                   bench.get(m), bench.get(FULL_PRECISION), on_gpu)
+                       for m in policy_names()}
     text = render(info)
     with open(settings.out, 'w') as f:
         f.write(text)

@@ -22,9 +22,11 @@ logger = logging.getLogger(__name__)
 class AmpLossScaler(LossScaler):
     """Loss scaling by MXNet AMP (requires `amp.init()` before the network was built)."""
 
+    MODE = 'amp'  # the scaler's `mode` in its state dict, as checkpoints store it
+
     def __init__(self):
         super().__init__('none')
-        self.mode = 'amp'
+        self.mode = self.MODE
         self._trainer = None
         self._pending = None  # AMP scaler fields loaded before a trainer was attached
 
@@ -35,6 +37,11 @@ class AmpLossScaler(LossScaler):
     @property
     def collapsed(self):
         return False
+
+    @property
+    def unscale_divisor(self):
+        """1: AMP divides its scale out through the trainer's own multiplier."""
+        return 1.0
 
     def attach(self, trainer):
         """Register a new gluon.Trainer with AMP (call for every trainer built)."""
@@ -82,12 +89,12 @@ class AmpLossScaler(LossScaler):
         self._pending = None if set_amp_scaler_fields(self._trainer, fields) else dict(fields)
 
     def state_dict(self):
-        return dict(mode='amp', total_skips=self.total_skips, iteration=self.iteration,
+        return dict(mode=self.MODE, total_skips=self.total_skips, iteration=self.iteration,
                     consecutive_skips=self.consecutive_skips,
                     amp=self._amp_fields() or self._pending)
 
     def load_state_dict(self, state):
-        if not isinstance(state, dict) or state.get('mode') != 'amp':
+        if not isinstance(state, dict) or state.get('mode') != self.MODE:
             raise ValueError("not an AMP loss scaler state: {!r}".format(state))
         self.total_skips = int(state['total_skips'])
         self.iteration = int(state['iteration'])

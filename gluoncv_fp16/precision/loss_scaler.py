@@ -132,6 +132,12 @@ class LossScaler:
     def enabled(self):
         return self.mode != 'none'
 
+    @property
+    def unscale_divisor(self):
+        """What the gradients must still be divided by to be the loss's own, beyond the
+        multiplier `gluon.Trainer` applies itself (1 when not scaling)."""
+        return self.scale_value if self.enabled else 1.0
+
     def scale(self, losses):
         """The losses multiplied by the current scale (a list in, a list out)."""
         if not self.enabled:

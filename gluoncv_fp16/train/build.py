@@ -23,21 +23,17 @@ import numpy as np
 from ..data.datasets import bad_sample_scalars
 from ..data.report import startup_report
 from ..model_zoo import get_model
-from ..precision.amp_scaler import AmpLossScaler
-from ..precision.loss_scaler import LossScaler, make_loss_scaler
 from ..precision.policy import activate_amp, get_policy
 from .anchors import run_anchors
 from .config import ConfigError
 from .devices import check_devices, make_contexts
 from ..distributed.distributed import fail_fast, horovod_trainer
 from ..distributed.workers import describe, prepare_dist_params, setup_workers
-from .ema import ModelEMA
-from .evaluation import EvalHook, make_metric
+from .features import BuildContext, ChiefOnlyState, build_features
 from .hooks import (CheckpointHook, MixupScheduleHook, PlotHook, ProgressHook,
                     TensorBoardHook, csv_hooks)
-from .loop import HookBase, LoopOptions, StopRequested, TrainLoop
+from .loop import LoopOptions, StopRequested, TrainLoop
 from .nan_guard import NanGuard, TrainingDiverged
-from .patience import PatienceHook
 from .checkpoint import read_params, remove_stale_temp_files
 from .resume import newest_readable_checkpoint, resume_from
 from .state import RunState
@@ -128,14 +124,6 @@ def _make_trainer_factory(cfg, lr_scheduler, workers):
     return make_trainer
 
 
-def _make_scaler(cfg, policy):
-    if policy.name == 'amp':
-        return AmpLossScaler()
-    if policy.name == 'fp16':
-        return make_loss_scaler(cfg.loss_scale)
-    return LossScaler('none')
-
-
 def _resume_source(cfg):
     """``(path, state)`` the run resumes from (state None: read it when resuming), or
     ``(None, None)``: no --resume, or --resume auto before the first checkpoint."""
@@ -218,15 +206,12 @@ def build_training(cfg, on_workers=None):
     updates = max(1, num_samples // (cfg.batch_size * workers.num_workers * cfg.accumulate))
     lr_scheduler = make_lr_scheduler(cfg, iters_per_epoch=updates)
     model_desc = {'name': cfg.model_name, 'classes': classes, 'anchors': anchors}
-    hooks = _make_hooks(cfg, loader, model_desc, total_steps=len(loader),
-                        chief=workers.is_chief)
-    if workers.is_chief:  # first: the epoch's row has the scores when the others read it
-        hooks[:0] = [EvalHook(val_loader, make_metric(cfg.dataset, val_set, classes,
-                                                      cfg.data_shape, cfg.run_prefix),
-                              cfg.val_interval, cfg.epochs)]
-        hooks[1:1] = [PatienceHook(cfg.patience)] if cfg.patience else []
-    if cfg.ema:  # first of all: evaluation and saving see its weights
-        hooks.insert(0, ModelEMA(cfg.ema_decay))
+    # the declared features (evaluation, EMA, early stopping...) first: the epoch's row
+    # has their scores when the writers read it
+    hooks = build_features(cfg, BuildContext(net, contexts, val_loader, val_set, classes,
+                                             is_chief=workers.is_chief))
+    hooks += _make_hooks(cfg, loader, model_desc, total_steps=len(loader),
+                         chief=workers.is_chief)
     options = LoopOptions(cfg.batch_size, accumulate=cfg.accumulate, clip_grad=cfg.clip_grad,
                           fp32_warmup_epochs=cfg.fp32_warmup_epochs,
                           nan_guard=NanGuard(cfg.nan_fallback_iters, cfg.max_recoveries,
@@ -234,7 +219,7 @@ def build_training(cfg, on_workers=None):
                                              no_rollback_reason=workers.no_rollback_reason),
                           workers=workers)
     loop = TrainLoop(net, contexts, loader, _make_trainer_factory(cfg, lr_scheduler, workers),
-                     _make_scaler(cfg, policy), policy, hooks, options)
+                     policy.make_loss_scaler(cfg.loss_scale), policy, hooks, options)
     loop.record.add_source(lambda: bad_sample_scalars(train_set, val_set))
     start_epoch = (_resume(loop, cfg, model_desc, resume_path, resume_state) if resume_path
                    else cfg.start_epoch)
@@ -252,22 +237,12 @@ def _norm_layer_kwargs(cfg, contexts):
     return syncbn_kwargs(len(contexts))
 
 
-class _ChiefOnlyState(HookBase):
-    """Ranks > 0: takes the chief-only hook's state from a checkpoint on resume (every rank
-    resumes from rank 0's file) and keeps nothing; without it the resume refuses the file
-    as holding state "this run does not have"."""
-
-    def __init__(self, name):
-        self.name = name
-
-
 def _make_hooks(cfg, loader, model_desc, total_steps, chief):
     """Only the chief (rank 0) saves and writes metrics; others just train."""
     mixup = [MixupScheduleHook(loader, cfg.epochs, cfg.no_mixup_epochs)] if cfg.mixup else []
     if not chief:
         return mixup + [ProgressHook(cfg.log_interval, total_steps, show_bar=False),
-                        _ChiefOnlyState(CheckpointHook.name)] + \
-            ([_ChiefOnlyState(PatienceHook.name)] if cfg.patience else [])
+                        ChiefOnlyState(CheckpointHook.name)]
     prefix = cfg.run_prefix
     meta = {'model': model_desc, 'config': _plain_config(cfg)}
     hooks = mixup + [ProgressHook(cfg.log_interval, total_steps),

@@ -21,10 +21,13 @@ from ..data.options import (class_names, classes_problem, data_side_problem, dat
                             dataset_root_problem, num_workers_problem)
 from ..data.registry import dataset_kind, dataset_kinds, dataset_option_problems
 from ..distributed.distributed import require_launcher
-from ..model_zoo.zoo import BACKBONES as NETWORKS
+from ..model_zoo.zoo import DEFAULT_NETWORK, network_help, network_problem
+from ..precision.policy import (flags_of, get_policy, policies, policy_names,
+                                precision_from_flags)
 from ..precision.syncbn import cpu_temp_pool_shortfall
 from ..utils.options import failed_checks, flag, one_of, rule, setting
 from ..errors import ConfigError
+from .freeze import freeze_problem, parse_freeze
 
 __all__ = ['TrainConfig', 'ConfigError', 'parse_contexts', 'GLUONCV_FLAGS', 'OUR_FLAGS',
            'FLAG_GROUPS']
@@ -32,7 +35,6 @@ __all__ = ['TrainConfig', 'ConfigError', 'parse_contexts', 'GLUONCV_FLAGS', 'OUR
 LR_MODES = ('step', 'poly', 'cosine')
 KVSTORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync')
 SELF_CHECKS = ('stop', 'fallback', 'off')
-PRECISIONS = ('fp32', 'fp16', 'amp')
 
 GLUONCV_FLAGS = 'GluonCV train_yolo3.py flags'
 OUR_FLAGS = 'gluoncv_fp16 flags'
@@ -75,10 +77,25 @@ def parse_contexts(gpus, ctx=None):
     return tuple('gpu:' + g for g in ids) or ('cpu:0',)
 
 
-def _precision(fp16, amp):
-    if fp16 and amp:
-        raise ConfigError('--fp16 and --amp are two different precision modes; choose one')
-    return 'fp16' if fp16 else 'amp' if amp else 'fp32'
+def _precision(*switches):
+    """The mode name from the precision switches (:func:`_precision_flags` order)."""
+    try:
+        return precision_from_flags(*switches)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _precision_flags():
+    """One switch per precision mode that has one, declared by the mode's registry entry
+    (GluonCV's group for a switch GluonCV's train_yolo3.py has)."""
+    return [flag(p.flag, switch=True, help=p.summary,
+                 group=GLUONCV_FLAGS if p.gluoncv_flag else OUR_FLAGS)
+            for p in policies(lambda p: p.flag)]
+
+
+_WARMUP_FLAGS = flags_of(policies(lambda p: p.allows_fp32_warmup))
+_SCALED_FLAGS = flags_of(policies(lambda p: p.needs_loss_scaling))
+_HALF_FLAGS = '/'.join(p.flag for p in policies(lambda p: p.runs_float16 and p.flag))
 
 
 def _epochs(text):
@@ -114,9 +131,8 @@ class TrainConfig:
     """All settings of a run, each declared with its flag(s). Defaults are GluonCV's
     `train_yolo3.py` defaults, except `dataset` (the built-in synthetic set)."""
     network: str = setting(
-        gluoncv('--network', default='darknet53',
-                help='base network: darknet53, mobilenet1.0 or mobilenet0.25'),
-        check=one_of('--network', NETWORKS))
+        gluoncv('--network', default=DEFAULT_NETWORK, help=network_help()),
+        check=network_problem)
     data_shape: int = setting(
         gluoncv('--data-shape', default=416, help='input size, a multiple of 32'),
         check=data_side_problem)
@@ -222,19 +238,12 @@ class TrainConfig:
     no_mixup_epochs: int = setting(
         gluoncv('--no-mixup-epochs', default=20, help='turn mixup off for the last N epochs'))
     label_smooth: bool = setting(gluoncv('--label-smooth', switch=True, help='label smoothing'))
-    precision: str = setting(
-        ours('--fp16', switch=True,
-             help='FP16 training with FP32 master weights and loss scaling: the network is '
-                  'cast to float16 (BatchNorm, decode, targets and loss stay FP32), SGD with '
-                  'multi_precision'),
-        gluoncv('--amp', switch=True,
-                help="MXNet AMP, for comparison (GPU only: MXNet's CPU build cannot run "
-                     "FP16 convolutions)"),
-        convert=_precision, check=one_of('precision', PRECISIONS))
+    precision: str = setting(*_precision_flags(), convert=_precision,
+                             check=one_of('precision', policy_names()))
     fp32_warmup_epochs: int = setting(
         ours('--fp32-warmup-epochs', default=0,
-             help='with --fp16: train the first N epochs in FP32, then switch to FP16 in the '
-                  'same run (master weights and momentum kept)'),
+             help='with {}: train the first N epochs in FP32, then in that mode (same run; '
+                  'master weights and momentum kept)'.format(_WARMUP_FLAGS)),
         check=rule(lambda v: v >= 0, '--fp32-warmup-epochs must be >= 0'))
     loss_scale: str = setting(
         ours('--loss-scale', default='dynamic',
@@ -327,6 +336,12 @@ class TrainConfig:
              help='stop when validation mAP has not improved for N epochs, every worker '
                   'after the same epoch (0: off); _best keeps the best'),
         check=rule(lambda v: v >= 0, '--patience must be >= 0 epochs (0: off), got {}'))
+    freeze: int = setting(
+        ours('--freeze', default='0', metavar='STAGES',
+             help="freeze the first 1-3 backbone stages (GluonCV's net.stages), or all with "
+                  "'backbone': no gradient, no update, BatchNorm on its running statistics, "
+                  "as loaded (0: off)"),
+        convert=parse_freeze, check=freeze_problem)
     tensorboard: bool = setting(
         ours('--tensorboard', switch=True,
              help="TensorBoard event files under the save prefix (pip install "
@@ -358,9 +373,9 @@ class TrainConfig:
                    '--cache {!r}: choose ram or disk (or leave it out)'))
     self_check: str = setting(
         ours('--self-check', default='stop', choices=('stop', 'fallback'),
-             help='--fp16/--amp: one step is compared with FP32 on the devices at start-up '
-                  '(losses, gradient cosine and norm); on disagreement stop (exit 2) or '
-                  'train in FP32 (docs/benchmark.md)'),
+             help='{}: one step is compared with FP32 on the devices at start-up (losses, '
+                  'gradient cosine and norm); on disagreement stop (exit 2) or train in FP32 '
+                  '(docs/benchmark.md)'.format(_HALF_FLAGS)),
         ours('--no-self-check', switch=True, help='skip that start-up check'),
         convert=lambda mode, off: 'off' if off else mode,
         check=one_of('--self-check', SELF_CHECKS))
@@ -433,22 +448,24 @@ class TrainConfig:
     def _combination_problems(self):
         """Messages of the checks of several options, in order."""
         cpus = sum(c.startswith('cpu') for c in self.contexts)
+        policy = get_policy(self.precision)
         checks = [
             (self.batch_size % max(1, len(self.contexts)) == 0,
              "--batch-size {} is not divisible by the {} devices ({}); use a multiple of {}"
              .format(self.batch_size, len(self.contexts), ','.join(self.contexts),
                      len(self.contexts))),
-            (self.fp32_warmup_epochs == 0 or self.precision == 'fp16',
-             "--fp32-warmup-epochs needs --fp16 (it trains FP32 first, then switches to FP16)"),
+            (self.fp32_warmup_epochs == 0 or policy.allows_fp32_warmup,
+             "--fp32-warmup-epochs needs {} (it trains FP32 first, then switches)".format(
+                 _WARMUP_FLAGS)),
             (self.epochs > self.start_epoch or self.max_iters > 0,
              "--epochs {} leaves nothing to train after --start-epoch {}".format(
                  self.epochs, self.start_epoch)),
             (self.warmup_epochs < self.epochs,
              "--warmup-epochs {} must be smaller than --epochs {}".format(
                  self.warmup_epochs, self.epochs)),
-            (self.precision in ('fp16', 'amp') or self.loss_scale in ('dynamic', 'none'),
-             "--loss-scale {} only applies with --fp16 or --amp (FP32 training does not scale "
-             "the loss)".format(self.loss_scale)),
+            (policy.needs_loss_scaling or self.loss_scale in ('dynamic', 'none'),
+             "--loss-scale {} only applies with {} (FP32 training does not scale the loss)"
+             .format(self.loss_scale, _SCALED_FLAGS)),
             (self.ema or self.ema_decay == TrainConfig.ema_decay,
              "--ema-decay needs --ema (it sets the decay of the EMA weights)"),
             (not (self.horovod and self.kvstore.startswith('dist')),
@@ -461,7 +478,7 @@ class TrainConfig:
             (not (self.kvstore.startswith('dist') and self.fp32_warmup_epochs),
              "--fp32-warmup-epochs with --kvstore {}: a dist kvstore keeps each key's "
              "dtype, so precision cannot change mid-run. Run the FP32 warm-up as its own "
-             "job, then a new --fp16 job with --resume".format(self.kvstore)),
+             "job, then a new {} job with --resume".format(self.kvstore, _WARMUP_FLAGS)),
             (not (self.horovod and self.syncbn),
              "--syncbn with --horovod: MXNet's SyncBatchNorm synchronises the devices of one "
              "process and a Horovod process trains on one device, so it would do nothing "

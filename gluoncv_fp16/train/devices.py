@@ -152,7 +152,6 @@ def check_devices(contexts, policy, amp_restricted=False):
             "--amp on CPU: MXNet AMP runs convolutions in float16, which MXNet's CPU build "
             "cannot execute ('FP16 gemm on cpu not implemented'). Use --fp16 (FP16 storage "
             "with FP32 accumulation on CPU) or run --amp on a GPU.")
-    dtypes = ['float32'] + (['float16'] if policy.name in ('fp16', 'amp') else [])
     for ctx in contexts:
-        for dtype in dtypes:
+        for dtype in policy.device_dtypes:
             probe_device(ctx, dtype)

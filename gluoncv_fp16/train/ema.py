@@ -12,8 +12,9 @@ ema, gradient = w, lr = 1 - d, wd = 1 and rescale_grad = -1 it computes
 ``(1 - (1 - d)) * ema + (1 - d) * w`` on the device, without a host read and without one
 operator launch per parameter.
 
-`ModelEMA` is a hook: it starts from the weights training starts from, updates after
-each applied step, offers its weights for evaluation and deployment
+`ModelEMA` is a hook, the feature ``ema`` (on with ``--ema``; placed before evaluation,
+which with saving sees its weights): it starts from the weights training starts from,
+updates after each applied step, offers its weights for evaluation and deployment
 (`HookBase.weights_for_evaluation`: the evaluation hook and the ``.params`` files use
 them), and saves and restores its own state (its arrays included).
 """
@@ -21,6 +22,7 @@ import math
 
 import mxnet as mx
 
+from .features import feature
 from .loop import HookBase
 
 __all__ = ['ModelEMA']
@@ -28,6 +30,7 @@ __all__ = ['ModelEMA']
 _GROUP = 32  # multi_sgd_update's kernel takes a bounded number of arrays per call
 
 
+@feature('ema', switch='ema', before=('eval',))
 class ModelEMA(HookBase):
     """EMA of a run's FP32 weights, as a hook.
 
@@ -48,6 +51,10 @@ class ModelEMA(HookBase):
         self.weights = {}
 
     name = 'ema'
+
+    @classmethod
+    def from_config(cls, cfg, context):
+        return cls(cfg.ema_decay)
 
     def before_train(self, loop):
         self.start(loop.fp32_weights())

@@ -3,6 +3,7 @@ import logging
 
 from mxnet import autograd, gluon
 
+from .features import feature
 from .loop import HookBase
 
 __all__ = ['make_metric', 'evaluate', 'EvalHook']
@@ -53,16 +54,26 @@ def _update_metric(metric, net, images, labels, cast_input):
     metric.update(det_boxes, det_ids, det_scores, gt_boxes, gt_ids, gt_difficults)
 
 
+@feature('eval', chief_only=True)
 class EvalHook(HookBase):
     """End-of-epoch validation: every `interval` epochs, after the last one, and when
     training stops early. Puts ``map`` (NaN when not due) and ``AP/<class>`` into the
-    epoch's record; the network holds the evaluation weights (e.g. EMA) meanwhile."""
+    epoch's record; the network holds the evaluation weights (e.g. EMA) meanwhile.
+
+    The feature ``eval``, always on, on the chief only (the validation set is measured
+    once; other workers learn of its outcome through the step vote)."""
 
     def __init__(self, val_loader, metric, interval, last_epoch):
         self.val_loader = val_loader
         self.metric = metric
         self.interval = interval
         self.last_epoch = last_epoch
+
+    @classmethod
+    def from_config(cls, cfg, context):
+        metric = make_metric(cfg.dataset, context.val_set, context.classes, cfg.data_shape,
+                             cfg.run_prefix)
+        return cls(context.val_loader, metric, cfg.val_interval, cfg.epochs)
 
     def end_of_epoch(self, loop):
         scores = self.evaluate(loop) if self.due(loop) else {'map': float('nan')}

@@ -17,6 +17,7 @@ from ..model_zoo.params import named_params
 from ..mxnet_compat import update_counts
 from .state import STATE_VERSION, RunState
 from ..precision.optimizer_state import OptimizerState, flatten_state
+from ..precision.policy import FULL_PRECISION, get_policy
 
 __all__ = ['convert_v1_checkpoint']
 
@@ -61,7 +62,10 @@ def convert_v1_checkpoint(path, out, trust_pickle=False):
         raise CheckpointError("{} holds optimizer states without the optimizer; it was not "
                               "written by gluoncv_fp16 0.1".format(origin))
     params = _network_names(meta['model'])
-    half = meta.get('phase') == 'fp16'
+    try:  # FP16 phases kept (momentum, FP32 master) per parameter
+        half = get_policy(meta.get('phase') or FULL_PRECISION).multi_precision
+    except ValueError as err:
+        raise CheckpointError('{}: {}'.format(origin, err)) from None
     slot = 1  # gluoncv_fp16 0.1 trained with SGD, whose multi-precision state is (mom, master)
     arrays, layout, index_counts = {}, {}, {}
     for index, (name, _) in enumerate(params):

@@ -29,7 +29,7 @@ from ..model_zoo.params import named_params
 from ..mxnet_compat import trainer_grad_multiplier
 from ..precision.loss_scaler import LossScaler, finite_flag
 from ..precision.optimizer_state import capture_optimizer, install_optimizer, master_arrays
-from ..precision.policy import get_policy
+from ..precision.policy import FULL_PRECISION, get_policy
 from .metrics import LOSS_NAMES, MetricsRecord
 from .nan_guard import NanGuard
 
@@ -87,6 +87,12 @@ class HookBase:
     def load_state_dict(self, state):
         pass
 
+    def check_resume(self, state):
+        """Why this run cannot continue from a checkpoint holding `state` (this hook's
+        saved state; None when the checkpoint has none), or None when it can. Asked
+        before anything is restored; the answer completes "<file> ...", one line."""
+        return None
+
 
 class LoopOptions:
     """The loop's settings besides its components.
@@ -100,7 +106,7 @@ class LoopOptions:
     clip_grad : float
         Clip the global L2 norm of the unscaled gradients to this value (0: off).
     fp32_warmup_epochs : int
-        With an fp16 policy, epochs trained in FP32 first.
+        Epochs trained in FP32 first, with a policy that allows it (``allows_fp32_warmup``).
     nan_guard : NanGuard or None
     workers : WorkerSetup-like or None
         How this process trains with others: ``num_workers``, ``grad_scale`` (extra
@@ -216,6 +222,7 @@ class TrainLoop:
         self.record = MetricsRecord()
         self.trainer = None
         self._packed_nets = {}  # (layout, dtype) -> device_batch.PackedNet
+        self._untrained_fp32 = {}  # FP32 values of untrained FP16 parameters (install_phase)
         self.param_names = named_params(net)
         self.param_ids = {id(p): n for n, p in self.param_names.items()}
         self.trained = [p for p in self.param_names.values() if p.grad_req != 'null']
@@ -267,13 +274,16 @@ class TrainLoop:
     # ----- weights and precision phases ---------------------------------------------------
     def fp32_weights(self):
         """{structural name: FP32 NDArray} on the first device: the masters of FP16
-        parameters, the parameters themselves otherwise (live arrays, not copies)."""
+        parameters (the loop's own FP32 copy for those no optimizer updates), the
+        parameters themselves otherwise (live arrays, not copies)."""
         masters = master_arrays(self.trainer, self.param_ids) if self.trainer else {}
         ctx = self.contexts[0]
         weights = {}
         for name, param in self.param_names.items():
             if name in masters:
                 weights[name] = masters[name]
+            elif name in self._untrained_fp32:
+                weights[name] = self._untrained_fp32[name]
             else:
                 data = param.data(ctx)
                 weights[name] = data if data.dtype == np.float32 else data.astype('float32')
@@ -282,16 +292,21 @@ class TrainLoop:
     def scheduled_phase(self, epoch=None):
         """The phase the schedule asks for (ignoring a NaN-guard fallback)."""
         epoch = self.epoch if epoch is None else epoch
-        if self.policy.name == 'fp16' and epoch < self.fp32_warmup_epochs:
-            return 'fp32'
-        return self.policy.name
+        return self.policy.phase_at(epoch, self.fp32_warmup_epochs)
 
     @staticmethod
-    def _dtype(phase):
-        return get_policy(phase or 'fp32').compute_dtype
+    def _policy_of(phase):
+        """The policy of a phase name; FP32 before the first phase is installed (the
+        network is built in FP32)."""
+        return get_policy(phase or FULL_PRECISION)
+
+    @classmethod
+    def _dtype(cls, phase):
+        return cls._policy_of(phase).compute_dtype
 
     def set_phase(self, phase):
-        """Move to 'fp32' / 'fp16' / 'amp', keeping FP32 weights and optimizer state."""
+        """Move to the phase named `phase` (a registered precision mode), keeping FP32
+        weights and optimizer state."""
         if phase == self.phase:
             return
         if self.trainer is not None and self._dtype(phase) == self._dtype(self.phase):
@@ -318,8 +333,14 @@ class TrainLoop:
             value = weights[name]
             param.set_data(value if value.dtype == np.dtype(param.dtype)
                            else value.astype(param.dtype))
+        # A half-precision parameter the optimizer does not update (grad_req 'null', e.g.
+        # frozen) has no FP32 master in the trainer: the loop keeps its FP32 value.
+        self._untrained_fp32 = {
+            name: weights[name].copyto(self.contexts[0])
+            for name, param in self.param_names.items()
+            if param.grad_req == 'null' and np.dtype(param.dtype) != np.float32}
         if recast:
-            self.trainer = self.make_trainer(self.net, dtype == 'float16')
+            self.trainer = self.make_trainer(self.net, self._policy_of(phase).multi_precision)
             self.scaler.attach(self.trainer)
         install_optimizer(self.trainer, self.param_ids, weights, optimizer)
         self.net.hybridize()
@@ -328,7 +349,7 @@ class TrainLoop:
 
     @property
     def scaling_active(self):
-        return self.phase not in ('fp32', None)
+        return self._policy_of(self.phase).needs_loss_scaling
 
     @property
     def active_scaler(self):
@@ -345,7 +366,7 @@ class TrainLoop:
 
     # ----- one step -----------------------------------------------------------------------
     def cast_input(self, array):
-        return get_policy(self.phase or 'fp32').cast_input(array)
+        return self._policy_of(self.phase).cast_input(array)
 
     def to_devices(self, batch):
         """Split a host batch over the devices (enqueued copies). A packed loader batch
@@ -435,8 +456,7 @@ class TrainLoop:
             return None
         # gluon.Trainer's own multiplier: Horovod and AMP change it
         multiplier = trainer_grad_multiplier(self.trainer) / normaliser
-        if scaler.enabled and scaler.mode != 'amp':
-            multiplier /= scaler.scale_value
+        multiplier /= scaler.unscale_divisor
         return math.sqrt(max(float(values[5]), 0.0)) * multiplier
 
     def _zero_grads(self):

@@ -22,6 +22,7 @@ the weights, optimizer and EMA arrays, no host reads, no pickling.
 import logging
 
 from ..errors import TrainingDiverged
+from ..precision.policy import FULL_PRECISION
 
 __all__ = ['NanGuard', 'TrainingDiverged']
 
@@ -111,7 +112,7 @@ class NanGuard:
                            'of %d)', self.snapshot.iteration, loop.phase,
                            loop.no_switch_reason, self.recoveries, self.max_recoveries)
             return
-        loop.set_phase('fp32')
+        loop.set_phase(FULL_PRECISION)
         self.fallback_left = self.fallback_iters
         logger.warning('rolled back to iteration %d; training %d iterations in FP32 '
                        '(recovery %d of %d)', self.snapshot.iteration, self.fallback_iters,

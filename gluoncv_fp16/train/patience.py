@@ -1,16 +1,18 @@
 """Early stopping (``--patience N``): end training when validation mAP has not improved for
 N epochs, as YOLOv5's EarlyStopping.
 
-A hook on the chief, where mAP is measured, placed after the evaluation hook: at each
-epoch's end it reads the mAP the evaluation put into the record, and when the best is N
-or more epochs old it asks the loop to stop (`TrainLoop.request_stop`). The workers' vote
-ends every worker's training after that same epoch. The best checkpoint is the checkpoint
-hook's ``_best.ckpt`` / ``_best.params``. Its best mAP and epoch are part of the run
-state, so a resumed run counts on from where the interrupted one was.
+The feature ``patience`` (on with ``--patience N``, N > 0): a hook on the chief, where mAP
+is measured, placed after the evaluation hook. At each epoch's end it reads the mAP the
+evaluation put into the record, and when the best is N or more epochs old it asks the
+loop to stop (`TrainLoop.request_stop`). The workers' vote ends every worker's training
+after that same epoch. The best checkpoint is the checkpoint hook's ``_best.ckpt`` /
+``_best.params``. Its best mAP and epoch are part of the run state, so a resumed run
+counts on from where the interrupted one was.
 """
 import logging
 import math
 
+from .features import feature
 from .loop import HookBase
 
 __all__ = ['PatienceHook']
@@ -18,6 +20,7 @@ __all__ = ['PatienceHook']
 logger = logging.getLogger(__name__)
 
 
+@feature('patience', switch='patience', after=('eval',), chief_only=True)
 class PatienceHook(HookBase):
     """Stop when ``map`` has not improved for `patience` epochs.
 
@@ -35,6 +38,10 @@ class PatienceHook(HookBase):
         self.patience = int(patience)
         self.best_map = -math.inf
         self.best_epoch = -1
+
+    @classmethod
+    def from_config(cls, cfg, context):
+        return cls(cfg.patience)
 
     def end_of_epoch(self, loop):
         current = loop.record.scalar('map', math.nan)

@@ -38,7 +38,7 @@ from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
 from ..model_zoo import get_model
-from ..precision.policy import activate_amp, amp_active, get_policy
+from ..precision.policy import FULL_PRECISION, activate_amp, amp_active, get_policy, policies
 
 __all__ = ['Agreement', 'check_agreement', 'compare_step', 'step_gradients', 'loss_tolerance',
            'conv_depth', 'GRADIENT_TOLERANCE', 'UNIT_ROUNDOFF']
@@ -237,7 +237,8 @@ def _modestep_gradients(net, parts, policy, ref_grads, loss_scale):
 
 def compare_step(mode, model_name, model_kwargs, contexts, batch, loss_scale='dynamic',
                  amp_init=None):
-    """Compare one step of `mode` ('fp16' | 'amp') with FP32, in this process.
+    """Compare one step of `mode` (a mode that runs float16: 'fp16', 'amp') with FP32,
+    in this process.
 
     Parameters
     ----------
@@ -251,8 +252,10 @@ def compare_step(mode, model_name, model_kwargs, contexts, batch, loss_scale='dy
         Keyword arguments of ``mxnet.contrib.amp.init`` (mode 'amp' only). AMP stays on
         in this process afterwards: call it for 'amp' only in a process of its own.
     """
-    if mode not in ('fp16', 'amp'):
-        raise ValueError("mode must be 'fp16' or 'amp', got {!r}".format(mode))
+    policy = get_policy(mode)
+    if not policy.runs_float16:
+        raise ValueError("mode must be one of {}, got {!r}".format(
+            [p.name for p in policies(lambda p: p.runs_float16)], mode))
     if amp_active():
         raise RuntimeError('MXNet AMP is already on in this process: no FP32 reference '
                            'can be computed here')
@@ -262,7 +265,7 @@ def compare_step(mode, model_name, model_kwargs, contexts, batch, loss_scale='dy
     depth = conv_depth(net)
     parts = list(zip(*[gluon.utils.split_and_load(a, contexts, even_split=False)
                        for a in batch]))
-    ref_losses, ref_grads = step_gradients(net, parts, get_policy('fp32'), 1.0)
+    ref_losses, ref_grads = step_gradients(net, parts, get_policy(FULL_PRECISION), 1.0)
     figures = dict(mode=mode, devices=','.join(str(c) for c in contexts),
                    images=int(batch[0].shape[0]), data_shape=data_shape,
                    loss_tolerance=loss_tolerance(depth))
@@ -272,7 +275,6 @@ def compare_step(mode, model_name, model_kwargs, contexts, batch, loss_scale='dy
         return Agreement(loss_scale=1.0, seconds=time.perf_counter() - start,
                          problem='the FP32 reference step itself is not finite',
                          **nan, **figures)
-    policy = get_policy(mode)
     if policy.uses_amp:
         activate_amp(policy, **(amp_init or {}))
     policy.prepare_net(net)
@@ -296,7 +298,7 @@ def check_agreement(mode, model_name, model_kwargs, contexts, batch, loss_scale=
     Returns an `Agreement`; a child that fails or times out comes back as one whose
     `problem` says so.
     """
-    if mode != 'amp':
+    if not get_policy(mode).uses_amp:
         return compare_step(mode, model_name, model_kwargs, contexts, batch, loss_scale)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix='gluoncv_fp16_check_') as folder:

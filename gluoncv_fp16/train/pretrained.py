@@ -24,7 +24,7 @@ import mxnet as mx
 import numpy as np
 
 from ..model_zoo import (PretrainedWeightsUnavailable, backbone_weights_file, dataset_classes,
-                         pretrained_weights_file)
+                         model_name, networks_with_weights, pretrained_weights_file)
 from ..checkpoint import (CheckpointError, load_params_into, param_mismatch, read_checkpoint,
                           structural_params)
 from .config import ConfigError
@@ -223,15 +223,15 @@ def check_downloads(cfg):
                 '--no-pretrained-base, start from your own weights with --pretrained FILE, '
                 'or {}'.format(cfg.network, *_unavailable(err))) from None
     if cfg.pretrained in ('voc', 'coco'):
-        name = 'yolo3_{}_{}'.format(cfg.network, cfg.pretrained)
+        name = model_name(cfg.network, cfg.pretrained)
         try:
             pretrained_weights_file(name)
         except PretrainedWeightsUnavailable as err:
             if not err.files:  # GluonCV publishes none for this network
                 raise ConfigError('--pretrained {}: GluonCV publishes no weights for {}; '
                                   'give your own with --pretrained FILE, or use --network '
-                                  'darknet53 or mobilenet1.0'.format(cfg.pretrained, name)
-                                  ) from None
+                                  '{}'.format(cfg.pretrained, name, ' or '.join(
+                                      networks_with_weights(cfg.pretrained)))) from None
             raise ConfigError("--pretrained {}: GluonCV's {} weights {}: give your own with "
                               "--pretrained FILE, or {}".format(cfg.pretrained, name,
                                                                 *_unavailable(err))) from None

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from ..precision.policy import get_policy
+from ..precision.policy import FULL_PRECISION, get_policy
 from .precision_check import check_agreement
 from ..errors import SelfCheckFailed
 
@@ -82,7 +82,7 @@ def self_check(cfg, policy, contexts, train_set, async_net, model_kwargs):
     cfg : TrainConfig
         Its ``self_check`` ('stop' | 'fallback' | 'off') decides what happens.
     policy : PrecisionPolicy
-        The run's; nothing is checked for 'fp32'.
+        The run's; nothing is checked for a policy that runs nothing in float16.
     contexts : list of mx.Context
     train_set, async_net
         The training set and the FP32 network the data transforms read (for one batch).
@@ -94,7 +94,7 @@ def self_check(cfg, policy, contexts, train_set, async_net, model_kwargs):
     SelfCheckFailed
         On disagreement with ``self_check='stop'``.
     """
-    if policy.name == 'fp32' or cfg.self_check == 'off':
+    if not policy.runs_float16 or cfg.self_check == 'off':
         return cfg, policy
     start = time.perf_counter()
     with _global_rng_kept():
@@ -105,8 +105,8 @@ def self_check(cfg, policy, contexts, train_set, async_net, model_kwargs):
                                  amp_init=None if cfg.amp_fp16_ops is None else
                                  {'target_precision_ops': list(cfg.amp_fp16_ops)})
     seconds = time.perf_counter() - start
-    where = '{} vs fp32 on {} ({} images at {} px)'.format(
-        policy.name, result.devices, result.images, result.data_shape)
+    where = '{} vs {} on {} ({} images at {} px)'.format(
+        policy.name, FULL_PRECISION, result.devices, result.images, result.data_shape)
     if result.ok:
         logger.info('self-check %s: agrees, %s; took %.1f s', where, result.figures(),
                     seconds)
@@ -115,8 +115,9 @@ def self_check(cfg, policy, contexts, train_set, async_net, model_kwargs):
                                                           result.figures(), seconds)
     if cfg.self_check == 'fallback':
         logger.warning('%s -- training in FP32 instead (--self-check fallback)', line)
-        return cfg.replace(precision='fp32', fp32_warmup_epochs=0), get_policy('fp32')
-    raise SelfCheckFailed('{}. Train in FP32 (drop --{}), let the run fall back to FP32 '
+        return (cfg.replace(precision=FULL_PRECISION, fp32_warmup_epochs=0),
+                get_policy(FULL_PRECISION))
+    raise SelfCheckFailed('{}. Train in FP32 (drop {}), let the run fall back to FP32 '
                           'with --self-check fallback, or skip the check with '
                           '--no-self-check; scripts/device_check.py reports this machine '
-                          'in full'.format(line, policy.name))
+                          'in full'.format(line, policy.flag))

@@ -29,11 +29,11 @@ import numpy as np
 
 from ..model_zoo.params import param_mismatch
 from ..precision.optimizer_state import OptimizerState, capture_optimizer
+from ..precision.policy import policy_names
 
-__all__ = ['RunState', 'capture', 'restore', 'rng_state', 'restore_rng', 'PHASES',
+__all__ = ['RunState', 'capture', 'restore', 'rng_state', 'restore_rng',
            'STATE_VERSION']
 
-PHASES = ('fp32', 'fp16', 'amp')
 STATE_VERSION = 2  # 1: trainer state pickled by gluon.Trainer.save_states (refused)
 
 
@@ -162,9 +162,10 @@ def check_compatible(state, loop, origin):
     if version != STATE_VERSION:
         raise ValueError("{} has run-state version {}, this version of gluoncv_fp16 reads "
                          "version {}".format(origin, version, STATE_VERSION))
-    if meta.get('phase') not in PHASES:
+    if meta.get('phase') not in policy_names():
         raise ValueError("{} was saved in precision phase {!r}, which this version does not "
-                         "know (known: {})".format(origin, meta.get('phase'), list(PHASES)))
+                         "know (known: {})".format(origin, meta.get('phase'),
+                                                   list(policy_names())))
     mismatch = param_mismatch(loop.param_names, state.weights)
     if mismatch:
         raise ValueError(mismatch.message(origin))
@@ -174,8 +175,13 @@ def check_compatible(state, loop, origin):
                          .format(origin, 'with' if meta.get('ema') else 'without'))
     unknown = sorted(set(meta.get('hooks', {})) - known_hooks)
     if unknown:
-        raise ValueError("{} holds state of {} that this run does not have".format(
-            origin, unknown))
+        raise ValueError("{} holds state of {} that this run does not have (resume with the "
+                         "options it was trained with)".format(origin, unknown))
+    saved = _hook_states(state)
+    for hook in loop.hooks:
+        problem = hook.check_resume(saved.get(hook.name)) if hook.name else None
+        if problem:
+            raise ValueError("{} {}".format(origin, problem))
 
 
 def restore(loop, state, rollback=False):
