@@ -76,6 +76,8 @@ def test_auto_anchor_raises_bpr_on_thin_tall_boxes_deterministically():
     assert pairs.shape == (9, 2) and (np.diff(areas) >= 0).all()  # 3 scales, small first
     assert choose_anchors(COCO, sizes, refit=True, seed=3) == choice       # seeded
     assert fit_anchors(sizes, seed=4) != choice.anchors                    # the seed matters
+    many = thin_tall_sizes(6000, seed=1)  # more than MAX_FIT_BOXES: fitted on a sample
+    assert score_anchors(fit_anchors(many, generations=50), many).bpr >= 0.98
     # without the flag, or when COCO's fit, the anchors stay
     assert choose_anchors(COCO, sizes, refit=False).anchors == COCO
     square = np.full((50, 2), 30.0) * np.random.RandomState(1).uniform(0.8, 1.2, (50, 1))

@@ -27,13 +27,14 @@ import numpy as np
 
 __all__ = ['AnchorScore', 'AnchorChoice', 'score_anchors', 'fit_anchors', 'choose_anchors',
            'box_sizes_at', 'as_pairs', 'as_groups', 'BPR_TARGET', 'SHAPE_THRESHOLD',
-           'MIN_FIT_SIDE']
+           'MIN_FIT_SIDE', 'MAX_FIT_BOXES']
 
 logger = logging.getLogger(__name__)
 
 BPR_TARGET = 0.98       # below it, --auto-anchor refits (YOLOv5's rule)
 SHAPE_THRESHOLD = 4.0   # largest width or height ratio between a box and a useful anchor
 MIN_FIT_SIDE = 2.0      # boxes narrower or lower than this (px) are left out of fitting
+MAX_FIT_BOXES = 5000    # fitting uses a seeded sample of this many boxes (~3 s of CPU)
 _GROUPS, _PER_GROUP = 3, 3
 
 AnchorScore = collections.namedtuple('AnchorScore', 'bpr above fitness')
@@ -127,7 +128,9 @@ def fit_anchors(sizes, threshold=SHAPE_THRESHOLD, generations=1000, seed=0):
 
     k-means runs on the shapes scaled by their standard deviation (so width and height
     weigh alike); the evolution then mutates all nine by random factors and keeps a
-    mutation only when it raises the fitness. Deterministic for a given `seed`.
+    mutation only when it raises the fitness. Both use at most :data:`MAX_FIT_BOXES`
+    boxes (a seeded sample; the cost grows with boxes x generations). Deterministic for
+    a given `seed`.
 
     Parameters
     ----------
@@ -150,6 +153,8 @@ def fit_anchors(sizes, threshold=SHAPE_THRESHOLD, generations=1000, seed=0):
     if len(np.unique(usable, axis=0)) < count:
         return None
     rng = np.random.RandomState(seed)
+    if len(usable) > MAX_FIT_BOXES:
+        usable = usable[rng.choice(len(usable), MAX_FIT_BOXES, replace=False)]
     scale = usable.std(axis=0)
     scale[scale == 0] = 1.0
     pairs = _kmeans(usable / scale, count, rng) * scale
