@@ -5,6 +5,7 @@
     python scripts/eval.py runs/yolo3_mobilenet0.25_synthetic_best.ckpt --dtype float32,float16
     python scripts/eval.py yolo3_darknet53_voc.params --network yolo3_darknet53_voc --dataset voc
     python scripts/eval.py deploy/yolo3.onnx --dataset synthetic
+    python scripts/eval.py deploy/yolo3.onnx deploy/yolo3-int8.onnx runs/best.ckpt --dtype float16
 
 The model is a gluoncv_fp16 checkpoint, a plain .params file (GluonCV's or ours; then
 --network), an MXNet export prefix, or an ONNX file. Dataset, data shape, classes and
@@ -26,7 +27,7 @@ from ..data.datasets import DATASETS
 from ..errors import CheckpointError
 from ..utils.cli import data_side, fraction
 from ..deploy.evaluate import (COCO_STAT_NAMES, EvalError, coco_stats, evaluate,
-                                          load_models, write_outputs)
+                                          load_models, model_kind as _kind, write_outputs)
 from ..deploy.picture_check import check_pictures, summarise, write_csv
 
 
@@ -43,7 +44,9 @@ def _positive(text):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('model', help='checkpoint, .params file, export prefix or .onnx file')
+    p.add_argument('model', nargs='+', help='checkpoint, .params file, export prefix or .onnx '
+                   'file; several: evaluated side by side on the same images (e.g. the FP32 '
+                   'and INT8 .onnx exports and the checkpoint with --dtype float16)')
     p.add_argument('--dtype', default=None,
                    help='float32, float16 or float32,float16 (both on the same batches); '
                    "default float32, or an export's own dtype")
@@ -85,18 +88,41 @@ def _dataset(args, info, classes):
 
 
 def _print_table(classes, summary, dtypes):
+    """AP per class and mAP per model; with several, each one's difference to the first."""
     head = ['class'] + ['AP ' + d for d in dtypes]
-    both = len(dtypes) == 2
-    if both:
-        head.append('{} - {}'.format(dtypes[1], dtypes[0]))
+    head += ['{} - {}'.format(d, dtypes[0]) for d in dtypes[1:]]
     print(' | '.join(head))
     rows = [(name, [summary[d]['aps'][c] for d in dtypes]) for c, name in enumerate(classes)]
     rows.append(('mAP', [summary[d]['map'] for d in dtypes]))
     for name, values in rows:
         cells = [name] + ['{:.4f}'.format(v) if not math.isnan(v) else 'n/a' for v in values]
-        if both:
-            cells.append('{:+.4f}'.format(values[1] - values[0]))
+        cells += ['{:+.4f}'.format(v - values[0]) for v in values[1:]]
         print(' | '.join(cells))
+
+
+def _load_all(args, dtypes):
+    """({label: Detector}, ModelInfo) of every model given; --dtype applies to the weights
+    files (an export runs in its own precision), labels are the precisions ('int8' for an
+    INT8 export) or, when two models share one, 'precision@file'."""
+    detectors, info = {}, None
+    for model in args.model:
+        found, model_info = load_models(model, dtypes if len(args.model) == 1 or
+                                        _kind(model) == 'weights' else None,
+                                        network=args.network, classes=args.classes,
+                                        data_shape=args.data_shape)
+        if info is not None and (model_info.classes != info.classes or
+                                 model_info.data_shape != info.data_shape):
+            raise EvalError("'{}' predicts {} at {} px but '{}' {} at {} px; compare models "
+                            "of the same classes and input size".format(
+                                model, ','.join(model_info.classes), model_info.data_shape,
+                                args.model[0], ','.join(info.classes), info.data_shape))
+        if info is None or (not info.config and model_info.config):
+            info = model_info  # a checkpoint records its dataset; an export does not
+        for label, detector in found.items():
+            if label in detectors:
+                label = '{}@{}'.format(label, os.path.basename(model))
+            detectors[label] = detector
+    return detectors, info
 
 
 def _check_pictures(records, thresh, out_dir):
@@ -118,8 +144,7 @@ def _check_pictures(records, thresh, out_dir):
 
 def run(args):
     dtypes = [d.strip() for d in args.dtype.split(',') if d.strip()] if args.dtype else None
-    detectors, info = load_models(args.model, dtypes, network=args.network,
-                                  classes=args.classes, data_shape=args.data_shape)
+    detectors, info = _load_all(args, dtypes)
     name, val_set = _dataset(args, info, info.classes)
     coco = name == 'coco'
     image_ids = sorted(val_set.coco.getImgIds()) if coco else None
@@ -133,7 +158,7 @@ def run(args):
              for d, r in records.items()} if coco else {}
     summary, pngs = write_outputs(records, args.out, info.classes)
     order = list(detectors)
-    print('{} on {} ({} images, {} px)'.format(args.model, name, len(val_set),
+    print('{} on {} ({} images, {} px)'.format(', '.join(args.model), name, len(val_set),
                                                info.data_shape))
     _print_table(info.classes, summary, order)
     for dtype in order:
@@ -142,7 +167,8 @@ def run(args):
                 '{} {:.4f}'.format(k, stats[dtype][k]) for k in COCO_STAT_NAMES))
     pictures = _check_pictures({d: records[d] for d in order}, args.thresh, args.out)
     with open(os.path.join(args.out, 'summary.json'), 'w') as f:
-        json.dump({'model': args.model, 'dataset': name, 'images': len(val_set),
+        json.dump({'model': args.model[0] if len(args.model) == 1 else args.model,
+                   'dataset': name, 'images': len(val_set),
                    'data_shape': info.data_shape, 'classes': info.classes,
                    'results': summary, 'coco': stats, 'pictures': pictures}, f, indent=1)
     print('wrote {} PR curves, detections JSON, pictures CSV and summary.json to {}'.format(

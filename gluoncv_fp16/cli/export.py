@@ -4,6 +4,7 @@
 
     python scripts/export.py runs/best.ckpt --out deploy/yolo3 --dtype float16
     python scripts/export.py runs/best.ckpt --format onnx --out deploy/yolo3
+    python scripts/export.py runs/best.ckpt --format onnx --int8 --calib 32 --out deploy/yolo3
     python scripts/export.py yolo3_darknet53_voc.params --network yolo3_darknet53_voc \
         --out deploy/yolo3
 
@@ -21,6 +22,7 @@ from ..utils.cli import data_side
 from ..errors import CheckpointError
 from ..deploy.export import TARGETS, ExportError, export_detector
 from ..deploy.onnx_runtime import OnnxRuntimeError
+from ..deploy.onnx_int8 import CALIB_METHODS, DEFAULT_CALIB, export_int8, validate_int8
 
 
 def parse_args(argv=None):
@@ -43,10 +45,40 @@ def parse_args(argv=None):
                         help='comma-separated class names, for a plain .params file')
     parser.add_argument('--no-check', action='store_true',
                         help='onnx: skip the ONNX Runtime vs MXNet check')
+    # INT8 (deploy/onnx_int8.py): checked in _export before anything is written
+    parser.add_argument('--int8', action='store_true',
+                        help='onnx: also write PREFIX-int8.onnx, statically quantized with '
+                        'ONNX Runtime and checked against FP32 on held-back images')
+    parser.add_argument('--calib', type=int, default=DEFAULT_CALIB,
+                        help='--int8: calibration images (default %(default)s), from the '
+                        "checkpoint's training split unless --calib-dir")
+    parser.add_argument('--calib-dir', default=None,
+                        help='--int8: folder of images to calibrate on instead')
+    parser.add_argument('--calib-method', default='minmax', metavar='|'.join(CALIB_METHODS),
+                        help='--int8: how activation ranges are chosen (default minmax)')
     return parser.parse_args(argv)
 
 
+def _export_int8(args):
+    if args.format != 'onnx':
+        raise ExportError('--int8 writes an ONNX model; add --format onnx')
+    validate_int8(args.dtype, args.calib, args.calib_dir, args.calib_method)
+    fp32, path, check, where = export_int8(
+        args.checkpoint, args.out, calib=args.calib, calib_dir=args.calib_dir,
+        calib_method=args.calib_method, data_shape=args.data_shape, network=args.network,
+        classes=args.classes, check=not args.no_check)
+    print('wrote {} (float32) and {} (int8, calibrated on {}, {})'.format(
+        fp32.path, path, where, args.calib_method))
+    if fp32.check is not None:
+        print(fp32.check)
+    if check is not None:
+        print(check)
+    return 0 if (fp32.check is None or fp32.check.ok) and (check is None or check.ok) else 1
+
+
 def _export(args):
+    if args.int8:
+        return _export_int8(args)
     if args.format == 'mxnet':
         files = export_detector(args.checkpoint, args.out, dtype=args.dtype,
                                 target=args.target, data_shape=args.data_shape,
