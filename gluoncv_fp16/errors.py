@@ -97,6 +97,7 @@ class ParamFileError(ValueError):
     """A file that cannot be read as network parameters."""
 
 
-# What the training command reports as one line (exit status 2) instead of a traceback.
+# What every command reports as one line (exit status 2) instead of a traceback.
 USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged,
-               PretrainedWeightsUnavailable, BadSampleError)
+               PretrainedWeightsUnavailable, BadSampleError, CacheError, ExportError,
+               EvalError, PredictError, SourceError, OnnxRuntimeError, ParamFileError)

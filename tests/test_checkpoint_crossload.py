@@ -142,3 +142,51 @@ def test_a_file_that_is_not_parameters_is_a_mismatch(tmp_path):
     junk.write_bytes(b'not an ndarray file')
     with pytest.raises(CheckpointError, match='not an MXNet parameter file'):
         get_model(NAME, pretrained_base=False).load_parameters(str(junk))
+
+
+def test_load_model_reads_a_plain_params_file_given_its_network(tmp_path):
+    """The one loader (eval, export, demo, ``load_model``) takes a checkpoint, or a plain
+    ``.params`` file with the network named; without the name it says what to pass."""
+    from gluoncv_fp16.checkpoint import load_model, read_source
+    from gluoncv_fp16.errors import SourceError
+    net, path = saved_net(tmp_path, 'float32')
+    loaded = load_model(path, network=NAME)
+    want = params_by_name(net)
+    got = params_by_name(loaded)
+    assert got.keys() == want.keys()
+    for name, value in want.items():
+        np.testing.assert_array_equal(got[name], value, err_msg=name)
+    x = x64()
+    with autograd.predict_mode():  # inference: BatchNorm uses the loaded running statistics
+        for a, b in zip(loaded(x), net(x)):
+            np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
+    assert read_source(path, network=NAME).classes is None  # the dataset's (VOC's)
+    with pytest.raises(SourceError, match='no model description.*--network'):
+        load_model(path)
+
+
+class _Loop:
+    """What the run-state check reads of a training loop."""
+
+    def __init__(self, net):
+        from gluoncv_fp16.model_zoo.params import named_params
+        self.param_names = named_params(net)
+        self.hooks = []
+
+
+def test_resume_checks_names_and_shapes_with_the_one_parameter_check(tmp_path):
+    """A run state from another network fails whole with the same check as every other
+    loader: names first, then the first differing shape."""
+    from gluoncv_fp16.train.state import STATE_VERSION, RunState, check_compatible
+    net, _ = saved_net(tmp_path, 'float32')
+    weights = {k: v.copy() for k, v in structural_params(net).items()}
+    meta = {'state_version': STATE_VERSION, 'phase': 'fp32'}
+    check_compatible(RunState(weights, {}, meta), _Loop(net), "'a.ckpt'")
+    first = next(iter(weights))
+    fewer = {k: v for k, v in weights.items() if k != first}
+    with pytest.raises(ValueError, match=r"'a.ckpt' does not match this network \(1 "
+                                         r"parameters missing, 0 unexpected"):
+        check_compatible(RunState(fewer, {}, meta), _Loop(net), "'a.ckpt'")
+    reshaped = dict(weights, **{first: mx.nd.zeros((1,) + weights[first].shape)})
+    with pytest.raises(ValueError, match="parameter '{}' has shape".format(first)):
+        check_compatible(RunState(reshaped, {}, meta), _Loop(net), "'a.ckpt'")

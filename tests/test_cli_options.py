@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from gluoncv_fp16.cli.options import REGENERATE, reference
+from gluoncv_fp16.cli.options import COMMAND_NAMES, REGENERATE, command_reference, commands
+from gluoncv_fp16.cli.options import reference
 from gluoncv_fp16.train.config import TrainConfig
-from gluoncv_fp16.utils.options import declared_flags
+from gluoncv_fp16.utils.options import declared_flags, flag_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ('train', 'eval', 'export', 'demo', 'check')
@@ -25,10 +26,47 @@ def test_docs_options_is_the_rendering_of_the_declarations():
     assert text == reference(), 'docs/options.md is stale: run ' + REGENERATE
 
 
-def test_every_declared_flag_is_in_the_reference_once():
-    text = reference()
-    for _, flag in declared_flags(TrainConfig):
+def test_every_command_has_its_section_in_the_reference():
+    assert COMMAND_NAMES == COMMANDS
+    sections = re.findall(r'^## (\S+)$', reference(), flags=re.M)
+    assert sections == ['gluoncv-fp16-' + name for name in COMMANDS]
+
+
+@pytest.mark.parametrize('command', commands(), ids=COMMANDS)
+def test_every_declared_flag_is_in_its_command_section_once(command):
+    text = '\n'.join(command_reference(command))
+    flags = declared_flags(command.settings)
+    assert flags, 'a command without declared flags'
+    for _, flag in flags:
         assert text.count('| `{}`'.format(flag.names[0])) == 1, flag.names
+
+
+@pytest.mark.parametrize('command', commands(), ids=COMMANDS)
+def test_help_lists_every_declared_flag_with_its_default(command):
+    """--help and the reference come from the same declarations: each flag's names are in
+    the usage, each default argparse shows is the one the reference shows."""
+    parser = command.build_parser(prog=command.entry_point)
+    actions = {action.dest: action for action in parser._actions}
+    for row, (_, flag) in zip(flag_rows(command.settings), declared_flags(command.settings)):
+        action = actions[flag.dest]
+        assert set(action.option_strings) == {n for n in row.names if n.startswith('-')}
+        assert action.default == flag.default and action.help == row.help
+        assert action.required == bool(row.required and row.required != 'one of these')
+
+
+# what each command needs at least, and the settings it makes of that
+REQUIRED = {'eval': (['m.ckpt'], {'models': ('m.ckpt',)}),
+            'export': (['m.ckpt', '--out', 'o'], {'checkpoint': 'm.ckpt', 'out': 'o'}),
+            'demo': (['a.jpg', '--params', 'm.ckpt'],
+                     {'images': ('a.jpg',), 'source': ('checkpoint', 'm.ckpt')})}
+
+
+@pytest.mark.parametrize('command', commands(), ids=COMMANDS)
+def test_defaults_of_the_settings_are_the_parsed_defaults(command):
+    """Leaving every optional flag out gives the dataclass's defaults, and they pass the
+    checks."""
+    argv, values = REQUIRED.get(command.name, ([], {}))
+    assert command.make_settings(command.parse_args(argv)) == command.settings(**values)
 
 
 def test_readme_flag_table_names_declared_flags_and_links_the_reference():

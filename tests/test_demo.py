@@ -137,7 +137,7 @@ def test_user_mistakes_exit_2_with_one_clear_line(case, message, checkpoint, ima
         source = ['--exported', str(tmp_path / 'none')]
     assert demo_main([image] + source + ['--out', str(tmp_path / 'o')]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith('demo.py: error:') and message in err and '\n' not in err
+    assert err.startswith('error:') and message in err and '\n' not in err
 
 
 def test_fp16_gpu_export_on_cpu_says_how_to_run_it(checkpoint, tmp_path):

@@ -52,11 +52,22 @@ def test_errors_module_imports_nothing_from_the_package():
 
 
 # What each package may import (besides itself and gluoncv_fp16/__init__), statically:
-# function-level (lazy) imports count here too.
+# function-level (lazy) imports count here too. The layers, lowest first; a package may
+# import the layers below its own (mxnet_compat: the one module of private MXNet access).
+_BASE = ('errors', 'mxnet_compat', 'utils')
+_MODELS = _BASE + ('precision', 'model_zoo', 'data')
 ALLOWED = {
     'errors': (),
-    'checkpoint': ('errors', 'utils', 'precision', 'model_zoo', 'data'),
-    'deploy': ('errors', 'utils', 'precision', 'model_zoo', 'data', 'checkpoint'),
+    'utils': ('errors', 'mxnet_compat'),
+    'precision': _BASE,
+    'model_zoo': _BASE + ('precision',),
+    'data': _BASE + ('precision',),
+    'checkpoint': _MODELS,
+    'distributed': _MODELS + ('checkpoint',),
+    'deploy': _MODELS + ('checkpoint',),
+    'train': _MODELS + ('checkpoint', 'distributed'),  # never the other way round
+    'bench': _MODELS + ('checkpoint', 'distributed', 'deploy', 'train'),
+    'cli': _MODELS + ('checkpoint', 'distributed', 'deploy', 'train', 'bench'),
 }
 
 

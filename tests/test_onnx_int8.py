@@ -132,7 +132,7 @@ def test_benchmark_prints_int8_as_a_ratio_of_fp32(exported, capsys):
     (['--int8'], '--int8 writes an ONNX model; add --format onnx'),
     (['--format', 'onnx', '--int8', '--dtype', 'float16'], 'drop --dtype float16'),
     (['--format', 'onnx', '--int8', '--calib', '0'], '--calib must be a positive number'),
-    (['--format', 'onnx', '--int8', '--calib-method', 'kl'], '--calib-method must be one of'),
+    (['--format', 'onnx', '--int8', '--calib-method', 'kl'], "--calib-method 'kl': choose one of"),
     (['--format', 'onnx', '--int8', '--calib-dir', 'EMPTY'], 'no calibration images'),
     (['--format', 'onnx', '--int8', 'NODATA'], 'no calibration images'),
 ])
@@ -148,7 +148,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(checkpoint, tmp_path, c
     out = tmp_path / 'out'
     assert export_cli.main([model, '--out', str(out / 'm')] + argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith('export.py: error:') and message in err and '\n' not in err
+    assert err.startswith('error:') and message in err and '\n' not in err
     assert not out.exists()
 
 

@@ -21,14 +21,13 @@ from mxnet import gluon
 __all__ = ['gradient_error_by_scale', 'main']
 
 
-def _net(name, classes, weights, data_shape):
+def _net(name, classes, weights, data_shape, origin):
+    from ..checkpoint import load_params_into
     from ..model_zoo import get_model
-    from ..model_zoo.params import named_params
     net = get_model(name, classes=classes, pretrained_base=False)
     net.initialize(ctx=[mx.cpu()])
     net(mx.nd.zeros((1, 3, data_shape, data_shape)))
-    for key, param in named_params(net).items():
-        param.set_data(weights[key])
+    load_params_into(net, weights, origin=origin)
     net.hybridize()
     return net
 
@@ -40,7 +39,7 @@ def gradient_error_by_scale(ckpt, images=8, exponents=(0, 2, 4, 6, 8), seed=7):
     from ..model_zoo import get_model
     from ..precision.policy import get_policy
     from ..train.checkpoint import load_run_state
-    from ..train.precision_check import _step
+    from ..train.precision_check import step_gradients
     from ..train.self_check import check_batch
     state = load_run_state(ckpt)
     model, config = state.meta['model'], state.meta['config']
@@ -50,15 +49,17 @@ def gradient_error_by_scale(ckpt, images=8, exponents=(0, 2, 4, 6, 8), seed=7):
     shapes_net.initialize()
     batch = check_batch(train_set, shapes_net, shape, images, seed)
     parts = list(zip(*[gluon.utils.split_and_load(a, [mx.cpu()]) for a in batch]))
-    _, ref = _step(_net(name, classes, state.weights, shape), parts, get_policy('fp32'), 1.0)
+    origin = "'{}'".format(ckpt)
+    _, ref = step_gradients(_net(name, classes, state.weights, shape, origin), parts,
+                            get_policy('fp32'), 1.0)
     ref = [g.asnumpy().astype(np.float64) for g in ref]
-    half, policy = _net(name, classes, state.weights, shape), get_policy('fp16')
+    half, policy = _net(name, classes, state.weights, shape, origin), get_policy('fp16')
     policy.prepare_net(half)
     half.hybridize()
     rows = []
     for exponent in exponents:
         scale = 2.0 ** exponent
-        _, got = _step(half, parts, policy, scale)
+        _, got = step_gradients(half, parts, policy, scale)
         got = [g.asnumpy().astype(np.float64) for g in got]
         if not all(np.isfinite(g).all() for g in got):
             rows.append(dict(scale=scale, overflow=True))

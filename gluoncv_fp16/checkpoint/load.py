@@ -1,17 +1,35 @@
-"""Weights from a checkpoint into a network.
+"""The one model loader: weights from a checkpoint or a ``.params`` file into a network.
 
-Eval, export and demo (through :func:`initialise_with`), resume and ``--pretrained`` load
-weights through :func:`load_params_into`: names and shapes are checked whole, by
-:func:`gluoncv_fp16.model_zoo.params.param_mismatch`, before anything is written.
+:func:`read_source` reads what a file says about its model (:class:`ModelSource`: name,
+classes, weights, the run's recorded data shape and normalisation) and
+:meth:`ModelSource.build` rebuilds that network with the weights; :func:`load_model` is
+the two in one call. Eval, export and demo load through these; resume and
+``--pretrained`` put weights into the network training built with
+:func:`load_params_into`, which every path ends in: names and shapes are checked whole,
+by :func:`gluoncv_fp16.model_zoo.params.param_mismatch`, before anything is written.
+
+A gluoncv_fp16 checkpoint records the model name and classes (``meta['model']``) and the
+run's settings (``meta['config']``: data shape, and mean/std when the run recorded them),
+so a model trained at 96 px is run at 96 px without the user repeating it. A plain
+``.params`` file (GluonCV's, or ``save_parameters``) records nothing: the network name
+must be given, the classes are the dataset's unless given, and the data shape and
+normalisation are GluonCV's defaults.
 """
 import mxnet as mx
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, SourceError
+from ..model_zoo import build_untrained
 from ..model_zoo.params import named_params, param_mismatch, structural_params
 from .format import read_checkpoint
 
-__all__ = ['load_params_into', 'load_model', 'initialise_with', 'structural_params']
+__all__ = ['load_params_into', 'load_model', 'initialise_with', 'structural_params',
+           'ModelSource', 'read_source', 'IMAGENET_MEAN', 'IMAGENET_STD',
+           'DEFAULT_DATA_SHAPE']
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what GluonCV's and our transforms normalise with
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_DATA_SHAPE = 416  # GluonCV's train_yolo3.py default
 
 
 def load_params_into(net, params, origin='checkpoint'):
@@ -27,14 +45,8 @@ def load_params_into(net, params, origin='checkpoint'):
     """
     own = named_params(net)
     mismatch = param_mismatch(own, params)
-    if mismatch and mismatch.name is None:
-        raise CheckpointError("{} does not match this network ({}). Was it saved from "
-                              "another network?".format(origin, mismatch.names_text()))
     if mismatch:
-        raise CheckpointError(
-            "{}: parameter '{}' has shape {} but the network expects {} -- a different "
-            "network or number of classes?".format(origin, mismatch.name,
-                                                   mismatch.saved_shape, mismatch.own_shape))
+        raise CheckpointError(mismatch.message(origin))
     for name, param in own.items():
         value = params[name]
         array = value if isinstance(value, mx.nd.NDArray) else mx.nd.array(value,
@@ -42,22 +54,15 @@ def load_params_into(net, params, origin='checkpoint'):
         param.set_data(array.astype(param.dtype))
 
 
-def load_model(path, ctx=None, dtype='float32', **model_kwargs):
-    """Rebuild the network a checkpoint was trained with and load its weights.
+def load_model(path, ctx=None, dtype='float32', network=None, classes=None):
+    """Rebuild the network a checkpoint (or, with `network`, a plain ``.params`` file)
+    holds and load its weights: ``read_source(path, network, classes).build(dtype, ctx)``.
 
-    Returns the FP16-safe network (cast to `dtype`) on `ctx` (default CPU).
+    Returns the FP16-safe network (cast to `dtype`) on `ctx` (default CPU). Raises
+    `SourceError` for a plain file without `network`, `CheckpointError` for a missing or
+    damaged file or weights that do not fit.
     """
-    from ..model_zoo import build_untrained  # checkpoint -> model_zoo is the allowed direction
-    ckpt = read_checkpoint(path)
-    model = ckpt.meta.get('model')
-    if not model:
-        raise CheckpointError(
-            "'{}' has no model description (a plain .params file?); build the network with "
-            "gluoncv_fp16.model_zoo.get_model and call load_parameters instead".format(path))
-    net = build_untrained(model['name'], model['classes'], **model_kwargs)
-    if np.dtype(dtype) != np.float32:
-        net.cast(dtype)
-    return initialise_with(net, ckpt.params, ctx or mx.cpu(), origin="'{}'".format(path))
+    return read_source(path, network, classes).build(dtype, ctx)
 
 
 def initialise_with(net, params, ctx, origin='checkpoint'):
@@ -71,3 +76,86 @@ def initialise_with(net, params, ctx, origin='checkpoint'):
     load_params_into(net, params, origin=origin)
     return net
 
+
+class ModelSource:
+    """A trained model's weights and description.
+
+    Attributes
+    ----------
+    name : str
+        Model name, e.g. ``'yolo3_mobilenet0.25_custom'``.
+    classes : list of str or None
+        None: the named dataset's classes (plain ``.params`` of a VOC/COCO model).
+    params : dict of str -> numpy.ndarray
+        FP32 weights by structural name.
+    data_shape : int
+        Recorded square input side, else 416.
+    recorded_shape : bool
+        Whether `data_shape` came from the file.
+    mean, std : tuple of float
+        RGB normalisation ``(x / 255 - mean) / std``.
+    config : dict
+        The run's recorded settings (``meta['config']``), empty for plain files.
+    path : str
+    """
+
+    def __init__(self, name, classes, params, config, path):
+        self.name, self.classes, self.params, self.path = name, classes, params, path
+        self.config = dict(config)
+        self.recorded_shape = bool(config.get('data_shape'))
+        self.data_shape = int(config.get('data_shape') or DEFAULT_DATA_SHAPE)
+        self.mean = tuple(config.get('mean') or IMAGENET_MEAN)
+        self.std = tuple(config.get('std') or IMAGENET_STD)
+
+    def build(self, dtype='float32', ctx=None):
+        """The FP16-safe network with these weights, cast to `dtype`, on `ctx` (CPU)."""
+        net = self.untrained()
+        if np.dtype(dtype) != np.float32:
+            net.cast(dtype)
+        return initialise_with(net, self.params, ctx or mx.cpu(),
+                               origin="'{}'".format(self.path))
+
+    def untrained(self):
+        """The network, not initialised, in a fresh name scope (stable parameter names)."""
+        try:
+            with mx.name.NameManager():
+                return build_untrained(self.name, self.classes)
+        except ValueError as err:
+            raise SourceError(str(err)) from None
+
+
+def read_source(path, network=None, classes=None):
+    """A :class:`ModelSource` from a checkpoint or a plain ``.params`` file.
+
+    Parameters
+    ----------
+    path : str
+    network : str, optional
+        Model name; required for a plain ``.params`` file, must agree with a checkpoint.
+    classes : list of str, optional
+        Class names of a plain ``.params`` file; must agree with a checkpoint.
+
+    Raises
+    ------
+    SourceError
+        A plain file without `network`, or `network` / `classes` contradicting the file.
+    gluoncv_fp16.errors.CheckpointError
+        Missing or unreadable file.
+    """
+    ckpt = read_checkpoint(path)
+    model = ckpt.meta.get('model')
+    config = ckpt.meta.get('config') or {}
+    if model:
+        if network and network.lower() != model['name']:
+            raise SourceError("'{}' was trained as '{}', not '{}'; drop --network".format(
+                path, model['name'], network))
+        if classes and list(classes) != list(model['classes']):
+            raise SourceError("'{}' was trained with classes {}, not {}; drop --classes"
+                              .format(path, model['classes'], list(classes)))
+        return ModelSource(model['name'], list(model['classes']), ckpt.params, config, path)
+    if not network:
+        raise SourceError("'{}' is a plain .params file with no model description: pass "
+                          "the network name (e.g. --network yolo3_darknet53_voc) and, if "
+                          "the classes differ from the dataset's, --classes a,b,c".format(path))
+    return ModelSource(network.lower(), list(classes) if classes else None, ckpt.params, {},
+                       path)

@@ -11,8 +11,11 @@ module             console entry point             script users know
 =================  ==============================  =================================
 
 Each also runs as ``python -m gluoncv_fp16.cli.<module>``; the scripts are shims of a few
-lines. The training flags are declared once, as the fields of
-:class:`gluoncv_fp16.train.config.TrainConfig`; :mod:`.options` generates the parser,
-the typed config and ``docs/options.md`` from them. A user's mistake ends a command with
-one line on stderr and exit code 2. Nothing here is imported by the library.
+lines. Each command's flags are declared once, as the fields of a settings dataclass
+(training: :class:`gluoncv_fp16.train.config.TrainConfig`; the others: the ``*Settings``
+class of their module); the module's ``COMMAND`` (:class:`.command.Command`) makes the
+parser and the validated settings from them, and its ``main`` is the one every command
+runs: a user's mistake ends it with one line on stderr and exit code 2. :mod:`.options`
+renders ``docs/options.md`` from the same declarations. Nothing here is imported by the
+library.
 """

@@ -13,43 +13,78 @@ mode (scripts/benchmark.py's harness, :mod:`gluoncv_fp16.bench.mode`, one proces
 mode); with several devices a kvstore all-reduce check; and a verdict per mode: use, or
 do not use and why.
 """
-import argparse
 import os
 import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from ..data.options import data_side_problem
+from ..model_zoo.zoo import BACKBONES
+from ..train.config import parse_contexts
+from ..utils.options import flag, rule, setting
+from .command import Command
+
+__all__ = ['CheckSettings', 'COMMAND', 'main', 'check']
 
 MODES = ('fp32', 'fp16', 'amp')
 FLAGS = ('CUDA', 'CUDNN', 'NCCL', 'DIST_KVSTORE', 'MKLDNN')
+DEVICES, MEASURE = 'devices', 'measurement'
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--gpus', default=None, help="GPU ids like 0,1 (default: all visible; "
-                                                "'' = CPU)")
-    p.add_argument('--ctx', default=None, help='explicit devices, e.g. cpu:0,cpu:1')
-    p.add_argument('--network', default=None,
-                   help='darknet53, mobilenet1.0 or mobilenet0.25 (default: darknet53 on '
-                        'GPUs, mobilenet0.25 on CPU)')
-    p.add_argument('--data-shape', type=int, default=None,
-                   help='input size (default: 416 on GPUs, 128 on CPU)')
-    p.add_argument('--batch-size', type=int, default=None,
-                   help='benchmark batch (default: 8 per GPU, 4 on CPU)')
-    p.add_argument('--warmup', type=int, default=2)
-    p.add_argument('--iters', type=int, default=5)
-    p.add_argument('--repeats', type=int, default=3)
-    p.add_argument('--no-benchmark', action='store_true', help='skip the throughput rows')
-    p.add_argument('--out', default='device_report.md', help='markdown file to write')
-    return p.parse_args(argv)
+def _devices(gpus, ctx):
+    """Context names from --ctx / --gpus; None when neither is given (every visible GPU,
+    else the CPU)."""
+    if ctx or gpus is not None:
+        return parse_contexts(gpus if gpus is not None else '', ctx)
+    return None
 
 
-def choose_devices(args):
+@dataclass(frozen=True)
+class CheckSettings:
+    """The device report's settings, each declared with its flag."""
+    devices: Optional[Tuple[str, ...]] = setting(
+        flag('--gpus', group=DEVICES,
+             help="GPU ids like 0,1 (default: all visible, else the CPU; '' = CPU)"),
+        flag('--ctx', group=DEVICES, help='explicit devices, e.g. cpu:0,cpu:1'),
+        convert=_devices)
+    network: Optional[str] = setting(
+        flag('--network', group=MEASURE,
+             help='darknet53, mobilenet1.0 or mobilenet0.25 (default: darknet53 on GPUs, '
+                  'mobilenet0.25 on CPU)'),
+        check=rule(lambda v: v is None or v in BACKBONES,
+                   lambda v: '--network {!r}: choose one of {}'.format(v, list(BACKBONES))))
+    data_shape: Optional[int] = setting(
+        flag('--data-shape', group=MEASURE, type=int,
+             help='input size (default: 416 on GPUs, 128 on CPU)'),
+        check=lambda v: data_side_problem(v, optional=True))
+    batch_size: Optional[int] = setting(
+        flag('--batch-size', group=MEASURE, type=int,
+             help='benchmark batch (default: 8 per GPU, 4 on CPU)'),
+        check=rule(lambda v: v is None or v > 0, '--batch-size must be positive, got {}'))
+    warmup: int = setting(
+        flag('--warmup', group=MEASURE, default=2, help='untimed iterations per mode'),
+        check=rule(lambda v: v >= 0, '--warmup must be >= 0, got {}'))
+    iters: int = setting(
+        flag('--iters', group=MEASURE, default=5, help='timed iterations per repeat'),
+        check=rule(lambda v: v > 0, '--iters must be positive, got {}'))
+    repeats: int = setting(
+        flag('--repeats', group=MEASURE, default=3, help='timed repeats per mode'),
+        check=rule(lambda v: v > 0, '--repeats must be positive, got {}'))
+    benchmark: bool = setting(
+        flag('--no-benchmark', group=MEASURE, switch=True, help='skip the throughput rows'),
+        convert=lambda off: not off)
+    out: str = setting(
+        flag('--out', group=MEASURE, default='device_report.md', help='markdown file to write'))
+
+
+def choose_devices(settings):
     """Context names ('gpu:0', ...) from --ctx / --gpus, or every visible GPU, or cpu:0."""
     import mxnet as mx
-    from ..train.config import parse_contexts
-    if args.ctx or args.gpus is not None:
-        return parse_contexts(args.gpus if args.gpus is not None else '', args.ctx)
+    if settings.devices is not None:
+        return settings.devices
     return tuple('gpu:{}'.format(i) for i in range(mx.context.num_gpus())) or ('cpu:0',)
 
 
@@ -140,11 +175,11 @@ def agreement(mode, network, shape, contexts, workdir):
     return check_agreement(mode, name, {'classes': classes}, contexts, batch)
 
 
-def throughput(mode, network, shape, batch, names, args):
+def throughput(mode, network, shape, batch, names, settings):
     """scripts/benchmark.py's measurement of one mode (its own process)."""
     from ..bench.mode import run_mode
-    return run_mode(mode, network, shape, batch, ','.join(names), args.warmup, args.iters,
-                    args.repeats)
+    return run_mode(mode, network, shape, batch, ','.join(names), settings.warmup,
+                    settings.iters, settings.repeats)
 
 
 def allreduce_check(contexts, flags):
@@ -262,22 +297,17 @@ def render(info):
     return '\n'.join(out) + '\n'
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def check(settings):
+    """Probe, check and measure as `CheckSettings` say; write and print the report."""
     import gluoncv
     import mxnet as mx
-    from ..train.config import ConfigError
     from ..train.devices import make_contexts
-    try:
-        names = choose_devices(args)
-    except ConfigError as err:
-        print('error: {}'.format(err), file=sys.stderr)
-        return 2
+    names = choose_devices(settings)
     contexts = make_contexts(names)
     on_gpu = contexts[0].device_type == 'gpu'
-    network = args.network or ('darknet53' if on_gpu else 'mobilenet0.25')
-    shape = args.data_shape or (416 if on_gpu else 128)
-    batch = args.batch_size or ((8 if on_gpu else 4) * len(contexts))
+    network = settings.network or ('darknet53' if on_gpu else 'mobilenet0.25')
+    shape = settings.data_shape or (416 if on_gpu else 128)
+    batch = settings.batch_size or ((8 if on_gpu else 4) * len(contexts))
     info = dict(date=time.strftime('%Y-%m-%d %H:%M'), mxnet=mx.__version__,
                 gluoncv=gluoncv.__version__, names=names, network=network, shape=shape,
                 visible=os.environ.get('CUDA_VISIBLE_DEVICES'), flags=build_flags(),
@@ -293,23 +323,32 @@ def main(argv=None):
                 print('self-check', mode, flush=True)
                 info['checks'][mode] = agreement(mode, network, shape, contexts, workdir)
     info['bench'] = None
-    if not args.no_benchmark:
+    if settings.benchmark:
         info['bench'] = {}
         for mode in MODES:
             print('benchmark', mode, flush=True)
             info['bench'][mode] = {'error': info['reasons'][mode]} if info['reasons'][mode] \
-                else throughput(mode, network, shape, batch, names, args)
+                else throughput(mode, network, shape, batch, names, settings)
     info['allreduce'] = allreduce_check(contexts, info['flags']) if len(contexts) > 1 \
         else None
     bench = info['bench'] or {}
     info['verdicts'] = {m: verdict(m, info['reasons'][m], info['checks'].get(m),
                                    bench.get(m), bench.get('fp32'), on_gpu) for m in MODES}
     text = render(info)
-    with open(args.out, 'w') as f:
+    with open(settings.out, 'w') as f:
         f.write(text)
     print(text)
-    print('wrote {}'.format(args.out))
+    print('wrote {}'.format(settings.out))
     return 0
+
+
+COMMAND = Command('check', CheckSettings, (DEVICES, MEASURE), check,
+                  __doc__.splitlines()[0], also='scripts/device_check.py', log_level=None)
+
+
+def main(argv=None):
+    """The device report; returns the exit code (2: a user's mistake, one line)."""
+    return COMMAND.main(argv)
 
 
 if __name__ == '__main__':

@@ -16,63 +16,90 @@ Beside mAP it counts the images whose demo picture would be right: at --thresh (
 demo.py's rule, half the best score) every drawn box matches a distinct object of its
 class (IoU >= 0.5) and no object is missed.
 """
-import argparse
 import json
-import logging
 import math
 import os
 import sys
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 from ..data.datasets import DATASETS
-from ..errors import CheckpointError
-from ..utils.cli import data_side, fraction
+from ..data.options import (class_names, data_side_problem, dataset_root_problem,
+                            num_workers_problem)
 from ..deploy.evaluate import (COCO_STAT_NAMES, EvalError, coco_stats, evaluate,
-                                          load_models, model_kind as _kind, write_outputs)
+                               load_models, model_kind, write_outputs)
 from ..deploy.picture_check import check_pictures, summarise, write_csv
+from ..utils.options import flag, rule, setting
+from .command import Command
+
+__all__ = ['EvalSettings', 'COMMAND', 'main', 'run']
+
+MODEL, DATA, OUTPUT = 'model', 'validation data', 'output'
 
 
-
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError('must be a positive integer, got {}'.format(text))
-    return value
+def _dtypes(text):
+    return tuple(d.strip() for d in text.split(',') if d.strip()) if text else None
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('model', nargs='+', help='checkpoint, .params file, export prefix or .onnx '
-                   'file; several: evaluated side by side on the same images (e.g. the FP32 '
-                   'and INT8 .onnx exports and the checkpoint with --dtype float16)')
-    p.add_argument('--dtype', default=None,
-                   help='float32, float16 or float32,float16 (both on the same batches); '
-                   "default float32, or an export's own dtype")
-    p.add_argument('--dataset', choices=DATASETS, default=None,
-                   help="validation set (default: the checkpoint's, else voc)")
-    p.add_argument('--dataset-root', default=None, help="dataset folder (default: the "
-                   "checkpoint's, else the dataset's default)")
-    p.add_argument('--network', help='model name, for a plain .params file')
-    p.add_argument('--classes', type=lambda s: [c.strip() for c in s.split(',') if c],
-                   help='comma-separated class names (plain .params file; custom/rec data)')
-    p.add_argument('--data-shape', type=data_side, default=None,
-                   help="input side (default: the checkpoint's training size, else 416)")
-    p.add_argument('--batch-size', type=_positive, default=8)
-    p.add_argument('-j', '--num-workers', type=int, default=0, dest='num_workers')
-    p.add_argument('--thresh', type=fraction, default=None,
-                   help='score threshold of the picture check (default: as demo.py, half '
-                   'the best score over the validation set)')
-    p.add_argument('--out', default='eval_out', help='output folder (default eval_out)')
-    p.add_argument('--no-progress', action='store_true', help='no progress bar')
-    return p.parse_args(argv)
+def _class_list(text):
+    names = class_names(text)
+    return list(names) if names is not None else None
 
 
-def _dataset(args, info, classes):
+@dataclass(frozen=True)
+class EvalSettings:
+    """The eval command's settings, each declared with its flag."""
+    models: Tuple[str, ...] = setting(
+        flag('model', group=MODEL, metavar='MODEL', nargs='+',
+             help='checkpoint, .params file, export prefix or .onnx file; several: '
+                  'evaluated side by side on the same images (e.g. the FP32 and INT8 .onnx '
+                  'exports and the checkpoint with --dtype float16)'),
+        convert=lambda names: tuple(names or ()))
+    dtypes: Optional[Tuple[str, ...]] = setting(
+        flag('--dtype', group=MODEL,
+             help='float32, float16 or float32,float16 (both on the same batches); '
+                  "default float32, or an export's own dtype"),
+        convert=_dtypes)
+    network: Optional[str] = setting(
+        flag('--network', group=MODEL, help='model name, for a plain .params file'))
+    classes: Optional[List[str]] = setting(
+        flag('--classes', group=MODEL,
+             help='comma-separated class names (plain .params file; custom/rec data)'),
+        convert=_class_list)
+    data_shape: Optional[int] = setting(
+        flag('--data-shape', group=MODEL, type=int,
+             help="input side (default: the checkpoint's training size, else 416)"),
+        check=lambda v: data_side_problem(v, optional=True))
+    dataset: Optional[str] = setting(
+        flag('--dataset', group=DATA, choices=DATASETS,
+             help="validation set (default: the checkpoint's, else voc)"))
+    dataset_root: Optional[str] = setting(
+        flag('--dataset-root', group=DATA,
+             help="dataset folder (default: the checkpoint's, else the dataset's default)"),
+        check=dataset_root_problem)
+    batch_size: int = setting(
+        flag('--batch-size', group=DATA, default=8, help='images per batch'),
+        check=rule(lambda v: v > 0, '--batch-size must be positive, got {}'))
+    num_workers: int = setting(
+        flag('-j', '--num-workers', group=DATA, default=0,
+             help='data loading worker processes (0: in the main process)'),
+        check=num_workers_problem)
+    thresh: Optional[float] = setting(
+        flag('--thresh', group=OUTPUT, type=float,
+             help='score threshold of the picture check (default: as demo.py, half the best '
+                  'score over the validation set)'),
+        check=rule(lambda v: v is None or 0 <= v <= 1,
+                   '--thresh must be between 0 and 1, got {}'))
+    out: str = setting(flag('--out', group=OUTPUT, default='eval_out', help='output folder'))
+    progress: bool = setting(flag('--no-progress', group=OUTPUT, switch=True,
+                                  help='no progress bar'),
+                             convert=lambda off: not off)
+
+
+def _dataset(settings, info, classes):
     from ..data.datasets import build_datasets
-    name = args.dataset or info.config.get('dataset') or 'voc'
-    root = args.dataset_root or (info.config.get('dataset_root')
+    name = settings.dataset or info.config.get('dataset') or 'voc'
+    root = settings.dataset_root or (info.config.get('dataset_root')
                                  if name == info.config.get('dataset') else None)
     wanted = classes if name in ('custom', 'rec', 'synthetic') else None
     try:
@@ -100,22 +127,22 @@ def _print_table(classes, summary, dtypes):
         print(' | '.join(cells))
 
 
-def _load_all(args, dtypes):
+def _load_all(settings, dtypes):
     """({label: Detector}, ModelInfo) of every model given; --dtype applies to the weights
     files (an export runs in its own precision), labels are the precisions ('int8' for an
     INT8 export) or, when two models share one, 'precision@file'."""
     detectors, info = {}, None
-    for model in args.model:
-        found, model_info = load_models(model, dtypes if len(args.model) == 1 or
-                                        _kind(model) == 'weights' else None,
-                                        network=args.network, classes=args.classes,
-                                        data_shape=args.data_shape)
+    for model in settings.models:
+        found, model_info = load_models(model, dtypes if len(settings.models) == 1 or
+                                        model_kind(model) == 'weights' else None,
+                                        network=settings.network, classes=settings.classes,
+                                        data_shape=settings.data_shape)
         if info is not None and (model_info.classes != info.classes or
                                  model_info.data_shape != info.data_shape):
             raise EvalError("'{}' predicts {} at {} px but '{}' {} at {} px; compare models "
                             "of the same classes and input size".format(
                                 model, ','.join(model_info.classes), model_info.data_shape,
-                                args.model[0], ','.join(info.classes), info.data_shape))
+                                settings.models[0], ','.join(info.classes), info.data_shape))
         if info is None or (not info.config and model_info.config):
             info = model_info  # a checkpoint records its dataset; an export does not
         for label, detector in found.items():
@@ -142,48 +169,48 @@ def _check_pictures(records, thresh, out_dir):
     return results
 
 
-def run(args):
-    dtypes = [d.strip() for d in args.dtype.split(',') if d.strip()] if args.dtype else None
-    detectors, info = _load_all(args, dtypes)
-    name, val_set = _dataset(args, info, info.classes)
+def run(settings):
+    """Evaluate with the validated `EvalSettings`; returns the exit code."""
+    dtypes = list(settings.dtypes) if settings.dtypes else None
+    detectors, info = _load_all(settings, dtypes)
+    name, val_set = _dataset(settings, info, info.classes)
     coco = name == 'coco'
     image_ids = sorted(val_set.coco.getImgIds()) if coco else None
-    records = evaluate(detectors, val_set, info, batch_size=args.batch_size,
-                       num_workers=args.num_workers, progress=not args.no_progress,
+    records = evaluate(detectors, val_set, info, batch_size=settings.batch_size,
+                       num_workers=settings.num_workers, progress=settings.progress,
                        image_ids=image_ids.__getitem__ if coco else None,
                        category_ids=val_set.contiguous_id_to_json.__getitem__ if coco
                        else None)
-    os.makedirs(args.out, exist_ok=True)
-    stats = {d: coco_stats(r, val_set, os.path.join(args.out, 'detections_{}.json'.format(d)))
+    os.makedirs(settings.out, exist_ok=True)
+    stats = {d: coco_stats(r, val_set, os.path.join(settings.out, 'detections_{}.json'.format(d)))
              for d, r in records.items()} if coco else {}
-    summary, pngs = write_outputs(records, args.out, info.classes)
+    summary, pngs = write_outputs(records, settings.out, info.classes)
     order = list(detectors)
-    print('{} on {} ({} images, {} px)'.format(', '.join(args.model), name, len(val_set),
+    print('{} on {} ({} images, {} px)'.format(', '.join(settings.models), name, len(val_set),
                                                info.data_shape))
     _print_table(info.classes, summary, order)
     for dtype in order:
         if stats:
             print('COCO {}: '.format(dtype) + ', '.join(
                 '{} {:.4f}'.format(k, stats[dtype][k]) for k in COCO_STAT_NAMES))
-    pictures = _check_pictures({d: records[d] for d in order}, args.thresh, args.out)
-    with open(os.path.join(args.out, 'summary.json'), 'w') as f:
-        json.dump({'model': args.model[0] if len(args.model) == 1 else args.model,
-                   'dataset': name, 'images': len(val_set),
+    pictures = _check_pictures({d: records[d] for d in order}, settings.thresh, settings.out)
+    with open(os.path.join(settings.out, 'summary.json'), 'w') as f:
+        json.dump({'model': settings.models[0] if len(settings.models) == 1 else
+                   list(settings.models), 'dataset': name, 'images': len(val_set),
                    'data_shape': info.data_shape, 'classes': info.classes,
                    'results': summary, 'coco': stats, 'pictures': pictures}, f, indent=1)
     print('wrote {} PR curves, detections JSON, pictures CSV and summary.json to {}'.format(
-        len(pngs), args.out))
+        len(pngs), settings.out))
     return 0
 
 
+COMMAND = Command('eval', EvalSettings, (MODEL, DATA, OUTPUT), run,
+                  __doc__.splitlines()[0], also='scripts/eval.py')
+
+
 def main(argv=None):
-    logging.basicConfig(level=logging.WARNING, format='%(message)s')
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except (EvalError, CheckpointError) as err:
-        print('eval.py: error: {}'.format(err), file=sys.stderr)
-        return 2
+    """The eval command; returns the exit code (2: a user's mistake, one line)."""
+    return COMMAND.main(argv)
 
 
 if __name__ == '__main__':

@@ -1,74 +1,81 @@
-"""The training command's flags, generated from their declarations.
+"""The flag reference of every command, generated from the declarations.
 
-Every flag is declared once, as a field of :class:`~gluoncv_fp16.train.config.TrainConfig`
-(names, default, help, group, its check). From there this module makes the argparse
-parser (:func:`build_parser`), the validated config (:func:`make_config`) and the flag
-reference ``docs/options.md`` (:func:`reference`), which a test compares with this
-rendering. Regenerate it after changing a declaration::
+Each command's flags are declared once, as the fields of its settings dataclass
+(training: :class:`~gluoncv_fp16.train.config.TrainConfig`; eval, export, demo and check:
+the ``*Settings`` class of their module here), and each module's ``COMMAND``
+(:class:`~.command.Command`) makes the parser and the validated settings from them. This
+module renders ``docs/options.md``, which a test compares with this rendering.
+Regenerate it after changing a declaration::
 
     python -m gluoncv_fp16.cli.options > docs/options.md
 """
 import argparse
+import importlib
 import sys
 
-from ..train.config import FLAG_GROUPS, GLUONCV_FLAGS, TrainConfig
-from ..utils.options import add_flags, flag_rows, from_namespace
+from ..utils.options import flag_rows
 
-__all__ = ['build_parser', 'make_config', 'reference', 'REGENERATE']
+__all__ = ['COMMAND_NAMES', 'commands', 'reference', 'REGENERATE']
 
 REGENERATE = 'python -m gluoncv_fp16.cli.options > docs/options.md'
-
-_GROUP_NOTES = {
-    GLUONCV_FLAGS: "Same meaning and defaults as GluonCV's "
-                   "`scripts/detection/yolo/train_yolo3.py` (except `--dataset`, which "
-                   "defaults to `synthetic`); each of them does something.",
-}
+COMMAND_NAMES = ('train', 'eval', 'export', 'demo', 'check')  # gluoncv_fp16/cli/<name>.py
 
 
-def build_parser(description=None, prog=None):
-    """The argparse parser of every training flag, in GluonCV's group and ours."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    return add_flags(parser, TrainConfig, FLAG_GROUPS)
-
-
-def make_config(args):
-    """Parsed namespace -> validated `TrainConfig` (raises `ConfigError`, one line)."""
-    return from_namespace(TrainConfig, args).validate()
+def commands():
+    """The `Command` of every command module, in `COMMAND_NAMES` order."""
+    return [importlib.import_module('{}.{}'.format(__package__, name)).COMMAND
+            for name in COMMAND_NAMES]
 
 
 def _cell(text):
     return text.replace('|', '\\|')
 
 
-def reference():
-    """The flag reference page (markdown) of every training flag."""
-    lines = ['<!-- Generated from the declarations in gluoncv_fp16/train/config.py by `{}`; '
-             'edit those, not this file. -->'.format(REGENERATE), '',
-             '# Training flags', '',
-             '`train_yolo3.py`, `gluoncv-fp16-train` and `python -m gluoncv_fp16.cli.train` '
-             'take these flags. A mistake in them, alone or in combination, stops the run '
-             'before any work with one line and exit code 2.']
-    rows = flag_rows(TrainConfig)
-    for group in FLAG_GROUPS:
-        lines += ['', '## ' + group, '']
-        if group in _GROUP_NOTES:
-            lines += [_GROUP_NOTES[group], '']
+def _code(text):
+    return '`{}`'.format(text) if text else ''
+
+
+def command_reference(command):
+    """The markdown section of one command: a table per ``--help`` group."""
+    lines = ['## ' + command.entry_point, '',
+             '`{}`, `python -m gluoncv_fp16.cli.{}`{}: {}'.format(
+                 command.entry_point, command.name,
+                 ' and `{}`'.format(command.also) if command.also else '',
+                 command.description)]
+    rows = flag_rows(command.settings)
+    for group in command.groups:
+        lines += ['', '### ' + group, '']
+        if group in command.notes:
+            lines += [command.notes[group], '']
         lines += ['| flag | value | default | what it does |', '|---|---|---|---|']
-        for row_group, names, value, default, text in rows:
-            if row_group != group:
+        for row in rows:
+            if row.group != group:
                 continue
+            default = _code(row.default) or {'yes': 'required', 'one of these':
+                                             'required: one of these'}.get(row.required, '')
             lines.append('| {} | {} | {} | {} |'.format(
-                ', '.join('`{}`'.format(n) for n in names),
-                '`{}`'.format(value) if value else '',
-                '`{}`'.format(default) if default else '', _cell(text)))
+                ', '.join(_code(n) for n in row.names), _code(row.value), default,
+                _cell(row.help)))
+    return lines
+
+
+def reference():
+    """The flag reference page (markdown) of every command."""
+    lines = ['<!-- Generated from the option declarations (gluoncv_fp16/train/config.py, '
+             'gluoncv_fp16/cli/<command>.py) by `{}`; edit those, not this file. -->'
+             .format(REGENERATE), '',
+             '# Command-line flags', '',
+             'Every command takes these flags. A mistake in them, alone or in combination, '
+             'stops the command before any work with one line and exit code 2.']
+    for command in commands():
+        lines += [''] + command_reference(command)
     return '\n'.join(lines) + '\n'
 
 
 def main(argv=None):
     """Print the flag reference (``docs/options.md``)."""
-    argparse.ArgumentParser(description='Print docs/options.md, the training flag '
-                            'reference: ' + REGENERATE).parse_args(argv)
+    argparse.ArgumentParser(description='Print docs/options.md, the flag reference of '
+                            'every command: ' + REGENERATE).parse_args(argv)
     sys.stdout.write(reference())
     return 0
 

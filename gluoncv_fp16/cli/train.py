@@ -4,12 +4,12 @@ The training command: ``gluoncv-fp16-train``, ``python -m gluoncv_fp16.cli.train
 ``train_yolo3.py`` (GluonCV users type that; it calls :func:`main`). Accepts GluonCV's
 `scripts/detection/yolo/train_yolo3.py` flags with the same meaning and defaults
 (except --dataset, which defaults to the built-in synthetic set), plus this package's
-(docs/options.md). The flags come from their declarations (:mod:`.options`); the work is
-in :mod:`gluoncv_fp16.train`.
+(docs/options.md). The flags come from their declarations (the fields of
+:class:`~gluoncv_fp16.train.config.TrainConfig`); the work is in :mod:`gluoncv_fp16.train`.
 
 :func:`main` validates every setting in one pass before it writes anything (a mistake:
-one line on stderr, exit code 2), checks that --save-prefix is writable, sets up the
-console and ``*_train.log`` logging, and trains. The start-up checks that need the
+one line on stderr, exit code 2); :func:`train` checks that --save-prefix is writable,
+sets up the console and ``*_train.log`` logging, and trains. The start-up checks that need the
 machine run while the run is built, devices first, then data, then downloads; a run
 they refuse leaves no files. SIGTERM / SIGINT stop it after the current step with a
 resumable checkpoint (exit 143 / 130).
@@ -20,15 +20,11 @@ import sys
 
 from ..errors import USER_ERRORS, ConfigError
 from ..train.build import run_training
+from ..train.config import FLAG_GROUPS, GLUONCV_FLAGS, TrainConfig
 from ..train.loop import StopRequested
-from .options import build_parser, make_config
+from .command import Command
 
-__all__ = ['main', 'parse_args', 'make_config']
-
-
-def parse_args(argv=None):
-    """The parsed command line (argparse's own errors exit 2 with usage)."""
-    return build_parser(__doc__.splitlines()[0]).parse_args(argv)
+__all__ = ['COMMAND', 'main', 'parse_args', 'make_config', 'train']
 
 
 def check_writable(prefix):
@@ -102,24 +98,22 @@ def route_worker_log(handlers, prefix, then=None):
     return on_workers
 
 
-def main(argv=None):
-    """Run the training command; returns the exit code (0, 2: a user's mistake, 143 /
-    130: stopped by SIGTERM / SIGINT)."""
-    args = parse_args(argv)
+def train(cfg):
+    """Train with the validated settings `cfg`; returns the exit code (0, or 143 / 130:
+    stopped by SIGTERM / SIGINT). A user's mistake found on the way (bad data, devices,
+    downloads) is raised after the files this run wrote alone are removed."""
     handlers, before = [], None
     try:
-        cfg = make_config(args)
         before = files_before(cfg.save_prefix)
         check_writable(cfg.save_prefix)
         handlers = setup_logging(cfg.run_prefix + '_train.log')
         run_training(cfg, on_workers=route_worker_log(
             handlers, cfg.run_prefix,
-            lambda: logging.getLogger(__name__).info('arguments: %s', vars(args))))
-    except USER_ERRORS as err:
-        print('error: {}'.format(err), file=sys.stderr)
+            lambda: logging.getLogger(__name__).info('arguments: %s', cfg.to_dict())))
+    except USER_ERRORS:
         if before is not None:
             forget_refused_run(handlers, cfg.save_prefix, before)
-        return 2
+        raise
     except StopRequested as stop:
         print(stop, file=sys.stderr)
         return stop.exit_code
@@ -128,6 +122,30 @@ def main(argv=None):
             logging.getLogger().removeHandler(handler)
             handler.close()
     return 0
+
+
+COMMAND = Command(
+    'train', TrainConfig, FLAG_GROUPS, train, __doc__.splitlines()[0], also='train_yolo3.py',
+    notes={GLUONCV_FLAGS: "Same meaning and defaults as GluonCV's "
+                          "`scripts/detection/yolo/train_yolo3.py` (except `--dataset`, "
+                          "which defaults to `synthetic`); each of them does something."},
+    log_level=None)  # train() logs to the console and the run's log file itself
+
+
+def parse_args(argv=None):
+    """The parsed command line (argparse's own errors exit 2 with usage)."""
+    return COMMAND.parse_args(argv)
+
+
+def make_config(args):
+    """Parsed namespace -> validated `TrainConfig` (raises `ConfigError`, one line)."""
+    return COMMAND.make_settings(args)
+
+
+def main(argv=None):
+    """Run the training command; returns the exit code (0, 2: a user's mistake, 143 /
+    130: stopped by SIGTERM / SIGINT)."""
+    return COMMAND.main(argv)
 
 
 if __name__ == '__main__':

@@ -16,12 +16,12 @@ import numpy as np
 
 from ..data.loader import pad_stack
 from ..data.transforms import YOLO3FastValTransform
+from ..checkpoint import read_source
 from ..data.voc_map import class_ap
 from .detection_record import DetectionRecord, plot_pr_curve
 from .export import export_paths
 from .predict import Detector, PredictError, load_detector
-from .source import SourceError, read_source
-from ..errors import EvalError
+from ..errors import EvalError, SourceError
 
 __all__ = ['EvalError', 'load_models', 'model_kind', 'evaluate', 'coco_stats', 'write_outputs',
            'COCO_STAT_NAMES']

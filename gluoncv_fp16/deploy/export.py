@@ -33,9 +33,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..checkpoint import initialise_with
-from .source import SourceError, read_source
-from ..errors import ExportError
+from ..checkpoint import initialise_with, read_source
+from ..errors import ExportError, SourceError
 
 __all__ = ['ExportError', 'ExportedFiles', 'export_detector', 'export_paths',
            'inference_symbol', 'widened_convolutions', 'TARGETS']

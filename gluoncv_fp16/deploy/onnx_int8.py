@@ -41,10 +41,10 @@ import tempfile
 
 import numpy as np
 
-from ..errors import ExportError
+from ..checkpoint import read_source
+from ..errors import ExportError, SourceError
 from .onnx_runtime import load_onnx
 from .predict import PredictError, auto_threshold, read_image
-from .source import SourceError, read_source
 
 __all__ = ['export_int8', 'quantize_onnx', 'calibration_images', 'validate_int8',
            'Int8Check', 'CALIB_METHODS', 'DEFAULT_CALIB', 'AGREEMENT', 'int8_path']

@@ -16,10 +16,10 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
+from ..checkpoint import IMAGENET_MEAN, IMAGENET_STD, read_source
 from .export import export_paths, widened_convolutions
 from .onnx_runtime import OnnxDetector, OnnxRuntimeError, load_onnx
-from .source import IMAGENET_MEAN, IMAGENET_STD, SourceError, read_source
-from ..errors import PredictError
+from ..errors import PredictError, SourceError
 
 __all__ = ['PredictError', 'Detections', 'Detector', 'load_detector', 'read_image',
            'preprocess', 'draw_detections', 'label_boxes', 'auto_threshold']

@@ -48,6 +48,15 @@ class Mismatch(collections.namedtuple('Mismatch', 'missing extra name own_shape 
         return '{} parameters missing, {} unexpected; e.g. {}'.format(
             len(self.missing), len(self.extra), (self.missing or self.extra)[:examples])
 
+    def message(self, origin):
+        """The one line that says `origin` (a file, quoted) does not fit the network."""
+        if self.name is None:
+            return ("{} does not match this network ({}). Was it saved from another "
+                    "network?".format(origin, self.names_text()))
+        return ("{}: parameter '{}' has shape {} but the network expects {} -- a different "
+                "network or number of classes?".format(origin, self.name, self.saved_shape,
+                                                        self.own_shape))
+
 
 def param_mismatch(own, saved, allow_missing=False, ignore_extra=False, skip_shape=None):
     """Compare saved parameters with a network's, by structural name and shape.

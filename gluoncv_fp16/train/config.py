@@ -16,7 +16,8 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from ..data.datasets import DATASETS
+from ..data.options import (class_names, classes_problem, data_side_problem, dataset_problem,
+                            dataset_root_problem, num_workers_problem)
 from ..distributed.distributed import require_launcher
 from ..model_zoo.zoo import BACKBONES as NETWORKS
 from ..precision.syncbn import cpu_temp_pool_shortfall
@@ -81,10 +82,6 @@ def _epochs(text):
                           .format(text)) from None
 
 
-def _names(text):
-    return tuple(c.strip() for c in text.split(',') if c.strip()) if text else None
-
-
 # ----- per-option checks ----------------------------------------------------------------------
 def _loss_scale_problem(text):
     if text in ('dynamic', 'none'):
@@ -97,10 +94,6 @@ def _loss_scale_problem(text):
         return None
     return ("--loss-scale must be 'dynamic', 'none' or a positive number, got {!r}"
             .format(text))
-
-
-def _repeated(names):
-    return sorted({n for n in names if names.count(n) > 1})
 
 
 def _tensorboard_missing(on):
@@ -119,33 +112,26 @@ class TrainConfig:
         check=one_of('--network', NETWORKS))
     data_shape: int = setting(
         gluoncv('--data-shape', default=416, help='input size, a multiple of 32'),
-        check=rule(lambda v: v > 0 and v % 32 == 0,
-                   "--data-shape {} must be a positive multiple of 32 (YOLOv3's largest "
-                   "stride), e.g. 320, 416 or 608"))
+        check=data_side_problem)
     batch_size: int = setting(
         gluoncv('--batch-size', default=64, help='images per step, all devices'),
         check=rule(lambda v: v > 0, '--batch-size must be positive, got {}'))
     dataset: str = setting(
         gluoncv('--dataset', default='synthetic',
                 help='voc, coco, custom (--dataset-root), rec (--dataset-root) or synthetic'),
-        check=one_of('--dataset', DATASETS))
+        check=dataset_problem)
     dataset_root: Optional[str] = setting(
         ours('--dataset-root',
              help='dataset folder (custom/rec; voc/coco/synthetic: overrides default)'),
-        check=rule(lambda v: v is None or os.path.isdir(v),
-                   '--dataset-root {!r} does not exist or is not a folder'))
+        check=dataset_root_problem)
     classes: Optional[Tuple[str, ...]] = setting(
         ours('--classes',
              help='comma-separated class names (custom/rec/synthetic); without it a custom '
                   'set takes the names in its annotations, logged with their counts'),
-        convert=_names,
-        check=rule(lambda v: v is None or not _repeated(v),
-                   lambda v: '--classes names {} more than once; each class needs one name'
-                   .format(_repeated(v))))
+        convert=class_names, check=classes_problem)
     num_workers: int = setting(
         gluoncv('-j', '--num-workers', default=4, help='data loading worker processes'),
-        check=rule(lambda v: v >= 0, '-j/--num-workers must be >= 0 (0 loads data in the '
-                                     'main process), got {}'))
+        check=num_workers_problem)
     contexts: Tuple[str, ...] = setting(
         gluoncv('--gpus', default='0', help="GPU ids like 0,1; '' trains on the CPU"),
         ours('--ctx', help='explicit devices, e.g. cpu:0,cpu:1 (overrides --gpus); --syncbn '

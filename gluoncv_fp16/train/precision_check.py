@@ -40,8 +40,8 @@ from mxnet.gluon import nn
 from ..model_zoo import get_model
 from ..precision.policy import activate_amp, amp_active, get_policy
 
-__all__ = ['Agreement', 'check_agreement', 'compare_step', 'loss_tolerance', 'conv_depth',
-           'GRADIENT_TOLERANCE', 'UNIT_ROUNDOFF']
+__all__ = ['Agreement', 'check_agreement', 'compare_step', 'step_gradients', 'loss_tolerance',
+           'conv_depth', 'GRADIENT_TOLERANCE', 'UNIT_ROUNDOFF']
 
 UNIT_ROUNDOFF = 2.0 ** -11
 GRADIENT_TOLERANCE = 3e-2          # docs/distributed.md
@@ -136,9 +136,29 @@ def _trained(net):
     return [p for p in net.collect_params().values() if p.grad_req != 'null']
 
 
-def _step(net, parts, policy, scale):
-    """Losses (4 floats) and FP32 gradients on the first context, summed over devices
-    and divided by `scale`."""
+def step_gradients(net, parts, policy, scale):
+    """One forward and backward of `net` on `parts` with the loss multiplied by `scale`:
+    the check's measurement, also used by :mod:`gluoncv_fp16.bench.grad_scale`.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.HybridBlock
+        A YOLOv3 network prepared for `policy`, in training mode (returns its 4 losses).
+    parts : list of tuple
+        Per device ``(image, gt_boxes, *targets)`` NDArrays (``split_and_load``).
+    policy : PrecisionPolicy
+        Casts the images to the compute dtype.
+    scale : float
+        The loss scale.
+
+    Returns
+    -------
+    losses : list of 4 float
+        The loss terms summed over devices (unscaled).
+    grads : list of NDArray
+        FP32 gradient of every trained parameter on the first device, summed over
+        devices and divided by `scale`.
+    """
     with autograd.record():
         per_device = [net(policy.cast_input(x), gt, *targets) for x, gt, *targets in parts]
         totals = [mx.nd.add_n(*losses) * scale for losses in per_device]
@@ -199,11 +219,11 @@ def _overflow_problem(mode, finite_losses, scale, loss_scale):
         if loss_scale != 'dynamic' else '')
 
 
-def _mode_step(net, parts, policy, ref_grads, loss_scale):
+def _modestep_gradients(net, parts, policy, ref_grads, loss_scale):
     """The chosen mode's step: (losses, gradient sums, loss scale used, overflow problem)."""
     scale, tries = _first_scale(loss_scale, ref_grads)
     for attempt in range(tries):
-        losses, grads = _step(net, parts, policy, scale)
+        losses, grads = step_gradients(net, parts, policy, scale)
         sums = _gradient_sums(ref_grads, grads)
         finite_losses = bool(np.all(np.isfinite(losses)))
         if finite_losses and all(math.isfinite(s) for s in sums):
@@ -242,7 +262,7 @@ def compare_step(mode, model_name, model_kwargs, contexts, batch, loss_scale='dy
     depth = conv_depth(net)
     parts = list(zip(*[gluon.utils.split_and_load(a, contexts, even_split=False)
                        for a in batch]))
-    ref_losses, ref_grads = _step(net, parts, get_policy('fp32'), 1.0)
+    ref_losses, ref_grads = step_gradients(net, parts, get_policy('fp32'), 1.0)
     figures = dict(mode=mode, devices=','.join(str(c) for c in contexts),
                    images=int(batch[0].shape[0]), data_shape=data_shape,
                    loss_tolerance=loss_tolerance(depth))
@@ -257,7 +277,7 @@ def compare_step(mode, model_name, model_kwargs, contexts, batch, loss_scale='dy
         activate_amp(policy, **(amp_init or {}))
     policy.prepare_net(net)
     net.hybridize()  # trace again: FP16 weights, or AMP's patched operators
-    losses, sums, scale, problem = _mode_step(net, parts, policy, ref_grads, loss_scale)
+    losses, sums, scale, problem = _modestep_gradients(net, parts, policy, ref_grads, loss_scale)
     if problem:
         return Agreement(loss_scale=scale, seconds=time.perf_counter() - start,
                          problem=problem, **nan, **figures)

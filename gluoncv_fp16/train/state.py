@@ -27,6 +27,7 @@ import random
 import mxnet as mx
 import numpy as np
 
+from ..model_zoo.params import param_mismatch
 from ..precision.optimizer_state import OptimizerState, capture_optimizer
 
 __all__ = ['RunState', 'capture', 'restore', 'rng_state', 'restore_rng', 'PHASES',
@@ -164,12 +165,9 @@ def check_compatible(state, loop, origin):
     if meta.get('phase') not in PHASES:
         raise ValueError("{} was saved in precision phase {!r}, which this version does not "
                          "know (known: {})".format(origin, meta.get('phase'), list(PHASES)))
-    own = set(loop.param_names)
-    missing, extra = sorted(own - set(state.weights)), sorted(set(state.weights) - own)
-    if missing or extra:
-        raise ValueError("{} does not match this network ({} parameters missing, {} "
-                         "unexpected; e.g. {})".format(origin, len(missing), len(extra),
-                                                       (missing or extra)[:3]))
+    mismatch = param_mismatch(loop.param_names, state.weights)
+    if mismatch:
+        raise ValueError(mismatch.message(origin))
     known_hooks = {h.name for h in loop.hooks if h.name}
     if bool(meta.get('ema')) != (_EMA in known_hooks):
         raise ValueError("{} was saved {} EMA weights; resume with the same --ema setting"

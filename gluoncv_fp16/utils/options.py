@@ -8,7 +8,12 @@ value on its own (`check`). Everything else is generated from the declarations:
 * :func:`add_flags` -- the argparse arguments, in groups, in field order;
 * :func:`from_namespace` -- the typed dataclass from a parsed namespace;
 * :func:`failed_checks` -- the per-option checks, in field order;
+* :func:`validated` -- every per-option check, then the object's combination checks;
 * :func:`flag_rows` -- the rows of the flag reference (``docs/options.md``).
+
+A flag whose name has no leading dash is positional (``flag('model', ...)``); a setting
+whose flags are alternatives (``exclusive=True``) becomes an argparse mutually exclusive
+group, required with ``required=True``.
 
 A field's default is its flags' defaults run through `convert`, so the default a user
 gets on the command line and the default of the dataclass cannot disagree. Fields made
@@ -20,8 +25,8 @@ import argparse
 import dataclasses
 import typing
 
-__all__ = ['Flag', 'Setting', 'flag', 'setting', 'rule', 'one_of', 'add_flags',
-           'from_namespace', 'failed_checks', 'flag_rows', 'declared_flags']
+__all__ = ['Flag', 'Setting', 'FlagRow', 'flag', 'setting', 'rule', 'one_of', 'add_flags',
+           'from_namespace', 'failed_checks', 'validated', 'flag_rows', 'declared_flags']
 
 _KEY = 'gluoncv_fp16.setting'
 
@@ -34,7 +39,8 @@ class Flag:
     ----------
     names : tuple of str
         What a user types, e.g. ``('-j', '--num-workers')``; the last name gives the
-        argparse destination (``num_workers``).
+        argparse destination (``num_workers``). One name without a dash: a positional
+        argument.
     help : str
     group : str
         The ``--help`` section (and reference table) it is listed under.
@@ -47,8 +53,11 @@ class Flag:
         A flag without a value (``store_true``; its default is False).
     negatable : bool
         An on/off flag, ``--x`` / ``--no-x`` (its default may be None: neither given).
-    choices, metavar
+    choices, metavar, nargs
         As in argparse.
+    required : bool
+        The flag must be given (positional arguments always are, unless `nargs` allows
+        none).
     """
     names: typing.Tuple[str, ...]
     help: str
@@ -59,19 +68,27 @@ class Flag:
     negatable: bool = False
     choices: typing.Optional[tuple] = None
     metavar: typing.Optional[str] = None
+    nargs: typing.Optional[str] = None
+    required: bool = False
 
     @property
     def dest(self):
         return self.names[-1].lstrip('-').replace('-', '_')
 
+    @property
+    def positional(self):
+        return not self.names[0].startswith('-')
+
 
 def flag(*names, help, group, default=None, type=None, switch=False, negatable=False,
-         choices=None, metavar=None):
+         choices=None, metavar=None, nargs=None, required=False):
     """A :class:`Flag` (keyword arguments as its attributes)."""
     if switch and default is None:
         default = False
+    if not names[0].startswith('-') and (len(names) > 1 or switch or negatable):
+        raise TypeError('a positional argument has one name and takes a value')
     return Flag(tuple(names), help, group, default, type, switch, negatable,
-                tuple(choices) if choices else None, metavar)
+                tuple(choices) if choices else None, metavar, nargs, required)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,13 +97,15 @@ class Setting:
     flags: typing.Tuple[Flag, ...]
     convert: typing.Optional[typing.Callable] = None
     check: typing.Optional[typing.Callable] = None
+    exclusive: bool = False
+    required: bool = False
 
     def value(self, *raw):
         """The field's value from its flags' values (in `flags` order)."""
         return self.convert(*raw) if self.convert is not None else raw[0]
 
 
-def setting(*flags, convert=None, check=None):
+def setting(*flags, convert=None, check=None, exclusive=False, required=False):
     """A dataclass field set from `flags`.
 
     Parameters
@@ -99,10 +118,16 @@ def setting(*flags, convert=None, check=None):
     check : callable, optional
         ``check(value) -> None or str``: the one-line message when the value alone is
         wrong (see :func:`rule`, :func:`one_of`).
+    exclusive : bool
+        The flags are alternatives: giving two is an argparse usage error (exit 2).
+    required : bool
+        With `exclusive`: one of the flags must be given.
     """
     if not flags or (len(flags) > 1 and convert is None):
         raise TypeError('setting() needs one flag, or several flags and convert=')
-    declared = Setting(tuple(flags), convert, check)
+    if required and not exclusive:
+        raise TypeError('required= is for exclusive flags; a single flag says required=')
+    declared = Setting(tuple(flags), convert, check, exclusive, required)
     return dataclasses.field(default=declared.value(*[f.default for f in flags]),
                              metadata={_KEY: declared})
 
@@ -148,7 +173,13 @@ def _optional_of(annotation):
 def _argparse_kwargs(f, field_type):
     """argparse keyword arguments of flag `f`; `field_type` when it sets the field
     directly, else None."""
-    kwargs = dict(dest=f.dest, default=f.default, help=f.help)
+    kwargs = dict(default=f.default, help=f.help)
+    if not f.positional:
+        kwargs['dest'] = f.dest
+    if f.required:
+        kwargs['required'] = True
+    if f.nargs:
+        kwargs['nargs'] = f.nargs
     if f.switch:
         return dict(kwargs, action='store_true')
     if f.negatable:
@@ -176,8 +207,12 @@ def add_flags(parser, cls, groups):
             if f.group not in sections:
                 raise ValueError('flag {} names the unknown group {!r}'.format(
                     f.names[-1], f.group))
-            sections[f.group].add_argument(*f.names,
-                                           **_argparse_kwargs(f, _field_type(field, declared)))
+        if declared.exclusive:
+            target = sections[declared.flags[0].group].add_mutually_exclusive_group(
+                required=declared.required)
+        for f in declared.flags:
+            section = target if declared.exclusive else sections[f.group]
+            section.add_argument(*f.names, **_argparse_kwargs(f, _field_type(field, declared)))
     return parser
 
 
@@ -198,15 +233,28 @@ def failed_checks(obj):
                 yield message
 
 
+def validated(obj, error):
+    """`obj` after its checks: raise ``error(message)`` for the first per-option check
+    it fails (field order), then for the first message of ``obj.combination_problems()``
+    (checks of several options together, when `obj` has that method)."""
+    for message in failed_checks(obj):
+        raise error(message)
+    for message in getattr(obj, 'combination_problems', tuple)():
+        raise error(message)
+    return obj
+
+
 def _value_form(f, field_type):
     if f.switch or f.negatable:
         return ''
     if f.metavar:
-        return f.metavar
-    if f.choices:
-        return '{' + ','.join(f.choices) + '}'
-    kind = _argparse_kwargs(f, field_type)['type']
-    return {int: 'INT', float: 'FLOAT'}.get(kind, 'TEXT')
+        form = f.metavar
+    elif f.choices:
+        form = '{' + ','.join(f.choices) + '}'
+    else:
+        kind = _argparse_kwargs(f, field_type)['type']
+        form = {int: 'INT', float: 'FLOAT'}.get(kind, 'TEXT')
+    return form + ' ...' if f.nargs in ('+', '*') else form
 
 
 def _default_form(f):
@@ -215,11 +263,18 @@ def _default_form(f):
     return "''" if f.default == '' else str(f.default)
 
 
+class FlagRow(typing.NamedTuple):
+    """One row of the flag reference."""
+    group: str
+    names: typing.Tuple[str, ...]  # ('-j', '--num-workers'); --x and --no-x for an on/off flag
+    value: str                     # the argument's form: INT, {ram,disk}, a metavar; '' switch
+    default: str                   # as typed; '' when none
+    help: str
+    required: str                  # '' or how it is required: 'yes', 'one of these'
+
+
 def flag_rows(cls):
-    """``(group, names, value, default, help)`` per flag of `cls`, in field order:
-    names a tuple like ``('-j', '--num-workers')`` (``--x`` and ``--no-x`` for an on/off
-    flag), value the form of its argument (``INT``, ``{ram,disk}``, a metavar; '' for a
-    switch), default as typed ('' when none)."""
+    """A :class:`FlagRow` per flag of `cls`, in field order."""
     rows = []
     for field, declared in _settings(cls):
         field_type = _field_type(field, declared)
@@ -227,6 +282,10 @@ def flag_rows(cls):
             names = f.names
             if f.negatable:
                 names += tuple('--no-' + n[2:] for n in f.names if n.startswith('--'))
-            rows.append((f.group, names, _value_form(f, field_type),
-                         _default_form(f), f.help))
+            required = 'yes' if f.required or (f.positional and f.nargs not in ('?', '*')) \
+                else ''
+            if declared.exclusive and declared.required:
+                required = 'one of these'
+            rows.append(FlagRow(f.group, names, _value_form(f, field_type),
+                                _default_form(f), f.help, required))
     return rows
