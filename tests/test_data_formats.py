@@ -4,7 +4,6 @@ import json
 import logging
 import os
 
-import cv2
 import numpy as np
 import pytest
 
@@ -13,100 +12,8 @@ from gluoncv_fp16.data.registry import (dataset_kinds, dataset_option_problems,
                                         register_dataset)
 from gluoncv_fp16.errors import DatasetError
 
-# Each image: (width, height, boxes [x1, y1, x2, y2, class]) in continuous pixels; the
-# third has no boxes (a background image).
-SAMPLES = [
-    (96, 64, [[4, 6, 40, 50, 0], [50, 10, 90, 60, 2]]),
-    (64, 80, [[10, 20, 30, 70, 1]]),
-    (72, 72, []),
-    (80, 64, [[0, 0, 80, 64, 2], [20, 10, 30, 25, 0]]),
-]
-CLASSES = ('cat', 'dog', 'bird')
-
-
-def _image(k, width, height):
-    rng = np.random.RandomState(k)
-    return rng.randint(0, 255, (height, width, 3)).astype(np.uint8)
-
-
-def _write_images(folder, names, samples=SAMPLES):
-    os.makedirs(folder, exist_ok=True)
-    for name, (width, height, _) in zip(names, samples):
-        cv2.imwrite(os.path.join(folder, name), _image(names.index(name), width, height))
-
-
-def _coco_doc(names, categories, category_of, samples=SAMPLES, crowd=()):
-    """A COCO JSON document; `category_of[class]` is the category id of a class."""
-    images, annotations = [], []
-    for k, (name, (width, height, boxes)) in enumerate(zip(names, samples)):
-        images.append({'id': 100 + k, 'file_name': name, 'width': width, 'height': height})
-        for x1, y1, x2, y2, cls in boxes:
-            annotations.append({'id': len(annotations) + 1, 'image_id': 100 + k,
-                                'category_id': category_of[cls], 'area': (x2 - x1) * (y2 - y1),
-                                'bbox': [x1, y1, x2 - x1, y2 - y1],
-                                'iscrowd': int(len(annotations) in crowd),
-                                'attributes': {'occluded': False}})
-    return {'images': images, 'annotations': annotations, 'categories': categories}
-
-
-def _dump(path, doc):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump(doc, f)
-    return path
-
-
-def write_cvat(root):
-    """CVAT "COCO 1.0": annotations/instances_default.json, images/, ids 3, 7, 9."""
-    names = ['frame_{:06d}.png'.format(k) for k in range(len(SAMPLES))]
-    _write_images(os.path.join(root, 'images'), names)
-    categories = [{'id': i, 'name': n, 'supercategory': ''} for i, n in zip((3, 7, 9), CLASSES)]
-    return _dump(os.path.join(root, 'annotations', 'instances_default.json'),
-                 _coco_doc(names, categories, {0: 3, 1: 7, 2: 9}, crowd=(4,)))
-
-
-def write_voc(root):
-    """The same samples in a VOC-layout folder (1-based pixel corners, as VOC files)."""
-    ids = ['{:04d}'.format(k) for k in range(len(SAMPLES))]
-    _write_images(os.path.join(root, 'JPEGImages'), [i + '.png' for i in ids])
-    os.makedirs(os.path.join(root, 'Annotations'))
-    for image_id, (width, height, boxes) in zip(ids, SAMPLES):
-        objects = ''.join(
-            '<object><name>{}</name><difficult>0</difficult><bndbox><xmin>{}</xmin><ymin>{}'
-            '</ymin><xmax>{}</xmax><ymax>{}</ymax></bndbox></object>'.format(
-                CLASSES[c], x1 + 1, y1 + 1, x2 + 1, y2 + 1) for x1, y1, x2, y2, c in boxes)
-        with open(os.path.join(root, 'Annotations', image_id + '.xml'), 'w') as f:
-            f.write('<annotation><size><width>{}</width><height>{}</height></size>{}'
-                    '</annotation>'.format(width, height, objects))
-    os.makedirs(os.path.join(root, 'ImageSets', 'Main'))
-    for split in ('train', 'val'):
-        with open(os.path.join(root, 'ImageSets', 'Main', split + '.txt'), 'w') as f:
-            f.write('\n'.join(ids) + '\n')
-    return root
-
-
-def write_yolo(root, names=None):
-    """Ultralytics layout: train from a list file, val from a folder; names as a map; the
-    background's label file missing (train) or empty (val)."""
-    files = ['img{}.png'.format(k) for k in range(len(SAMPLES))]
-    for split in ('train', 'val'):
-        _write_images(os.path.join(root, 'images', split), files)
-        os.makedirs(os.path.join(root, 'labels', split))
-        for name, (width, height, boxes) in zip(files, SAMPLES):
-            if not boxes and split == 'train':
-                continue  # missing label file: a background
-            with open(os.path.join(root, 'labels', split, name[:-4] + '.txt'), 'w') as f:
-                for x1, y1, x2, y2, cls in boxes:
-                    f.write('{} {!r} {!r} {!r} {!r}\n'.format(
-                        cls, (x1 + x2) / 2 / width, (y1 + y2) / 2 / height,
-                        (x2 - x1) / width, (y2 - y1) / height))
-    with open(os.path.join(root, 'train.txt'), 'w') as f:
-        f.write(''.join('./images/train/{}\n'.format(n) for n in files))
-    with open(os.path.join(root, 'data.yaml'), 'w') as f:
-        f.write('path: .\ntrain: train.txt\nval: [images/val]\nnames:\n{}'.format(
-            names if names is not None else
-            ''.join('  {}: {}\n'.format(i, n) for i, n in enumerate(CLASSES))))
-    return os.path.join(root, 'data.yaml')
+from helpers import CLASSES, SAMPLES, write_cvat, write_voc, write_yolo
+from helpers import coco_doc as _coco_doc, dump_json as _dump, write_images as _write_images
 
 
 def _boxes(label):

@@ -15,7 +15,7 @@ from gluoncv_fp16.train.checkpoint import save_checkpoint
 from gluoncv_fp16.deploy.export import export_detector
 from gluoncv_fp16.deploy.predict import (Detections, Detector, PredictError,
                                          draw_detections, load_detector, read_image)
-from test_export import random_detector
+from helpers import random_detector
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 SCRIPT = os.path.join(REPO, 'scripts', 'demo.py')

@@ -12,9 +12,11 @@ from gluoncv_fp16.cli import eval as eval_cli
 from gluoncv_fp16.data.datasets import build_datasets
 from gluoncv_fp16.data.synthetic import SHAPE_CLASSES
 from gluoncv_fp16.deploy.detection_record import DetectionRecord
-from gluoncv_fp16.deploy.evaluate import coco_stats, evaluate, load_models, per_class_ap
+from gluoncv_fp16.deploy.evaluate import (COCO_STAT_NAMES, coco_stats, evaluate, load_models,
+                                          per_class_ap)
 from gluoncv_fp16.train.checkpoint import save_checkpoint
-from test_export import random_detector
+from helpers import CLASSES as FORMAT_CLASSES
+from helpers import random_detector, write_cvat, write_yolo
 
 NAME = 'yolo3_mobilenet0.25_custom'
 SIDE = 96
@@ -230,3 +232,109 @@ def test_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path, capsys, argv, me
 def test_an_export_cannot_be_evaluated_in_another_dtype(onnx_file, tmp_path, capsys):
     assert eval_main([onnx_file, '--dtype', 'float16', '--out', str(tmp_path / 'o')]) == 2
     assert 'runs in float32 only' in capsys.readouterr().err
+
+
+# ----- the dataset flags of training, defaulting to the checkpoint's -------------------------
+def _format_set(tmp_path, kind):
+    """A tiny set in `kind`'s format: ``({field: value}, argv)`` of its dataset flags."""
+    if kind == 'coco-json':
+        path = write_cvat(str(tmp_path / 'cvat'))
+        return ({'train_json': path, 'val_json': path},
+                ['--dataset', kind, '--train-json', path, '--val-json', path])
+    path = write_yolo(str(tmp_path / 'yolo'))
+    return {'data_yaml': path}, ['--dataset', kind, '--data', path]
+
+
+@pytest.mark.parametrize('kind', ['coco-json', 'yolo'])
+def test_eval_reads_the_checkpoints_dataset_flags_or_the_given_ones(tmp_path, capsys, kind):
+    """A coco-json / yolo checkpoint is evaluated on the files it recorded without a flag;
+    when they moved, the line says what it recorded, and the flags (training's) point to
+    them: the same numbers, COCO's AP for coco-json."""
+    flags, argv = _format_set(tmp_path, kind)
+    net = random_detector(NAME, list(FORMAT_CLASSES))
+    model = {'name': NAME, 'classes': list(FORMAT_CLASSES)}
+    recorded = save_checkpoint(str(tmp_path / 'recorded.ckpt'), net, meta={
+        'model': model, 'config': dict(flags, dataset=kind, data_shape=64)})
+    moved = save_checkpoint(str(tmp_path / 'moved.ckpt'), net, meta={
+        'model': model, 'config': dict({k: str(tmp_path / 'gone' / 'x') for k in flags},
+                                       dataset=kind, data_shape=64)})
+    out = {'recorded': tmp_path / 'a', 'given': tmp_path / 'b'}
+    assert eval_main([recorded, '--out', str(out['recorded']), '--no-progress']) == 0
+    capsys.readouterr()
+    assert eval_main([moved, '--out', str(tmp_path / 'c'), '--no-progress']) == 2
+    err = capsys.readouterr().err.strip()
+    assert 'no such file' in err and 'the checkpoint recorded' in err and '\n' not in err
+    assert eval_main([moved] + argv + ['--out', str(out['given']), '--no-progress']) == 0
+    printed = capsys.readouterr().out
+    summaries = {}
+    for name, folder in out.items():
+        with open(str(folder / 'summary.json')) as f:
+            summaries[name] = json.load(f)
+    for summary in summaries.values():
+        assert summary['dataset'] == kind and summary['images'] == 4
+        assert summary['classes'] == list(FORMAT_CLASSES) and summary['data_shape'] == 64
+    assert summaries['recorded']['results']['float32']['aps'] == \
+        summaries['given']['results']['float32']['aps']
+    assert summaries['recorded']['confusion']['float32']['matrix'] == \
+        summaries['given']['confusion']['float32']['matrix']
+    coco = summaries['given']['coco']
+    if kind == 'coco-json':
+        assert list(coco) == ['float32'] and set(coco['float32']) == set(COCO_STAT_NAMES)
+        assert 0.0 <= coco['float32']['AP'] <= coco['float32']['AP50'] <= 1.0
+        assert coco == summaries['recorded']['coco']
+        assert 'COCO float32: AP ' in printed
+    else:
+        assert coco == {} and 'COCO' not in printed
+
+
+def test_recorded_flags_count_only_on_the_recorded_dataset(tmp_path):
+    """Another --dataset takes only the flags given; a kind that reads --classes gets the
+    model's classes, so its classes are the model's."""
+    from gluoncv_fp16.cli.dataset_flags import checkpoint_data_config
+    flags, _ = _format_set(tmp_path, 'coco-json')
+    yolo = write_yolo(str(tmp_path / 'yolo'))
+    recorded = dict(flags, dataset='coco-json')
+    settings = eval_cli.EvalSettings(model='m', dataset='yolo', data_yaml=yolo)
+    cfg = checkpoint_data_config(settings, recorded, FORMAT_CLASSES)
+    assert (cfg.dataset, cfg.data_yaml, cfg.train_json, cfg.classes) == ('yolo', yolo, None,
+                                                                         None)
+    cfg = checkpoint_data_config(eval_cli.EvalSettings(model='m'), recorded, FORMAT_CLASSES)
+    assert (cfg.dataset, cfg.train_json, cfg.val_json) == ('coco-json', flags['train_json'],
+                                                          flags['val_json'])
+    custom = {'dataset': 'custom', 'dataset_root': str(tmp_path), 'classes': ['x']}
+    cfg = checkpoint_data_config(eval_cli.EvalSettings(model='m'), custom, ['a', 'b'])
+    assert cfg.dataset_root == str(tmp_path) and cfg.classes == ('a', 'b')
+
+
+def test_eval_declares_trainings_dataset_flags_with_no_default_of_their_own():
+    from gluoncv_fp16.train.config import DATASET_FIELDS, TrainConfig
+    from gluoncv_fp16.utils.options import declared_flags
+    ours, theirs = dict(declared_flags(eval_cli.EvalSettings)), dict(declared_flags(TrainConfig))
+    for name in DATASET_FIELDS:
+        assert ours[name].names == theirs[name].names and ours[name].default is None
+        assert ours[name].help.startswith(theirs[name].help) and 'default' in ours[name].help
+    for name in ('dataset', 'dataset_root', 'train_json', 'val_json', 'image_root', 'data_yaml',
+                 'classes'):
+        assert getattr(eval_cli.EvalSettings(model='m'), name) is None
+
+
+def test_every_kinds_model_suffix_is_a_zoo_model_and_coco_metrics_come_from_the_registry():
+    """model_zoo may not import data (one layer): its dataset suffixes are checked here."""
+    from gluoncv_fp16.data.registry import dataset_kind, dataset_kinds
+    from gluoncv_fp16.data.voc_map import VOC07MApMetric
+    from gluoncv_fp16.model_zoo.zoo import YOLO3_MODELS
+    from gluoncv_fp16.train.evaluation import make_metric
+    for kind in dataset_kinds():
+        assert 'yolo3_mobilenet0.25_' + kind.model_suffix in YOLO3_MODELS, kind.name
+    assert [k.name for k in dataset_kinds() if k.coco_metrics] == ['coco', 'coco-json']
+    assert [k.name for k in dataset_kinds() if k.gluoncv_coco] == ['coco']
+    assert dataset_kind('coco-json').model_suffix == 'custom'
+    assert isinstance(make_metric('coco-json', None, FORMAT_CLASSES, 64, 'x'), VOC07MApMetric)
+
+
+def test_a_dataset_kind_the_checkpoint_recorded_but_unknown_here_is_one_line(tmp_path):
+    from gluoncv_fp16.cli.dataset_flags import checkpoint_data_config
+    from gluoncv_fp16.errors import EvalError
+    with pytest.raises(EvalError, match="unknown dataset 'gone'.*the checkpoint recorded"):
+        checkpoint_data_config(eval_cli.EvalSettings(model='m'),
+                               {'dataset': 'gone'}, ['a'])

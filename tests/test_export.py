@@ -16,7 +16,7 @@ from mxnet import autograd
 
 from gluoncv_fp16.train.checkpoint import CheckpointError, load_model, save_checkpoint
 from gluoncv_fp16.deploy.export import ExportError, export_detector, widened_convolutions
-from gluoncv_fp16.model_zoo import get_model
+from helpers import random_detector
 
 NAME = 'yolo3_mobilenet0.25_custom'
 CLASSES = ['circle', 'square', 'triangle']
@@ -27,22 +27,11 @@ SIDE = 96
 pytestmark = pytest.mark.filterwarnings("ignore:Cannot decide type:UserWarning")
 
 
-def random_detector(name=NAME, classes=CLASSES):
-    """An initialised net whose untrained scores are not all equal.
-
-    He initialisation keeps activations O(1) through the un-updated BatchNorm statistics
-    used in inference; MXNet's default init shrinks them to ~1e-6, making every score 0.25.
-    """
-    net = get_model(name, classes=classes, pretrained_base=False)
-    net.initialize(mx.init.MSRAPrelu(factor_type='in', slope=0.0))
-    net(mx.nd.zeros((1, 3, 64, 64)))
-    return net
-
-
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
     path = str(tmp_path_factory.mktemp('ckpt') / 'model.ckpt')
-    save_checkpoint(path, random_detector(), meta={'model': {'name': NAME, 'classes': CLASSES}})
+    save_checkpoint(path, random_detector(NAME, CLASSES),
+                    meta={'model': {'name': NAME, 'classes': CLASSES}})
     return path
 
 

@@ -125,8 +125,8 @@ def test_freeze_values_are_read_and_checked():
 
 
 def test_every_backbone_has_the_stages_the_option_allows():
-    from gluoncv_fp16.model_zoo.zoo import BACKBONES
-    for backbone in BACKBONES:
+    from gluoncv_fp16.model_zoo.zoo import network_names
+    for backbone in network_names():
         net = get_model('yolo3_{}_custom'.format(backbone), classes=CLASSES,
                         pretrained_base=False)
         assert len(net.stages) == BACKBONE_STAGES, backbone

@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from gluoncv_fp16.bench.grad_scale import gradient_error_by_scale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,3 +41,26 @@ def test_a_missing_checkpoint_is_one_line_and_exit_2(tmp_path):
                           timeout=120, cwd=ROOT)
     assert done.returncode == 2 and 'Traceback' not in done.stderr, done.stderr[-2000:]
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+
+def test_the_checkpoints_dataset_is_rebuilt_with_every_recorded_flag(tmp_path):
+    """A yolo run records --data and no folder: grad_scale reads that set, and says which
+    file is gone once it moved."""
+    from gluoncv_fp16.errors import ConfigError
+    from helpers import write_yolo
+    data = write_yolo(str(tmp_path / 'yolo'))
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'train_yolo3.py'), '--gpus', '',
+         '--network', 'mobilenet0.25', '--data-shape', '64', '--batch-size', '2',
+         '--dataset', 'yolo', '--data', data, '-j', '0', '--epochs', '1', '--max-iters', '1',
+         '--no-self-check', '--no-plots', '--no-random-shape', '--no-pretrained-base',
+         '--save-prefix', str(tmp_path) + os.sep],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ckpt = str(tmp_path / 'yolo3_mobilenet0.25_yolo_last.ckpt')
+    rows = gradient_error_by_scale(ckpt, images=2, exponents=(0,))
+    assert [r['scale'] for r in rows] == [1.0]
+    os.rename(str(tmp_path / 'yolo'), str(tmp_path / 'moved'))
+    with pytest.raises(ConfigError, match='data.yaml'):
+        gradient_error_by_scale(ckpt, images=2, exponents=(0,))

@@ -20,7 +20,8 @@ from gluoncv_fp16.deploy.onnx_export import export_onnx  # noqa: E402
 from gluoncv_fp16.deploy.onnx_nms import append_postprocessing  # noqa: E402
 from gluoncv_fp16.deploy.onnx_runtime import load_onnx  # noqa: E402
 from gluoncv_fp16.train.checkpoint import load_model, save_checkpoint  # noqa: E402
-from test_export import CLASSES, NAME, random_detector  # noqa: E402
+from helpers import random_detector  # noqa: E402
+from test_export import CLASSES, NAME  # noqa: E402
 
 SIDE = 96
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
@@ -33,7 +34,7 @@ def checkpoint(tmp_path_factory):
     """A checkpoint that records its training data shape (96 px)."""
     path = str(tmp_path_factory.mktemp('ckpt') / 'model.ckpt')
     mx.random.seed(0)  # module fixtures run before the per-test seeding of conftest
-    return save_checkpoint(path, random_detector(), meta={
+    return save_checkpoint(path, random_detector(NAME, CLASSES), meta={
         'model': {'name': NAME, 'classes': CLASSES}, 'config': {'data_shape': SIDE}})
 
 

@@ -35,16 +35,18 @@ def _net(name, classes, weights, data_shape, origin):
 def gradient_error_by_scale(ckpt, images=8, exponents=(0, 2, 4, 6, 8), seed=7):
     """Rows ``{'scale', 'rel_l2', 'median_tensor', 'worst_tensor', 'flushed'}`` (a row
     with ``'overflow': True`` where FP16 is not finite at that scale)."""
-    from ..data.datasets import build_datasets
     from ..model_zoo import get_model
     from ..precision.policy import FULL_PRECISION, get_policy
+    from ..train.build import build_data
     from ..train.checkpoint import load_run_state
+    from ..train.config import dataset_config
     from ..train.precision_check import step_gradients
     from ..train.self_check import check_batch
     state = load_run_state(ckpt)
     model, config = state.meta['model'], state.meta['config']
     name, classes, shape = model['name'], model['classes'], int(config['data_shape'])
-    train_set, _, _ = build_datasets(config['dataset'], root=config.get('dataset_root'))
+    # the checkpoint's dataset with every flag it recorded (files, folders, classes)
+    train_set, _, _ = build_data(dataset_config(config))
     shapes_net = get_model(name, classes=classes, pretrained_base=False,
                            anchors=model.get('anchors'))  # the targets' anchors
     shapes_net.initialize()
@@ -80,7 +82,7 @@ def main(argv=None):
     p.add_argument('--images', type=int, default=8)
     p.add_argument('--scales', default='0,2,4,6,8', help='loss scales as powers of two')
     args = p.parse_args(argv)
-    from ..errors import CheckpointError
+    from ..errors import CheckpointError, ConfigError
     try:
         exponents = [int(e) for e in args.scales.split(',')]
     except ValueError:
@@ -88,7 +90,7 @@ def main(argv=None):
             args.scales))
     try:
         rows = gradient_error_by_scale(args.checkpoint, args.images, exponents)
-    except (CheckpointError, OSError) as err:
+    except (CheckpointError, ConfigError, OSError) as err:  # ConfigError: its recorded data
         print('grad_scale: error: {}'.format(err), file=sys.stderr)
         return 2
     print('| loss scale | rel. L2 error | median per-tensor | worst per-tensor | flushed to 0 |')

@@ -18,16 +18,15 @@ import dataclasses
 import os
 import sys
 
-from ..train.config import FLAG_GROUPS, TrainConfig
+from ..train.config import DATASET_FIELDS, FLAG_GROUPS, TrainConfig
 from .command import Command
 
 __all__ = ['DataSettings', 'COMMAND', 'main', 'run', 'FIELDS']
 
-# The TrainConfig fields this command shares with training, in its order; fields a
-# version of TrainConfig does not declare are left out (dataset formats described by
-# files add theirs there, and they reach this command without an edit here).
-FIELDS = ('dataset', 'dataset_root', 'train_json', 'val_json', 'image_root', 'data_yaml',
-          'classes', 'data_shape', 'save_prefix', 'strict_data')
+# The TrainConfig fields this command shares with training (listed in TrainConfig's
+# order): the dataset's (a format described by files adds its fields to DATASET_FIELDS,
+# and they reach this command and eval without an edit here) and the report's.
+FIELDS = DATASET_FIELDS + ('data_shape', 'save_prefix', 'strict_data')
 
 
 def _validate(settings):

@@ -5,10 +5,14 @@
     python scripts/eval.py runs/yolo3_mobilenet0.25_synthetic_best.ckpt --dtype float32,float16
     python scripts/eval.py yolo3_darknet53_voc.params --network yolo3_darknet53_voc --dataset voc
     python scripts/eval.py deploy/yolo3.onnx --dataset synthetic
+    python scripts/eval.py runs/cvat_yolo3_darknet53_coco-json_best.ckpt \
+        --val-json export/annotations/instances_test.json
+    python scripts/eval.py deploy/yolo3.onnx deploy/yolo3-int8.onnx runs/best.ckpt --dtype float16
 
 The model is a gluoncv_fp16 checkpoint, a plain .params file (GluonCV's or ours; then
---network), an MXNet export prefix, or an ONNX file. Dataset, data shape, classes and
-normalisation default to what the checkpoint recorded. Writes detections_<dtype>.json
+--network), an MXNet export prefix, or an ONNX file. The dataset flags are training's
+(:mod:`.dataset_flags`); each one not given, the data shape, classes and normalisation
+default to what the checkpoint recorded. Writes detections_<dtype>.json
 (COCO results format), pr_<class>.png, pictures_<dtype>.csv, confusion_<dtype>.csv/.png,
 class_scores_<dtype>.csv and summary.json to --out.
 
@@ -17,48 +21,44 @@ demo.py's rule, half the best score) every drawn box matches a distinct object o
 class (IoU >= 0.5) and no object is missed. At the same threshold it builds the
 confusion matrix (classes plus background, boxes matched to objects at IoU >= 0.5) and
 each class's precision, recall and F1. COCO sets also get pycocotools' AP, AP50, AP75
-and AP for small, medium and large objects.
+and AP for small, medium and large objects (the registry's ``coco_metrics`` kinds).
 """
 import json
 import math
 import os
 import sys
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
-from ..data.datasets import DATASETS
-from ..data.options import (class_names, data_side_problem, dataset_root_problem,
-                            num_workers_problem)
+from ..data.options import data_side_problem, num_workers_problem
+from ..data.registry import dataset_kind
 from ..deploy.confusion import write_confusion
-from ..deploy.evaluate import (COCO_STAT_NAMES, EvalError, coco_metrics, coco_stats, evaluate,
-                               load_models, write_outputs)
+from ..deploy.evaluate import (COCO_STAT_NAMES, EvalError, coco_metrics, coco_stats,
+                               evaluate, load_models, model_kind, write_outputs)
 from ..deploy.picture_check import check_pictures, summarise, write_csv
 from ..utils.options import flag, rule, setting
 from .command import Command
+from .dataset_flags import checkpoint_data, dataset_settings
 
 __all__ = ['EvalSettings', 'COMMAND', 'main', 'run']
 
 MODEL, DATA, OUTPUT = 'model', 'validation data', 'output'
-# datasets read from COCO-format files without a pycocotools COCO: COCO's metrics from
-# the ground truth as read
-COCO_FORMAT_DATASETS = ('coco-json',)
 
 
 def _dtypes(text):
     return tuple(d.strip() for d in text.split(',') if d.strip()) if text else None
 
 
-def _class_list(text):
-    names = class_names(text)
-    return list(names) if names is not None else None
-
-
 @dataclass(frozen=True)
-class EvalSettings:
-    """The eval command's settings, each declared with its flag."""
-    model: str = setting(
-        flag('model', group=MODEL, metavar='MODEL',
-             help='checkpoint, .params file, export prefix or .onnx file'))
+class EvalSettings(dataset_settings('EvalDataSettings', DATA)):
+    """The eval command's settings, each declared with its flag; the dataset flags
+    (and --classes) are training's (:mod:`.dataset_flags`)."""
+    models: Tuple[str, ...] = setting(
+        flag('model', group=MODEL, metavar='MODEL', nargs='+',
+             help='checkpoint, .params file, export prefix or .onnx file; several: '
+                  'evaluated side by side on the same images (e.g. the FP32 and INT8 .onnx '
+                  'exports and the checkpoint with --dtype float16)'),
+        convert=lambda names: tuple(names or ()))
     dtypes: Optional[Tuple[str, ...]] = setting(
         flag('--dtype', group=MODEL,
              help='float32, float16 or float32,float16 (both on the same batches); '
@@ -66,21 +66,10 @@ class EvalSettings:
         convert=_dtypes)
     network: Optional[str] = setting(
         flag('--network', group=MODEL, help='model name, for a plain .params file'))
-    classes: Optional[List[str]] = setting(
-        flag('--classes', group=MODEL,
-             help='comma-separated class names (plain .params file; custom/rec data)'),
-        convert=_class_list)
     data_shape: Optional[int] = setting(
         flag('--data-shape', group=MODEL, type=int,
              help="input side (default: the checkpoint's training size, else 416)"),
         check=lambda v: data_side_problem(v, optional=True))
-    dataset: Optional[str] = setting(
-        flag('--dataset', group=DATA, choices=DATASETS,
-             help="validation set (default: the checkpoint's, else voc)"))
-    dataset_root: Optional[str] = setting(
-        flag('--dataset-root', group=DATA,
-             help="dataset folder (default: the checkpoint's, else the dataset's default)"),
-        check=dataset_root_problem)
     batch_size: int = setting(
         flag('--batch-size', group=DATA, default=8, help='images per batch'),
         check=rule(lambda v: v > 0, '--batch-size must be positive, got {}'))
@@ -100,37 +89,44 @@ class EvalSettings:
                              convert=lambda off: not off)
 
 
-def _dataset(settings, info, classes):
-    from ..data.datasets import build_datasets
-    name = settings.dataset or info.config.get('dataset') or 'voc'
-    root = settings.dataset_root or (info.config.get('dataset_root')
-                                 if name == info.config.get('dataset') else None)
-    wanted = classes if name in ('custom', 'rec', 'synthetic') else None
-    try:
-        _, val_set, found = build_datasets(name, root=root, classes=wanted)
-    except (ValueError, OSError) as err:
-        raise EvalError('--dataset {}: {}'.format(name, err)) from None
-    if list(found) != list(classes):
-        raise EvalError("the model predicts {} classes ({}) but the {} validation set has {} "
-                        "({}); evaluate on the data it was trained for".format(
-                            len(classes), ','.join(classes[:5]), name, len(found),
-                            ','.join(found[:5])))
-    return name, val_set
-
-
 def _print_table(classes, summary, dtypes):
+    """AP per class and mAP per model; with several, each one's difference to the first."""
     head = ['class'] + ['AP ' + d for d in dtypes]
-    both = len(dtypes) == 2
-    if both:
-        head.append('{} - {}'.format(dtypes[1], dtypes[0]))
+    head += ['{} - {}'.format(d, dtypes[0]) for d in dtypes[1:]]
     print(' | '.join(head))
     rows = [(name, [summary[d]['aps'][c] for d in dtypes]) for c, name in enumerate(classes)]
     rows.append(('mAP', [summary[d]['map'] for d in dtypes]))
     for name, values in rows:
         cells = [name] + ['{:.4f}'.format(v) if not math.isnan(v) else 'n/a' for v in values]
-        if both:
-            cells.append('{:+.4f}'.format(values[1] - values[0]))
+        cells += ['{:+.4f}'.format(v - values[0]) for v in values[1:]]
         print(' | '.join(cells))
+
+
+def _load_all(settings, dtypes):
+    """({label: Detector}, ModelInfo) of every model given; --dtype applies to the weights
+    files (an export runs in its own precision), labels are the precisions ('int8' for an
+    INT8 export) or, when two models share one, 'precision@file'."""
+    detectors, info = {}, None
+    for model in settings.models:
+        found, model_info = load_models(model, dtypes if len(settings.models) == 1 or
+                                        model_kind(model) == 'weights' else None,
+                                        network=settings.network,
+                                        classes=list(settings.classes) if settings.classes
+                                        else None,
+                                        data_shape=settings.data_shape)
+        if info is not None and (model_info.classes != info.classes or
+                                 model_info.data_shape != info.data_shape):
+            raise EvalError("'{}' predicts {} at {} px but '{}' {} at {} px; compare models "
+                            "of the same classes and input size".format(
+                                model, ','.join(model_info.classes), model_info.data_shape,
+                                settings.models[0], ','.join(info.classes), info.data_shape))
+        if info is None or (not info.config and model_info.config):
+            info = model_info  # a checkpoint records its dataset; an export does not
+        for label, detector in found.items():
+            if label in detectors:
+                label = '{}@{}'.format(label, os.path.basename(model))
+            detectors[label] = detector
+    return detectors, info
 
 
 def _check_pictures(records, thresh, out_dir):
@@ -172,14 +168,15 @@ def _confusion(records, pictures, classes, out_dir):
 def run(settings):
     """Evaluate with the validated `EvalSettings`; returns the exit code."""
     dtypes = list(settings.dtypes) if settings.dtypes else None
-    detectors, info = load_models(settings.model, dtypes, network=settings.network,
-                                  classes=settings.classes, data_shape=settings.data_shape)
-    name, val_set = _dataset(settings, info, info.classes)
-    # a reader that keeps its ground truth as a pycocotools COCO (``coco``), maps its
-    # classes to category ids (``contiguous_id_to_json``) and lists its samples in sorted
-    # image-id order is scored against that file; COCO-format sets read otherwise are
-    # scored against the ground truth as read (DetectionRecord.coco_ground_truth)
-    coco = hasattr(val_set, 'coco') and hasattr(val_set, 'contiguous_id_to_json')
+    detectors, info = _load_all(settings, dtypes)
+    data, val_set = checkpoint_data(settings, info.config, info.classes)
+    name, kind = data.dataset, dataset_kind(data.dataset)
+    # a set read as GluonCV reads COCO keeps its ground truth as a pycocotools COCO,
+    # maps its classes to category ids (``contiguous_id_to_json``) and lists its samples
+    # in sorted image-id order: it is scored against that file, boxes with inclusive
+    # ends; other COCO-metric sets are scored against the ground truth as read
+    # (DetectionRecord.coco_ground_truth)
+    coco = kind.gluoncv_coco
     image_ids = sorted(val_set.coco.getImgIds()) if coco else None
     records = evaluate(detectors, val_set, info, batch_size=settings.batch_size,
                        num_workers=settings.num_workers, progress=settings.progress,
@@ -189,13 +186,13 @@ def run(settings):
     os.makedirs(settings.out, exist_ok=True)
     stats = {d: coco_stats(r, val_set,
                            os.path.join(settings.out, 'detections_{}.json'.format(d)),
-                           inclusive=name == 'coco')  # GluonCV's inclusive-end reading
+                           inclusive=True)
              for d, r in records.items()} if coco else {
                  d: coco_metrics(r.coco_ground_truth(), r.coco_json())
-                 for d, r in records.items()} if name in COCO_FORMAT_DATASETS else {}
+                 for d, r in records.items()} if kind.coco_metrics else {}
     summary, pngs = write_outputs(records, settings.out, info.classes)
     order = list(detectors)
-    print('{} on {} ({} images, {} px)'.format(settings.model, name, len(val_set),
+    print('{} on {} ({} images, {} px)'.format(', '.join(settings.models), name, len(val_set),
                                                info.data_shape))
     _print_table(info.classes, summary, order)
     for dtype in order:
@@ -206,7 +203,8 @@ def run(settings):
     confusion = _confusion({d: records[d] for d in order}, pictures, info.classes,
                            settings.out)
     with open(os.path.join(settings.out, 'summary.json'), 'w') as f:
-        json.dump({'model': settings.model, 'dataset': name, 'images': len(val_set),
+        json.dump({'model': settings.models[0] if len(settings.models) == 1 else
+                   list(settings.models), 'dataset': name, 'images': len(val_set),
                    'data_shape': info.data_shape, 'classes': info.classes,
                    'results': summary, 'coco': stats, 'pictures': pictures,
                    'confusion': confusion}, f, indent=1)
@@ -216,7 +214,12 @@ def run(settings):
 
 
 COMMAND = Command('eval', EvalSettings, (MODEL, DATA, OUTPUT), run,
-                  __doc__.splitlines()[0], also='scripts/eval.py')
+                  __doc__.splitlines()[0], also='scripts/eval.py', notes={DATA: (
+                      "Training's dataset flags (the same declarations). Without --dataset, "
+                      "or with the checkpoint's, each flag not given takes the value the "
+                      "checkpoint recorded, so a model is evaluated on its own validation "
+                      "split with no flag; another --dataset takes only the flags given. "
+                      "Built as training builds it (docs/your_data.md).")})
 
 
 def main(argv=None):

@@ -125,4 +125,5 @@ register_dataset(DatasetKind(
     'coco', _build_coco, help="MS COCO in GluonCV's layout",
     layout='root/annotations/instances_{train,val}2017.json, root/{train,val}2017/',
     reads=('--dataset-root',), default_root=os.path.join('~', '.mxnet', 'datasets', 'coco'),
-    splits=('instances_train2017', 'instances_val2017'), classes="the JSON's categories, by id", model_suffix='coco'))
+    splits=('instances_train2017', 'instances_val2017'), classes="the JSON's categories, by id", model_suffix='coco',
+    coco_metrics=True, gluoncv_coco=True))

@@ -297,4 +297,4 @@ register_dataset(DatasetKind(
            'images/', reads=('--train-json', '--val-json', '--image-root'),
     needs=('--train-json', '--val-json'),
     classes="the training JSON's categories in file order, by name (not Roboflow's "
-            "box-less super-category)"))
+            "box-less super-category)", coco_metrics=True))

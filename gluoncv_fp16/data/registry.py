@@ -85,6 +85,14 @@ class DatasetKind:
         published class sets, ``custom`` the dataset's classes.
     pretrained_base : bool
         Whether runs start from the ImageNet backbone by default.
+    coco_metrics : bool
+        Evaluation reports pycocotools' AP, AP50, AP75 and AP by object size on it (the
+        validation set stated in COCO's format), beside VOC07 mAP.
+    gluoncv_coco : bool
+        Read as GluonCV reads COCO: the validation set keeps its annotation file as a
+        pycocotools ``coco`` with ``contiguous_id_to_json``, boxes with inclusive pixel
+        ends; training validates with GluonCV's ``COCODetectionMetric`` and evaluation
+        scores detections against that file (implies `coco_metrics`).
     """
     name: str
     build: Callable
@@ -97,12 +105,17 @@ class DatasetKind:
     classes: str = ''
     model_suffix: str = 'custom'
     pretrained_base: bool = True
+    coco_metrics: bool = False
+    gluoncv_coco: bool = False
 
     def __post_init__(self):
         unknown = [f for f in self.reads + self.needs if f not in DATASET_FLAGS]
         if unknown or not set(self.needs) <= set(self.reads):
             raise ValueError('dataset kind {!r}: flags {} are not dataset flags, or needed '
                              'but not read'.format(self.name, unknown or list(self.needs)))
+        if self.gluoncv_coco and not self.coco_metrics:
+            raise ValueError('dataset kind {!r}: gluoncv_coco implies coco_metrics'.format(
+                self.name))
 
 
 _KINDS = {}

@@ -30,7 +30,7 @@ from ..errors import ConfigError
 from .freeze import freeze_problem, parse_freeze
 
 __all__ = ['TrainConfig', 'ConfigError', 'parse_contexts', 'GLUONCV_FLAGS', 'OUR_FLAGS',
-           'FLAG_GROUPS']
+           'FLAG_GROUPS', 'DATASET_FIELDS', 'dataset_config']
 
 LR_MODES = ('step', 'poly', 'cosine')
 KVSTORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync')
@@ -39,6 +39,12 @@ SELF_CHECKS = ('stop', 'fallback', 'off')
 GLUONCV_FLAGS = 'GluonCV train_yolo3.py flags'
 OUR_FLAGS = 'gluoncv_fp16 flags'
 FLAG_GROUPS = (GLUONCV_FLAGS, OUR_FLAGS)
+
+# The fields that say which dataset a run reads. A checkpoint's recorded config holds
+# them: the commands that evaluate or measure a checkpoint rebuild its data from them
+# (:func:`dataset_config`) and declare their own flags from these fields.
+DATASET_FIELDS = ('dataset', 'dataset_root', 'train_json', 'val_json', 'image_root',
+                  'data_yaml', 'classes')
 
 
 def _read_by(flag):
@@ -505,3 +511,26 @@ class TrainConfig:
                 require_launcher(self.kvstore)
             except RuntimeError as err:
                 yield str(err)
+
+
+def dataset_config(values):
+    """The validated `TrainConfig` of a run on the dataset `values` describe, every other
+    setting at its default: what :func:`gluoncv_fp16.train.build.build_data` needs to
+    build that dataset as training did.
+
+    Parameters
+    ----------
+    values : mapping
+        ``{field: value}`` of `DATASET_FIELDS` (a checkpoint's recorded config, or flags);
+        a missing or None field takes training's default.
+
+    Raises
+    ------
+    ConfigError
+        A value (or a combination: a flag the dataset does not read, one it needs) that
+        training would refuse, in its one line.
+    """
+    given = {k: values[k] for k in DATASET_FIELDS if values.get(k) is not None}
+    if 'classes' in given:  # a recorded config holds JSON lists
+        given['classes'] = tuple(given['classes'])
+    return TrainConfig(**given).validate()

@@ -3,6 +3,8 @@ import logging
 
 from mxnet import autograd, gluon
 
+from ..data import datasets  # noqa: F401  (importing it registers every kind)
+from ..data.registry import dataset_kind
 from .features import feature
 from .loop import HookBase
 
@@ -12,8 +14,9 @@ logger = logging.getLogger(__name__)
 
 
 def make_metric(dataset_name, val_dataset, classes, data_shape, save_prefix):
-    """The metric GluonCV uses for this dataset."""
-    if dataset_name == 'coco':
+    """The metric GluonCV uses for this dataset: COCO's for a set read as GluonCV reads
+    COCO (the registry's ``gluoncv_coco``), else VOC07 mAP."""
+    if dataset_kind(dataset_name).gluoncv_coco:
         from gluoncv.utils.metrics.coco_detection import COCODetectionMetric
         return COCODetectionMetric(val_dataset, save_prefix + '_eval', cleanup=True,
                                    data_shape=(data_shape, data_shape))

@@ -26,7 +26,8 @@ import dataclasses
 import typing
 
 __all__ = ['Flag', 'Setting', 'FlagRow', 'flag', 'setting', 'rule', 'one_of', 'add_flags',
-           'from_namespace', 'failed_checks', 'validated', 'flag_rows', 'declared_flags']
+           'from_namespace', 'failed_checks', 'validated', 'flag_rows', 'declared_flags',
+           'redeclared']
 
 _KEY = 'gluoncv_fp16.setting'
 
@@ -130,6 +131,37 @@ def setting(*flags, convert=None, check=None, exclusive=False, required=False):
     declared = Setting(tuple(flags), convert, check, exclusive, required)
     return dataclasses.field(default=declared.value(*[f.default for f in flags]),
                              metadata={_KEY: declared})
+
+
+def redeclared(cls, name, optional=False, note='', **changes):
+    """``(name, type, field)`` for :func:`dataclasses.make_dataclass`: the setting `name`
+    of dataclass `cls` in another settings class, so that two commands sharing an option
+    share its one declaration (flags, conversion, check) instead of copies of it.
+
+    Parameters
+    ----------
+    cls : type
+        The dataclass that declares the setting.
+    name : str
+        Its field name.
+    optional : bool
+        None (the flag not given: the command fills it in later) passes the check.
+    note : str
+        Appended to each flag's help (what differs in this command, e.g. the default).
+    **changes
+        :class:`Flag` attributes to change in each flag (``group``, ``default``).
+    """
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    declared = field.metadata[_KEY]
+    flags = tuple(dataclasses.replace(f, help=f.help + note, **changes)
+                  for f in declared.flags)
+    check = declared.check
+    if optional and check is not None:
+        def check(value, own=declared.check):
+            return None if value is None else own(value)
+    again = dataclasses.replace(declared, flags=flags, check=check)
+    return name, field.type, dataclasses.field(
+        default=again.value(*[f.default for f in flags]), metadata={_KEY: again})
 
 
 def rule(ok, message):
