@@ -55,7 +55,7 @@ def test_help_lists_every_declared_flag_with_its_default(command):
 
 
 # what each command needs at least, and the settings it makes of that
-REQUIRED = {'eval': (['m.ckpt'], {'model': 'm.ckpt'}),
+REQUIRED = {'eval': (['m.ckpt'], {'models': ('m.ckpt',)}),
             'export': (['m.ckpt', '--out', 'o'], {'checkpoint': 'm.ckpt', 'out': 'o'}),
             'demo': (['a.jpg', '--params', 'm.ckpt'],
                      {'images': ('a.jpg',), 'source': ('checkpoint', 'm.ckpt')})}

@@ -294,15 +294,15 @@ def test_recorded_flags_count_only_on_the_recorded_dataset(tmp_path):
     flags, _ = _format_set(tmp_path, 'coco-json')
     yolo = write_yolo(str(tmp_path / 'yolo'))
     recorded = dict(flags, dataset='coco-json')
-    settings = eval_cli.EvalSettings(model='m', dataset='yolo', data_yaml=yolo)
+    settings = eval_cli.EvalSettings(models=('m',), dataset='yolo', data_yaml=yolo)
     cfg = checkpoint_data_config(settings, recorded, FORMAT_CLASSES)
     assert (cfg.dataset, cfg.data_yaml, cfg.train_json, cfg.classes) == ('yolo', yolo, None,
                                                                          None)
-    cfg = checkpoint_data_config(eval_cli.EvalSettings(model='m'), recorded, FORMAT_CLASSES)
+    cfg = checkpoint_data_config(eval_cli.EvalSettings(models=('m',)), recorded, FORMAT_CLASSES)
     assert (cfg.dataset, cfg.train_json, cfg.val_json) == ('coco-json', flags['train_json'],
                                                           flags['val_json'])
     custom = {'dataset': 'custom', 'dataset_root': str(tmp_path), 'classes': ['x']}
-    cfg = checkpoint_data_config(eval_cli.EvalSettings(model='m'), custom, ['a', 'b'])
+    cfg = checkpoint_data_config(eval_cli.EvalSettings(models=('m',)), custom, ['a', 'b'])
     assert cfg.dataset_root == str(tmp_path) and cfg.classes == ('a', 'b')
 
 
@@ -315,7 +315,7 @@ def test_eval_declares_trainings_dataset_flags_with_no_default_of_their_own():
         assert ours[name].help.startswith(theirs[name].help) and 'default' in ours[name].help
     for name in ('dataset', 'dataset_root', 'train_json', 'val_json', 'image_root', 'data_yaml',
                  'classes'):
-        assert getattr(eval_cli.EvalSettings(model='m'), name) is None
+        assert getattr(eval_cli.EvalSettings(models=('m',)), name) is None
 
 
 def test_every_kinds_model_suffix_is_a_zoo_model_and_coco_metrics_come_from_the_registry():
@@ -336,7 +336,7 @@ def test_a_dataset_kind_the_checkpoint_recorded_but_unknown_here_is_one_line(tmp
     from gluoncv_fp16.cli.dataset_flags import checkpoint_data_config
     from gluoncv_fp16.errors import EvalError
     with pytest.raises(EvalError, match="unknown dataset 'gone'.*the checkpoint recorded"):
-        checkpoint_data_config(eval_cli.EvalSettings(model='m'),
+        checkpoint_data_config(eval_cli.EvalSettings(models=('m',)),
                                {'dataset': 'gone'}, ['a'])
 
 

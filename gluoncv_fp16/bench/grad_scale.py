@@ -55,7 +55,8 @@ class _Setup:
         self.origin = "'{}'".format(ckpt)
         # the checkpoint's dataset with every flag it recorded (files, folders, classes)
         self.train_set, _, _ = build_data(dataset_config(config))
-        self._shapes_net = get_model(self.name, classes=self.classes, pretrained_base=False)
+        self._shapes_net = get_model(self.name, classes=self.classes, pretrained_base=False,
+                                     anchors=model.get('anchors'))  # the targets' anchors
         self._shapes_net.initialize()
 
     def batch(self, images, seed):

@@ -13,13 +13,16 @@ run's settings (``meta['config']``: data shape, and mean/std when the run record
 so a model trained at 96 px is run at 96 px without the user repeating it. A plain
 ``.params`` file (GluonCV's, or ``save_parameters``) records nothing: the network name
 must be given, the classes are the dataset's unless given, and the data shape and
-normalisation are GluonCV's defaults.
+normalisation are GluonCV's defaults. Both hold the anchors the network was trained with
+(``yolo_outputs.<i>.anchors``, parameters like any other; a checkpoint also lists them in
+``meta['model']['anchors']``): the network is rebuilt with them.
 """
 import mxnet as mx
 import numpy as np
 
 from ..errors import CheckpointError, SourceError
 from ..model_zoo import build_untrained
+from ..model_zoo.anchors import anchors_in_params
 from ..model_zoo.params import named_params, param_mismatch, structural_params
 from .format import read_checkpoint
 
@@ -97,10 +100,15 @@ class ModelSource:
     config : dict
         The run's recorded settings (``meta['config']``), empty for plain files.
     path : str
+    anchors : list of list of float or None
+        The anchors the weights were trained with (GluonCV format: three groups of
+        ``w, h`` pairs in pixels, smallest first), read from the weights; None for a
+        file without them (the network's own are used).
     """
 
     def __init__(self, name, classes, params, config, path):
         self.name, self.classes, self.params, self.path = name, classes, params, path
+        self.anchors = anchors_in_params(params)
         self.config = dict(config)
         self.recorded_shape = bool(config.get('data_shape'))
         self.data_shape = int(config.get('data_shape') or DEFAULT_DATA_SHAPE)
@@ -119,7 +127,7 @@ class ModelSource:
         """The network, not initialised, in a fresh name scope (stable parameter names)."""
         try:
             with mx.name.NameManager():
-                return build_untrained(self.name, self.classes)
+                return build_untrained(self.name, self.classes, anchors=self.anchors)
         except ValueError as err:
             raise SourceError(str(err)) from None
 

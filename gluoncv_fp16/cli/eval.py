@@ -7,6 +7,7 @@
     python scripts/eval.py deploy/yolo3.onnx --dataset synthetic
     python scripts/eval.py runs/cvat_yolo3_darknet53_coco-json_best.ckpt \
         --val-json export/annotations/instances_test.json
+    python scripts/eval.py deploy/yolo3.onnx deploy/yolo3-int8.onnx runs/best.ckpt --dtype float16
 
 The model is a gluoncv_fp16 checkpoint, a plain .params file (GluonCV's or ours; then
 --network), an MXNet export prefix, or an ONNX file. The dataset flags are training's
@@ -36,8 +37,8 @@ from ..data.map_bootstrap import bootstrap_map, describe_samples
 from ..data.options import data_side_problem, num_workers_problem
 from ..data.registry import dataset_kind
 from ..deploy.confusion import write_confusion
-from ..deploy.evaluate import (COCO_STAT_NAMES, coco_metrics, coco_stats, evaluate,
-                               load_models, write_outputs)
+from ..deploy.evaluate import (COCO_STAT_NAMES, EvalError, coco_metrics, coco_stats,
+                               evaluate, load_models, model_kind, write_outputs)
 from ..deploy.picture_check import check_pictures, summarise, write_csv
 from ..utils.options import flag, rule, setting
 from .command import Command
@@ -56,9 +57,12 @@ def _dtypes(text):
 class EvalSettings(dataset_settings('EvalDataSettings', DATA)):
     """The eval command's settings, each declared with its flag; the dataset flags
     (and --classes) are training's (:mod:`.dataset_flags`)."""
-    model: str = setting(
-        flag('model', group=MODEL, metavar='MODEL',
-             help='checkpoint, .params file, export prefix or .onnx file'))
+    models: Tuple[str, ...] = setting(
+        flag('model', group=MODEL, metavar='MODEL', nargs='+',
+             help='checkpoint, .params file, export prefix or .onnx file; several: '
+                  'evaluated side by side on the same images (e.g. the FP32 and INT8 .onnx '
+                  'exports and the checkpoint with --dtype float16)'),
+        convert=lambda names: tuple(names or ()))
     dtypes: Optional[Tuple[str, ...]] = setting(
         flag('--dtype', group=MODEL,
              help='float32, float16 or float32,float16 (both on the same batches); '
@@ -97,18 +101,43 @@ class EvalSettings(dataset_settings('EvalDataSettings', DATA)):
 
 
 def _print_table(classes, summary, dtypes):
+    """AP per class and mAP per model; with several, each one's difference to the first."""
     head = ['class'] + ['AP ' + d for d in dtypes]
-    both = len(dtypes) == 2
-    if both:
-        head.append('{} - {}'.format(dtypes[1], dtypes[0]))
+    head += ['{} - {}'.format(d, dtypes[0]) for d in dtypes[1:]]
     print(' | '.join(head))
     rows = [(name, [summary[d]['aps'][c] for d in dtypes]) for c, name in enumerate(classes)]
     rows.append(('mAP', [summary[d]['map'] for d in dtypes]))
     for name, values in rows:
         cells = [name] + ['{:.4f}'.format(v) if not math.isnan(v) else 'n/a' for v in values]
-        if both:
-            cells.append('{:+.4f}'.format(values[1] - values[0]))
+        cells += ['{:+.4f}'.format(v - values[0]) for v in values[1:]]
         print(' | '.join(cells))
+
+
+def _load_all(settings, dtypes):
+    """({label: Detector}, ModelInfo) of every model given; --dtype applies to the weights
+    files (an export runs in its own precision), labels are the precisions ('int8' for an
+    INT8 export) or, when two models share one, 'precision@file'."""
+    detectors, info = {}, None
+    for model in settings.models:
+        found, model_info = load_models(model, dtypes if len(settings.models) == 1 or
+                                        model_kind(model) == 'weights' else None,
+                                        network=settings.network,
+                                        classes=list(settings.classes) if settings.classes
+                                        else None,
+                                        data_shape=settings.data_shape)
+        if info is not None and (model_info.classes != info.classes or
+                                 model_info.data_shape != info.data_shape):
+            raise EvalError("'{}' predicts {} at {} px but '{}' {} at {} px; compare models "
+                            "of the same classes and input size".format(
+                                model, ','.join(model_info.classes), model_info.data_shape,
+                                settings.models[0], ','.join(info.classes), info.data_shape))
+        if info is None or (not info.config and model_info.config):
+            info = model_info  # a checkpoint records its dataset; an export does not
+        for label, detector in found.items():
+            if label in detectors:
+                label = '{}@{}'.format(label, os.path.basename(model))
+            detectors[label] = detector
+    return detectors, info
 
 
 def _check_pictures(records, thresh, out_dir):
@@ -148,8 +177,9 @@ def _confusion(records, pictures, classes, out_dir):
 
 
 def _bootstrap(records, classes, images, resamples):
-    """Per dtype :func:`.map_bootstrap.bootstrap_map` (the same resamples for every
-    dtype), and with two dtypes the second minus the first, resample by resample."""
+    """Per column (a dtype, or a model) :func:`.map_bootstrap.bootstrap_map`, the same
+    resamples for every column; with two columns the second minus the first, resample
+    by resample."""
     if not resamples:
         return {}, None
     found = {d: bootstrap_map(r.detections, r.truth, len(classes), resamples,
@@ -176,10 +206,7 @@ def _bootstrap(records, classes, images, resamples):
 def run(settings):
     """Evaluate with the validated `EvalSettings`; returns the exit code."""
     dtypes = list(settings.dtypes) if settings.dtypes else None
-    detectors, info = load_models(
-        settings.model, dtypes, network=settings.network,
-        classes=list(settings.classes) if settings.classes else None,
-        data_shape=settings.data_shape)
+    detectors, info = _load_all(settings, dtypes)
     data, val_set = checkpoint_data(settings, info.config, info.classes)
     name, kind = data.dataset, dataset_kind(data.dataset)
     # a set read as GluonCV reads COCO keeps its ground truth as a pycocotools COCO,
@@ -203,7 +230,7 @@ def run(settings):
                  for d, r in records.items()} if kind.coco_metrics else {}
     summary, pngs = write_outputs(records, settings.out, info.classes)
     order = list(detectors)
-    print('{} on {} ({} images, {} px)'.format(settings.model, name, len(val_set),
+    print('{} on {} ({} images, {} px)'.format(', '.join(settings.models), name, len(val_set),
                                                info.data_shape))
     _print_table(info.classes, summary, order)
     for dtype in order:
@@ -218,7 +245,8 @@ def run(settings):
     confusion = _confusion({d: records[d] for d in order}, pictures, info.classes,
                            settings.out)
     with open(os.path.join(settings.out, 'summary.json'), 'w') as f:
-        json.dump({'model': settings.model, 'dataset': name, 'images': len(val_set),
+        json.dump({'model': settings.models[0] if len(settings.models) == 1 else
+                   list(settings.models), 'dataset': name, 'images': len(val_set),
                    'data_shape': info.data_shape, 'classes': info.classes,
                    'results': summary, 'bootstrap_difference': boot_difference,
                    'coco': stats, 'pictures': pictures,

@@ -23,7 +23,7 @@ from .export import export_paths
 from .predict import Detector, PredictError, load_detector
 from ..errors import EvalError, SourceError
 
-__all__ = ['EvalError', 'load_models', 'evaluate', 'coco_metrics', 'coco_stats',
+__all__ = ['EvalError', 'load_models', 'model_kind', 'evaluate', 'coco_metrics', 'coco_stats',
            'write_outputs', 'COCO_STAT_NAMES']
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ class ModelInfo:
         self.mean, self.std, self.config = tuple(mean), tuple(std), dict(config)
 
 
-def _kind(model):
+def model_kind(model):
+    """'onnx', 'export' (MXNet symbol + params prefix) or 'weights' (checkpoint, .params)."""
     if model.endswith('.onnx'):
         return 'onnx'
     if os.path.isfile(export_paths(model)[0]):
@@ -67,7 +68,7 @@ def load_models(model, dtypes=None, network=None, classes=None, data_shape=None,
         raise EvalError("--dtype {!r}: choose from {} (comma-separated, e.g. "
                         "float32,float16)".format(bad[0], ','.join(_DTYPES)))
     ctx = ctx or mx.cpu()
-    kind = _kind(model)
+    kind = model_kind(model)
     if kind != 'weights':
         try:
             detector = load_detector(exported=model if kind == 'export' else None,
@@ -81,7 +82,7 @@ def load_models(model, dtypes=None, network=None, classes=None, data_shape=None,
                                 model, detector.dtype, detector.dtype))
         info = ModelInfo(detector.classes, detector.data_shape, detector.mean, detector.std,
                          {})
-        return {detector.dtype: detector}, info
+        return {detector.precision: detector}, info
     try:
         source = read_source(model, network, classes)
     except SourceError as err:

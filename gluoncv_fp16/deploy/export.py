@@ -35,6 +35,7 @@ from mxnet import autograd
 
 from ..checkpoint import initialise_with, read_source
 from ..errors import ExportError, SourceError
+from ..model_zoo.anchors import network_anchors
 
 __all__ = ['ExportError', 'ExportedFiles', 'export_detector', 'export_paths',
            'inference_symbol', 'widened_convolutions', 'TARGETS']
@@ -182,7 +183,8 @@ def export_detector(checkpoint, prefix, dtype='float32', target='gpu', data_shap
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     symbol.save(files.symbol)
     mx.nd.save(files.params, _arrays_for(symbol, net))
-    meta = dict(model=dict(name=name, classes=list(net.classes)), dtype=dtype,
+    meta = dict(model=dict(name=name, classes=list(net.classes),
+                           anchors=network_anchors(net)), dtype=dtype,
                 target=target if dtype == 'float16' else 'any', data_shape=data_shape,
                 mean=list(source.mean), std=list(source.std),
                 inputs=['data'], outputs=['ids', 'scores', 'boxes'])

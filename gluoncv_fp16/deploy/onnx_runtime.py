@@ -30,6 +30,8 @@ class OnnxDetector:
     mean, std : tuple of float
     dtype : str
         Input dtype ('float32' or 'float16').
+    precision : str
+        What the graph computes in: 'int8' for an INT8 export, else `dtype`.
     providers : list of str
         Execution providers the session uses, in ONNX Runtime's order of preference.
     """
@@ -42,6 +44,7 @@ class OnnxDetector:
         self.mean = tuple(metadata.get('mean', (0.485, 0.456, 0.406)))
         self.std = tuple(metadata.get('std', (0.229, 0.224, 0.225)))
         self.dtype = metadata.get('dtype', 'float32')
+        self.precision = metadata.get('precision', self.dtype)
         self.providers = session.get_providers()
 
     def __call__(self, x):

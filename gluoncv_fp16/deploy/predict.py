@@ -104,6 +104,11 @@ class Detector:
         self.ctx = ctx
         self.mean, self.std = tuple(mean), tuple(std)
 
+    @property
+    def precision(self):
+        """What the detector computes in: 'int8' for an INT8 export, else its dtype."""
+        return getattr(self.block, 'precision', self.dtype)
+
     def _run(self, x):
         if isinstance(self.block, OnnxDetector):
             return self.block(x.asnumpy())

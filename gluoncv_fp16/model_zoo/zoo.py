@@ -17,6 +17,7 @@ import gluoncv
 from gluoncv.model_zoo import model_store
 from gluoncv.utils import check_sha1
 
+from .anchors import set_anchors
 from .yolo3 import make_fp16_safe
 from ..errors import PretrainedWeightsUnavailable
 
@@ -149,8 +150,10 @@ def get_model(name, **kwargs):
     **kwargs
         As GluonCV: ``classes`` and ``transfer`` (``*_custom``), ``pretrained`` (bool,
         tag, or a path to a ``.params`` file), ``pretrained_base``, ``norm_layer``,
-        ``norm_kwargs``, ``ctx``, ``root``. Keyword arguments that are ``None`` are
-        dropped, so CLI defaults never override GluonCV's defaults.
+        ``norm_kwargs``, ``ctx``, ``root``; and ``anchors`` for YOLOv3 names (GluonCV's
+        format, :mod:`gluoncv_fp16.model_zoo.anchors`; default COCO's). Keyword
+        arguments that are ``None`` are dropped, so CLI defaults never override
+        GluonCV's defaults.
 
     Raises
     ------
@@ -172,15 +175,17 @@ def get_model(name, **kwargs):
 
 def _yolo3(network, class_set, **kwargs):
     """The one builder behind every registered network: GluonCV's YOLOv3 `network` for
-    `class_set`, made FP16-safe (from a local weights file, or GluonCV's downloads)."""
+    `class_set`, made FP16-safe (from a local weights file, or GluonCV's downloads), with
+    `anchors` if given (GluonCV's builders fix COCO's: :func:`.anchors.set_anchors`)."""
     key = model_name(network, class_set)
+    anchors = kwargs.pop('anchors', None)
     if class_set == 'custom' and 'classes' not in kwargs:
         raise ValueError("'{}' needs classes=[...] (the names of your classes), e.g. "
                          "get_model('{}', classes=['cat', 'dog'])".format(key, key))
     pretrained = kwargs.get('pretrained', False)
-    if _is_local_file(pretrained):
-        return _build_from_file(key, pretrained, kwargs)
-    return make_fp16_safe(_build_with_downloads(key, kwargs))
+    net = _build_from_file(key, pretrained, kwargs) if _is_local_file(pretrained) \
+        else make_fp16_safe(_build_with_downloads(key, kwargs))
+    return net if anchors is None else set_anchors(net, anchors)
 
 
 def build_untrained(name, classes=None, **kwargs):

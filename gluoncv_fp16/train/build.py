@@ -24,6 +24,7 @@ from ..data.datasets import bad_sample_scalars
 from ..data.report import startup_report
 from ..model_zoo import get_model
 from ..precision.policy import activate_amp, get_policy
+from .anchors import run_anchors
 from .config import ConfigError
 from .devices import check_devices, make_contexts
 from ..distributed.distributed import fail_fast, horovod_trainer
@@ -33,7 +34,7 @@ from .hooks import (CheckpointHook, MixupScheduleHook, PlotHook, ProgressHook,
                     TensorBoardHook, csv_hooks)
 from .loop import LoopOptions, StopRequested, TrainLoop
 from .nan_guard import NanGuard, TrainingDiverged
-from .checkpoint import remove_stale_temp_files
+from .checkpoint import read_params, remove_stale_temp_files
 from .resume import newest_readable_checkpoint, resume_from
 from .state import RunState
 from .stopping import stop_on_signals
@@ -83,16 +84,16 @@ def build_data(cfg, need_train=True):
     return train_set, val_set, list(classes)
 
 
-def _model_kwargs(cfg, classes, norm):
-    kwargs = dict(pretrained_base=cfg.uses_pretrained_base, **norm)
+def _model_kwargs(cfg, classes, norm, anchors):
+    kwargs = dict(pretrained_base=cfg.uses_pretrained_base, anchors=anchors, **norm)
     if cfg.model_name.endswith('_custom'):
         kwargs['classes'] = classes
     return kwargs
 
 
-def _make_async_net(cfg, classes):
+def _make_async_net(cfg, classes, anchors):
     """FP32 copy with plain BatchNorm: only its anchors and shapes feed the data workers."""
-    async_net = get_model(cfg.model_name, **dict(_model_kwargs(cfg, classes, {}),
+    async_net = get_model(cfg.model_name, **dict(_model_kwargs(cfg, classes, {}, anchors),
                                                  pretrained_base=False))
     async_net.initialize()
     return async_net
@@ -125,17 +126,32 @@ def _make_trainer_factory(cfg, lr_scheduler, workers):
     return make_trainer
 
 
-def _resume(loop, cfg, model_desc):
-    """Restore the loop from `cfg.resume`; returns the first epoch to train."""
-    state = None
-    if cfg.resume == 'auto':
-        path, state = newest_readable_checkpoint(cfg.run_prefix)
-        if not path:
-            logger.info('--resume auto: no readable %s_last.ckpt or _best.ckpt yet, starting '
-                        'fresh', cfg.run_prefix)
-            return cfg.start_epoch
-    else:
-        path = cfg.resume
+def _resume_source(cfg):
+    """``(path, state)`` the run resumes from (state None: read it when resuming), or
+    ``(None, None)``: no --resume, or --resume auto before the first checkpoint."""
+    if not cfg.resume:
+        return None, None
+    if cfg.resume != 'auto':
+        return cfg.resume, None
+    path, state = newest_readable_checkpoint(cfg.run_prefix)
+    if not path:
+        logger.info('--resume auto: no readable %s_last.ckpt or _best.ckpt yet, starting '
+                    'fresh', cfg.run_prefix)
+    return path, state
+
+
+def _start_weights(cfg, resume_path, resume_state):
+    """``(weights, origin)`` the run starts from, for their anchors; ``(None, None)``."""
+    if resume_path:
+        return (resume_state.weights if resume_state is not None
+                else read_params(resume_path)), 'checkpoint'
+    if cfg.pretrained and os.path.isfile(cfg.pretrained):
+        return read_params(cfg.pretrained), '--pretrained'
+    return None, None
+
+
+def _resume(loop, cfg, model_desc, path, state):
+    """Restore the loop from `path`; returns the first epoch to train."""
     next_epoch = resume_from(loop, path, model_desc, state=state)
     return cfg.start_epoch if next_epoch is None else next_epoch
 
@@ -163,7 +179,11 @@ def build_training(cfg, on_workers=None):
                        if workers.is_chief and cfg.plots else None)
     check_downloads(cfg)
     norm = _norm_layer_kwargs(cfg, contexts)
-    async_net = _make_async_net(cfg, classes)
+    resume_path, resume_state = _resume_source(cfg)
+    anchors = run_anchors(cfg, train_set, classes, *_start_weights(cfg, resume_path,
+                                                                   resume_state),
+                          log=workers.is_chief)
+    async_net = _make_async_net(cfg, classes, anchors)
     from ..data.loader import make_train_loader, make_val_loader
     loader = make_train_loader(
         train_set, async_net, cfg.batch_size, cfg.data_shape, num_workers=cfg.num_workers,
@@ -175,10 +195,11 @@ def build_training(cfg, on_workers=None):
                                  num_workers=cfg.num_workers)
     # before AMP is switched on (for good): a disagreeing AMP must be able to fall back
     cfg, policy = self_check(cfg, policy, contexts, train_set, async_net,
-                             _model_kwargs(cfg, classes, {}))
+                             _model_kwargs(cfg, classes, {}, anchors))
     activate_amp(policy, **({} if cfg.amp_fp16_ops is None
                             else {'target_precision_ops': list(cfg.amp_fp16_ops)}))
-    net = _init_training_net(get_model(cfg.model_name, **_model_kwargs(cfg, classes, norm)),
+    net = _init_training_net(get_model(cfg.model_name,
+                                       **_model_kwargs(cfg, classes, norm, anchors)),
                              contexts, cfg)
     if cfg.pretrained:
         load_pretrained(net, cfg.pretrained, classes, cfg.network)
@@ -186,7 +207,7 @@ def build_training(cfg, on_workers=None):
     # The LR schedule counts optimizer updates: an update takes `accumulate` batches.
     updates = max(1, num_samples // (cfg.batch_size * workers.num_workers * cfg.accumulate))
     lr_scheduler = make_lr_scheduler(cfg, iters_per_epoch=updates)
-    model_desc = {'name': cfg.model_name, 'classes': classes}
+    model_desc = {'name': cfg.model_name, 'classes': classes, 'anchors': anchors}
     # the declared features (evaluation, EMA, early stopping...) first: the epoch's row
     # has their scores when the writers read it
     hooks = build_features(cfg, BuildContext(net, contexts, val_loader, val_set, classes,
@@ -202,7 +223,8 @@ def build_training(cfg, on_workers=None):
     loop = TrainLoop(net, contexts, loader, _make_trainer_factory(cfg, lr_scheduler, workers),
                      policy.make_loss_scaler(cfg.loss_scale), policy, hooks, options)
     loop.record.add_source(lambda: bad_sample_scalars(train_set, val_set))
-    start_epoch = _resume(loop, cfg, model_desc) if cfg.resume else cfg.start_epoch
+    start_epoch = (_resume(loop, cfg, model_desc, resume_path, resume_state) if resume_path
+                   else cfg.start_epoch)
     return loop, start_epoch
 
 

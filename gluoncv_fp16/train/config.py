@@ -284,6 +284,20 @@ class TrainConfig:
                   "dataset report's errors (boxes outside the image, zero-area or duplicate "
                   'boxes, classes only in validation) stop the run too, before it writes '
                   'anything (docs/data.md)'))
+    auto_anchor: bool = setting(
+        ours('--auto-anchor', switch=True,
+             help='fit the anchors to the training boxes when the best possible recall '
+                  '(BPR: share of boxes with an anchor within --anchor-threshold in width '
+                  'and height, at --data-shape) of the network\'s anchors is below 0.98: '
+                  'k-means and a seeded evolution to 9 anchors, kept only if their BPR is '
+                  'higher. The BPR is logged in every run; the anchors go into the weights, '
+                  'checkpoints and exports, and into <prefix>_anchors.json (docs/your_data.md)'))
+    anchor_threshold: float = setting(
+        ours('--anchor-threshold', default=4.0, metavar='RATIO',
+             help='largest width or height ratio between a box and an anchor that still '
+                  'counts as a fit, for the BPR and --auto-anchor'),
+        check=rule(lambda v: 1 < v < float('inf'),
+                   '--anchor-threshold must be a ratio above 1 (e.g. 4.0), got {}'))
     nan_fallback_iters: int = setting(
         ours('--nan-fallback-iters', default=100,
              help='after a NaN rollback, iterations trained in FP32 before FP16 again (dist '

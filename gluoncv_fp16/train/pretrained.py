@@ -187,9 +187,12 @@ def load_pretrained(net, source, classes, network, root=None):
     own = {k: v.asnumpy() for k, v in structural_params(net).items()}
     _check_same_network(own, pretrained.params, pretrained)
     old_classes = _source_classes(pretrained, classes)
+    # the network was built with the run's anchors (the file's unless --auto-anchor
+    # refitted them: gluoncv_fp16.train.anchors); they stay
     merged = {name: (merge_predictions(pretrained.params[name], own[name], old_classes,
                                        list(classes))
-                     if _is_prediction(name) else pretrained.params[name]) for name in own}
+                     if _is_prediction(name) else own[name] if name.endswith('.anchors')
+                     else pretrained.params[name]) for name in own}
     load_params_into(net, merged, origin='--pretrained {}'.format(pretrained.origin))
     reused = [c for c in classes if c in old_classes]
     fresh = [c for c in classes if c not in old_classes]

@@ -41,7 +41,7 @@ def resume_from(loop, path, model_desc, state=None):
 
     A GluonCV-style ``.params`` file restores weights only (the caller's --start-epoch
     applies); a checkpoint restores the whole run state and must match `model_desc`
-    (``{'name': ..., 'classes': [...]}``).
+    (``{'name': ..., 'classes': [...]}``; ``anchors`` are the checkpoint's already).
     """
     origin = "'{}'".format(path)
     state = state or load_run_state(path)
@@ -50,7 +50,10 @@ def resume_from(loop, path, model_desc, state=None):
         logger.info('loaded weights only from %s', path)
         return None
     saved = state.meta.get('model', {})
-    if saved != model_desc:
+    # the network was built with the checkpoint's anchors (.anchors); name and classes
+    # must be this run's
+    if [saved.get('name'), saved.get('classes')] != [model_desc['name'],
+                                                      model_desc['classes']]:
         raise CheckpointError(
             "{} was trained as {} with {} classes; this run builds {} with {} classes. Use "
             "the same --network/--dataset/--classes, or a fresh --save-prefix.".format(
