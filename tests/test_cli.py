@@ -241,7 +241,7 @@ def test_every_flag_reaches_the_config(tmp_path, synthetic_root):
                       '--max-recoveries', '2', '--resume', 'auto', '--start-epoch', '1',
                       '--no-pretrained-base', '--accumulate', '3', '--clip-grad', '5',
                       '--ema', '--ema-decay', '0.99', '--patience', '5', '--freeze', '2',
-                      '--tensorboard',
+                      '--tensorboard', '--auto-anchor', '--anchor-threshold', '3.5',
                       '--dataset', 'custom',
                       '--max-expand', '2', '--checkpoint-every', '4', '--cache', 'ram',
                       '--self-check', 'fallback', '--pretrained', str(weights))
@@ -259,7 +259,7 @@ def test_every_flag_reaches_the_config(tmp_path, synthetic_root):
                     resume='auto', start_epoch=1, plots=False, dataset='custom',
                     dataset_root=synthetic_root, pretrained_base=False, accumulate=3,
                     clip_grad=5.0, ema=True, ema_decay=0.99, patience=5, freeze=2,
-                    tensorboard=True,
+                    tensorboard=True, auto_anchor=True, anchor_threshold=3.5,
                     max_expand=2.0,
                     checkpoint_every=4, cache='ram', self_check='fallback',
                     pretrained=str(weights))

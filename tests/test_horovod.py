@@ -223,7 +223,7 @@ def test_fp32_two_workers_equal_one_process_and_only_rank_0_writes(synthetic_roo
     assert sorted(os.listdir(str(out))) == sorted(
         RUN + s for s in ('_train.log', '_train.rank1.log', '_metrics.csv', '_steps.csv',
                           '_last.ckpt', '_best.ckpt', '_best.params', '_best_map.log',
-                          '_0000_0.0000.params'))
+                          '_0000_0.0000.params', '_anchors.json'))
     # one writer: a row per step and per epoch (two writers would double or mangle them)
     assert len(list(csv.DictReader(read_log(out, '_steps.csv').splitlines()))) == 12
     assert len(list(csv.DictReader(read_log(out, '_metrics.csv').splitlines()))) == 2
