@@ -5,9 +5,8 @@ import sys
 
 import pytest
 
+from helpers import ROOT
 from gluoncv_fp16.bench.grad_scale import gradient_error_by_scale
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_power_of_two_scales_agree_until_fp16_overflows(tmp_path, synthetic_root):
