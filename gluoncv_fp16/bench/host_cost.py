@@ -24,8 +24,9 @@ READ_METHODS = ('asnumpy', 'asscalar', 'wait_to_read')
 def count_reads(steps, extra_flags):
     """Blocking reads per training step through train_yolo3.py's config and build."""
     import mxnet as mx
-    from gluoncv_fp16.cli import train as train_cli
     from gluoncv_fp16.train.build import build_training
+    from gluoncv_fp16.train.config import FLAG_GROUPS, TrainConfig
+    from gluoncv_fp16.utils.options import add_flags, from_namespace
     from gluoncv_fp16.train.loop import HookBase
     counter = {'reads': 0}
 
@@ -47,7 +48,9 @@ def count_reads(steps, extra_flags):
                 '--batch-size', '2', '--no-random-shape', '-j', '0', '--no-plots',
                 '--epochs', '1000', '--val-interval', '1000', '--log-interval', '100000',
                 '--save-prefix', out + os.sep, *extra_flags]
-        cfg = train_cli.make_config(train_cli.parse_args(argv))
+        # the training command's own flags and checks (bench sits below cli/)
+        parser = add_flags(argparse.ArgumentParser(), TrainConfig, FLAG_GROUPS)
+        cfg = from_namespace(TrainConfig, parser.parse_args(argv)).validate()
         loop, start = build_training(cfg)
         marks = Marks()
         loop.hooks.append(marks)
