@@ -1,4 +1,5 @@
-"""Shared fixtures: small synthetic data and tiny YOLOv3 inputs, all on CPU."""
+"""Shared fixtures: small synthetic data and a tiny YOLOv3, all on CPU (plain helpers are in
+helpers.py)."""
 import random
 
 import mxnet as mx
@@ -23,53 +24,13 @@ def synthetic_copy(synthetic_root, tmp_path):
     return root
 
 
-def write_rec_dataset(root, count, objects, img_fmt='.png', damage=lambda split, k, packed: packed):
-    """GluonCV-layout RecordIO splits ``train.rec/.idx`` and ``val.rec/.idx`` under `root`.
-
-    Record k holds a random 48x64 image and the boxes ``objects(k)`` (rows ``[class,
-    xmin, ymin, xmax, ymax]``, relative); `damage(split, k, packed)` may alter its bytes.
-    """
-    import os
-    os.makedirs(root, exist_ok=True)
-    rs = np.random.RandomState(1)
-    for split in ('train', 'val'):
-        rec = mx.recordio.MXIndexedRecordIO(os.path.join(root, split + '.idx'),
-                                            os.path.join(root, split + '.rec'), 'w')
-        for k in range(count):
-            img = rs.randint(0, 255, (48, 64, 3)).astype(np.uint8)
-            label = np.array([2, 5] + sum(objects(k), []), dtype=np.float32)
-            packed = mx.recordio.pack_img(mx.recordio.IRHeader(0, label, k, 0), img,
-                                          quality=95, img_fmt=img_fmt)
-            rec.write_idx(k, damage(split, k, packed))
-        rec.close()
-    return root
-
-
 @pytest.fixture(scope='module')
-def mobilenet_voc():
+def net():
     """An initialised FP32 yolo3_mobilenet0.25_voc (anchors and shapes for the loaders)."""
     from gluoncv_fp16.model_zoo import get_model
     net = get_model('yolo3_mobilenet0.25_voc', pretrained_base=False)
     net.initialize()
     return net
-
-
-def yolo_training_batch(net, size=64, batch=2, seed=0):
-    """(image, gt_boxes, five target arrays) for `net`, built by GluonCV's own transform."""
-    from gluoncv.data.batchify import Pad, Stack, Tuple
-    from gluoncv.data.transforms.presets.yolo import YOLO3DefaultTrainTransform
-    rng = np.random.RandomState(seed)
-    transform = YOLO3DefaultTrainTransform(size, size, net)
-    samples = []
-    for _ in range(batch):
-        img = mx.nd.array(rng.randint(0, 255, size=(size + 20, size + 10, 3)), dtype='uint8')
-        label = np.array([[4, 6, 40, 50, 0], [30, 20, size, size + 10, 1]], dtype='float32')
-        samples.append(transform(img, label))
-    batchify = Tuple(*([Stack() for _ in range(6)] + [Pad(axis=0, pad_val=-1)]))
-    # batchify returns cpu_shared arrays; a hybridized net on cpu(0) refuses them.
-    image, obj, centers, scales, weights, clas, gt = [
-        a.as_in_context(mx.cpu()) for a in batchify(samples)]
-    return image, gt, (obj, centers, scales, weights, clas)
 
 
 @pytest.fixture(autouse=True)

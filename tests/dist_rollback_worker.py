@@ -37,7 +37,7 @@ from gluoncv_fp16.train.nan_guard import NanGuard, TrainingDiverged  # noqa: E40
 from gluoncv_fp16.distributed.workers import WorkerSetup, prepare_dist_params  # noqa: E402
 from gluoncv_fp16.precision.loss_scaler import LossScaler  # noqa: E402
 from gluoncv_fp16.precision.policy import get_policy  # noqa: E402
-from test_engine_loop import ListLoader, make_batches, make_net  # noqa: E402
+from helpers import ListLoader, make_batches, make_net  # noqa: E402
 
 NAN_AT = 2  # rank 1's third batch
 

@@ -45,7 +45,7 @@ from gluoncv_fp16.train.hooks import CheckpointHook  # noqa: E402
 from gluoncv_fp16.train.loop import HookBase, LoopOptions, StopRequested, TrainLoop  # noqa: E402
 from gluoncv_fp16.train.stopping import stop_on_signals  # noqa: E402
 from gluoncv_fp16.train.nan_guard import NanGuard, TrainingDiverged  # noqa: E402
-from test_engine_loop import ListLoader, make_batches, make_net  # noqa: E402
+from helpers import ListLoader, make_batches, make_net  # noqa: E402
 
 INF_AT, NAN_AT = 1, 3  # rank 1's second and fourth steps (0-based scaler iterations)
 

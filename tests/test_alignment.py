@@ -11,12 +11,11 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from gluoncv_fp16.cli import train as train_cli  # noqa: E402
+from helpers import ROOT, child_env
+from gluoncv_fp16.cli import train as train_cli
 
-from gluoncv_fp16.train.build import build_training  # noqa: E402
-from gluoncv_fp16.train.config import ConfigError  # noqa: E402
+from gluoncv_fp16.train.build import build_training
+from gluoncv_fp16.train.config import ConfigError
 
 # s; a guard against hangs, not a speed check: the 10-step check takes ~100 s on 2 idle
 # cores (its 200-step warm start) and 300+ s when the machine is shared
@@ -24,7 +23,7 @@ TIMEOUT = 900
 
 
 def run(args, temp_copy='1024'):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
+    env = child_env()
     env.pop('MXNET_CPU_TEMP_COPY', None)
     if temp_copy is not None:
         env['MXNET_CPU_TEMP_COPY'] = temp_copy

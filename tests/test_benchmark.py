@@ -1,22 +1,14 @@
-"""scripts/benchmark.py: one process per mode, markdown table, CSV and PNG."""
+"""scripts/benchmark.py (gluoncv_fp16.bench.benchmark): one process per mode, markdown
+table, CSV and PNG."""
 import csv
-import importlib.util
 import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'scripts', name + '.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from gluoncv_fp16.bench import benchmark as bench
 
 
 def test_ratios_and_table_from_measured_rows():
-    bench = load_script('benchmark')
     rows = [dict(mode='fp32', label='fp32', network='n', data_shape=64, batch_size=2,
                  images_per_sec=10.0, images_per_sec_min=9.0, images_per_sec_max=11.0,
                  peak_memory_mb=400.0, peak_tflops=15.7),
@@ -34,7 +26,6 @@ def test_ratios_and_table_from_measured_rows():
 
 
 def test_end_to_end_on_cpu_writes_table_csv_and_png(tmp_path, capsys):
-    bench = load_script('benchmark')
     prefix = str(tmp_path / 'bench')
     bench.main(['--modes', 'fp32,fp16,amp', '--data-shapes', '64', '--batch-sizes', '2',
                 '--warmup', '1', '--iters', '1', '--repeats', '2', '--out', prefix])

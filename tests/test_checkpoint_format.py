@@ -15,9 +15,8 @@ import pytest
 from gluoncv_fp16.train.checkpoint import (CheckpointError, load_run_state, read_checkpoint,
                                            save_run_state)
 from gluoncv_fp16.train.legacy import convert_v1_checkpoint
-from test_engine_loop import MODEL, ListLoader, make_batches, make_loop
+from helpers import MODEL, ROOT, ListLoader, make_batches, make_loop
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')

@@ -11,21 +11,12 @@ import sys
 import mxnet as mx
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from gluoncv_fp16.cli import train as train_cli  # noqa: E402
+from helpers import ROOT, run_cli, small_args
+from gluoncv_fp16.cli import train as train_cli
 
-from gluoncv_fp16.train.checkpoint import read_checkpoint  # noqa: E402
-from gluoncv_fp16.train.config import ConfigError, TrainConfig  # noqa: E402
-from gluoncv_fp16.utils.options import declared_flags  # noqa: E402
-
-
-def small_args(data_root, out, *extra):
-    """A GluonCV-style command line sized for a 2-core CPU test."""
-    return ['--network', 'mobilenet0.25', '--data-shape', '64', '--batch-size', '4',
-            '--dataset', 'synthetic', '--dataset-root', data_root, '-j', '0', '--gpus', '',
-            '--save-prefix', str(out) + os.sep, '--no-random-shape', '--log-interval', '1',
-            '--no-plots', *extra]
+from gluoncv_fp16.train.checkpoint import read_checkpoint
+from gluoncv_fp16.train.config import ConfigError, TrainConfig
+from gluoncv_fp16.utils.options import declared_flags
 
 
 def read_rows(out):
@@ -87,11 +78,6 @@ def test_unwritable_save_prefix_is_one_line_and_writes_nothing(tmp_path, capsys,
 def test_rejected_run_writes_no_files(tmp_path, capsys, synthetic_root):
     code, _ = run_cli(small_args(synthetic_root, tmp_path / 'out', '--accumulate', '0'), capsys)
     assert code == 2 and not (tmp_path / 'out').exists()
-
-
-def run_cli(argv, capsys):
-    code = train_cli.main(argv)
-    return code, capsys.readouterr()
 
 
 def test_missing_dataset_folder_is_one_line(tmp_path, capsys):

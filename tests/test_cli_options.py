@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
+from helpers import ROOT, child_env
 from gluoncv_fp16.cli.options import COMMAND_NAMES, REGENERATE, command_reference, commands
 from gluoncv_fp16.cli.options import reference
 from gluoncv_fp16.train.config import TrainConfig
 from gluoncv_fp16.utils.options import declared_flags, flag_rows
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ('train', 'eval', 'export', 'demo', 'check', 'data')
 # what users type today; each is a shim of gluoncv_fp16.cli.<command>
 SHIMS = {'train_yolo3.py': 'train', 'scripts/eval.py': 'eval', 'scripts/export.py': 'export',
@@ -87,8 +87,7 @@ def test_help_of_every_command_module_exits_0():
     runs = [[sys.executable, '-m', 'gluoncv_fp16.cli.' + c, '--help'] for c in COMMANDS]
     runs.append([sys.executable, '-m', 'gluoncv_fp16.cli.options', '--help'])
     runs += [[sys.executable, os.path.join(ROOT, path), '--help'] for path in SHIMS]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [ROOT] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+    env = child_env()
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for cmd in runs]
     for cmd, proc in zip(runs, procs):

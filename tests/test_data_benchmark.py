@@ -7,11 +7,11 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT, child_env
 
 
 def test_benchmark_data_prints_stages_main_process_cache_and_sizing():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
+    env = child_env()
     res = subprocess.run(
         [sys.executable, os.path.join(ROOT, 'scripts', 'benchmark_data.py'), '--network',
          'yolo3_mobilenet0.25_voc', '--size', '64', '--image-size', '96x72', '--batch-size',

@@ -11,14 +11,6 @@ from gluoncv_fp16.data import image_cache
 from gluoncv_fp16.data.datasets import build_datasets
 from gluoncv_fp16.data.image_cache import CacheError, enable_cache
 from gluoncv_fp16.data.loader import make_train_loader, make_val_loader
-from gluoncv_fp16.model_zoo import get_model
-
-
-@pytest.fixture(scope='module')
-def net():
-    net = get_model('yolo3_mobilenet0.25_voc', pretrained_base=False)
-    net.initialize()
-    return net
 
 
 @pytest.fixture

@@ -1,5 +1,4 @@
 """Datasets: layouts, bad-sample repair/skip/strict, COCO metric use, RecordIO."""
-import json
 import os
 import shutil
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from gluoncv_fp16.data import SHAPE_CLASSES
 from gluoncv_fp16.data.datasets import build_datasets
 from gluoncv_fp16.data.imageio import BadSampleError
-from conftest import write_rec_dataset
+from helpers import write_coco, write_rec_dataset
 
 
 def test_custom_folder_reads_sorted_classes_and_voc_labels(synthetic_root):
@@ -103,23 +102,6 @@ def test_missing_folder_and_split_give_one_line_errors(tmp_path, synthetic_root)
         build_datasets('voc', root=str(tmp_path))
     with pytest.raises(ValueError, match='unknown dataset'):
         build_datasets('imagenet')
-
-
-def write_coco(root, split, images, boxes):
-    os.makedirs(os.path.join(root, 'annotations'), exist_ok=True)
-    os.makedirs(os.path.join(root, split), exist_ok=True)
-    entries, anns = [], []
-    for k, (img, objs) in enumerate(zip(images, boxes)):
-        name = '{:04d}.jpg'.format(k)
-        cv2.imwrite(os.path.join(root, split, name), img)
-        entries.append({'id': k + 1, 'file_name': name, 'width': img.shape[1],
-                        'height': img.shape[0]})
-        for x, y, w, h, cat in objs:
-            anns.append({'id': len(anns) + 1, 'image_id': k + 1, 'category_id': cat,
-                         'bbox': [x, y, w, h], 'area': w * h, 'iscrowd': 0})
-    cats = [{'id': 3, 'name': 'cat'}, {'id': 7, 'name': 'dog'}]
-    with open(os.path.join(root, 'annotations', 'instances_' + split + '.json'), 'w') as f:
-        json.dump({'images': entries, 'annotations': anns, 'categories': cats}, f)
 
 
 def test_coco_labels_and_gluoncv_metric(tmp_path):

@@ -39,11 +39,6 @@ LAYOUTS = {
 
 
 @pytest.fixture(scope='module')
-def net(mobilenet_voc):
-    return mobilenet_voc
-
-
-@pytest.fixture(scope='module')
 def train_set(synthetic_root):
     return build_datasets('custom', root=synthetic_root)[0]
 

@@ -9,23 +9,19 @@ import glob
 import logging
 import os
 import re
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from gluoncv_fp16.cli import train as train_cli  # noqa: E402
 
-from gluoncv_fp16.data import make_train_loader  # noqa: E402
-from gluoncv_fp16.data.base import clip_boxes  # noqa: E402
-from gluoncv_fp16.data.datasets import build_datasets, rare_classes  # noqa: E402
-from gluoncv_fp16.data.imageio import BadSampleError, BadSampleLog, check_encoded  # noqa: E402
-from gluoncv_fp16.data.voc import ClassCount  # noqa: E402
-from conftest import write_rec_dataset  # noqa: E402
+from gluoncv_fp16.data import make_train_loader
+from gluoncv_fp16.data.base import clip_boxes
+from gluoncv_fp16.data.datasets import build_datasets, rare_classes
+from gluoncv_fp16.data.imageio import BadSampleError, BadSampleLog, check_encoded
+from gluoncv_fp16.data.voc import ClassCount
+from helpers import ROOT, run_cli, write_rec_dataset
 
 PREFIX = 'yolo3_mobilenet0.25_custom'
 STRICT_TAIL = '; fix or remove the file, or drop --strict-data (strict=False) to repair or ' \
@@ -66,11 +62,6 @@ def cli_args(root, out, *extra, base='--no-pretrained-base'):
             '--dataset', 'custom', '--dataset-root', root, '-j', '0', '--gpus', '',
             '--save-prefix', str(out) + os.sep, '--no-random-shape', '--log-interval', '1',
             '--no-plots', '--epochs', '1', *([base] if base else []), *extra]
-
-
-def run_cli(argv, capsys):
-    code = train_cli.main(argv)
-    return code, capsys.readouterr()
 
 
 def assert_refused(code, out, pattern, out_dir):

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from helpers import write_rec_dataset
 from gluoncv_fp16.data.datasets import DATASETS, build_datasets, dataset_table
 from gluoncv_fp16.data.registry import (dataset_kinds, dataset_option_problems,
                                         register_dataset)
@@ -221,7 +222,7 @@ def _replace(path, old, new):
 
 
 # ----- all readers agree -------------------------------------------------------------------
-def test_voc_coco_json_and_yolo_give_identical_training_samples(tmp_path, mobilenet_voc):
+def test_voc_coco_json_and_yolo_give_identical_training_samples(tmp_path, net):
     from gluoncv_fp16.data.transforms import YOLO3FastTrainTransform
     sets = [build_datasets('custom', root=write_voc(str(tmp_path / 'voc')),
                            classes=CLASSES)[0],
@@ -229,7 +230,7 @@ def test_voc_coco_json_and_yolo_give_identical_training_samples(tmp_path, mobile
                            val_json=str(tmp_path / 'cvat' / 'annotations' /
                                         'instances_default.json'))[0],
             build_datasets('yolo', data=write_yolo(str(tmp_path / 'yolo')))[0]]
-    transform = YOLO3FastTrainTransform(64, 64, mobilenet_voc)
+    transform = YOLO3FastTrainTransform(64, 64, net)
     for k in range(len(SAMPLES)):
         outputs = []
         for dataset in sets:
@@ -245,13 +246,13 @@ def test_voc_coco_json_and_yolo_give_identical_training_samples(tmp_path, mobile
 
 # ----- background images -------------------------------------------------------------------
 @pytest.mark.parametrize('mixup', [False, True])
-def test_backgrounds_reach_the_loss_with_negative_objectness_only(tmp_path, mobilenet_voc,
+def test_backgrounds_reach_the_loss_with_negative_objectness_only(tmp_path, net,
                                                                   mixup):
     import mxnet as mx
     from gluoncv_fp16.data.device_batch import unpack
     from gluoncv_fp16.data.loader import make_train_loader
     train, _, _ = build_datasets('yolo', data=write_yolo(str(tmp_path / 'yolo')))
-    loader = make_train_loader(train, mobilenet_voc, 4, 64, augment=False, shuffle=False,
+    loader = make_train_loader(train, net, 4, 64, augment=False, shuffle=False,
                                mixup=mixup)
     loader.set_epoch(0)
     batches = list(loader)
@@ -263,7 +264,6 @@ def test_backgrounds_reach_the_loss_with_negative_objectness_only(tmp_path, mobi
         assert (obj[2] == 0).all() and (weights[2] == 0).all() and (clas[2] == -1).all()
     assert all((obj[k] > 0).any() for k in (0, 1, 3))
     # one image as a batch (without mixup a batch of backgrounds only): finite losses
-    net = mobilenet_voc
     with mx.autograd.record():
         losses = net(mx.nd.array(image[2:3]), mx.nd.array(gt[2:3]),
                      *(mx.nd.array(a[2:3]) for a in (obj, centers, scales, weights, clas)))
@@ -324,7 +324,6 @@ def test_dataset_mistakes_are_one_line_exit_2_and_write_nothing(tmp_path, capsys
 
 def test_voc_and_record_backgrounds_are_kept_but_images_with_only_dropped_boxes_are_not(
         tmp_path):
-    from conftest import write_rec_dataset
     root = write_rec_dataset(str(tmp_path / 'rec'), 3, lambda k: [[], [], [[5, .1, .1, .5, .5]]][k])
     train, val, _ = build_datasets('rec', root=root, classes=['a', 'b'])
     assert train.background_count() is None  # known once read
@@ -343,7 +342,7 @@ def test_voc_and_record_backgrounds_are_kept_but_images_with_only_dropped_boxes_
     assert train.bad_samples.counts() == {'unknown class dropped': 1, 'no valid boxes': 1}
 
 
-def test_an_all_background_batch_through_a_worker_and_its_ring_slot(tmp_path, mobilenet_voc):
+def test_an_all_background_batch_through_a_worker_and_its_ring_slot(tmp_path, net):
     from gluoncv_fp16.data.base import ListedDetection
     from gluoncv_fp16.data.device_batch import unpack
     from gluoncv_fp16.data.loader import make_train_loader
@@ -352,7 +351,7 @@ def test_an_all_background_batch_through_a_worker_and_its_ring_slot(tmp_path, mo
     backgrounds = ListedDetection(CLASSES)
     for name in ('a.png', 'b.png'):
         backgrounds.add(os.path.join(folder, name), np.zeros((0, 6), np.float32), (72, 72))
-    loader = make_train_loader(backgrounds, mobilenet_voc, 2, 64, num_workers=1, mixup=True)
+    loader = make_train_loader(backgrounds, net, 2, 64, num_workers=1, mixup=True)
     try:
         loader.set_epoch(0)
         (batch,) = list(loader)

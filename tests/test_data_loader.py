@@ -13,11 +13,6 @@ from gluoncv_fp16.data.transforms import YOLO3FastValTransform
 
 
 @pytest.fixture(scope='module')
-def net(mobilenet_voc):
-    return mobilenet_voc
-
-
-@pytest.fixture(scope='module')
 def datasets(synthetic_root):
     train, val, _ = build_datasets('custom', root=synthetic_root)
     return train, val

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from helpers import write_rec_dataset
 from gluoncv_fp16.cli import data as data_cli
 from gluoncv_fp16.cli import train as train_cli
 from gluoncv_fp16.data.datasets import build_datasets
@@ -141,7 +142,6 @@ def test_statistics_by_hand(tmp_path):
 
 @pytest.mark.parametrize('img_fmt', ['.jpg', '.png'])
 def test_recordio_records_match_what_the_reader_reads(tmp_path, img_fmt):
-    from conftest import write_rec_dataset
     root = write_rec_dataset(str(tmp_path / 'rec'), 3, lambda k: [
         [k % 2, 0.1, 0.2, 0.6, 0.9]] + ([[1, 0.5, 0.5, 0.52, 0.9]] if k == 2 else []),
         img_fmt=img_fmt)

@@ -9,13 +9,6 @@ from gluoncv_fp16.data.targets import YOLOGeometry, yolo3_targets
 from gluoncv_fp16.model_zoo import get_model
 
 
-@pytest.fixture(scope='module')
-def net():
-    net = get_model('yolo3_mobilenet0.25_voc', pretrained_base=False)
-    net.initialize()
-    return net
-
-
 def gluoncv_reference(net, width, height):
     """GluonCV's own way: a fake FP32 forward, then its target generator."""
     fake_x = mx.nd.zeros((1, 3, height, width))

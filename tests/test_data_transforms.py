@@ -15,13 +15,6 @@ from gluoncv_fp16.data.transforms import YOLO3FastTrainTransform, YOLO3FastValTr
 from gluoncv_fp16.model_zoo import get_model
 
 
-@pytest.fixture(scope='module')
-def net():
-    net = get_model('yolo3_mobilenet0.25_voc', pretrained_base=False)
-    net.initialize()
-    return net
-
-
 def random_sample(rs, max_boxes=6, kind='mixed'):
     """A random image (H, W in 40..160) and boxes of the requested kind."""
     h, w = rs.randint(40, 161, size=2)

@@ -15,10 +15,9 @@ from gluoncv_fp16.train.checkpoint import save_checkpoint
 from gluoncv_fp16.deploy.export import export_detector
 from gluoncv_fp16.deploy.predict import (Detections, Detector, PredictError,
                                          draw_detections, load_detector, read_image)
-from helpers import random_detector
+from helpers import ROOT, child_env, random_detector
 
-REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
-SCRIPT = os.path.join(REPO, 'scripts', 'demo.py')
+SCRIPT = os.path.join(ROOT, 'scripts', 'demo.py')
 NAME = 'yolo3_mobilenet0.25_custom'
 SIDE = 96
 
@@ -153,8 +152,7 @@ def test_fp16_gpu_export_on_cpu_says_how_to_run_it(checkpoint, tmp_path):
 
 
 def test_script_as_a_command_has_no_traceback_for_a_missing_image(checkpoint, tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [REPO] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+    env = child_env()
     proc = subprocess.run([sys.executable, SCRIPT, str(tmp_path / 'nope.jpg'), '--params',
                            checkpoint], capture_output=True, text=True, env=env)
     assert proc.returncode == 2

@@ -2,18 +2,15 @@
 line, tested with the error text MXNet really prints (quoted from MXNet's issue tracker)."""
 import os
 import subprocess
-import sys
 
 import mxnet as mx
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from gluoncv_fp16.cli import train as train_cli  # noqa: E402
+from gluoncv_fp16.cli import train as train_cli
 
-from gluoncv_fp16.precision.policy import get_policy  # noqa: E402
-from gluoncv_fp16.train import devices  # noqa: E402
-from gluoncv_fp16.train.config import ConfigError  # noqa: E402
+from gluoncv_fp16.precision.policy import get_policy
+from gluoncv_fp16.train import devices
+from gluoncv_fp16.train.config import ConfigError
 
 # What users of MXNet builds without code for their card saw (apache/mxnet issues).
 REAL_ERRORS = {

@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 from mxnet.gluon import nn
 
+from helpers import ROOT, child_env
+from gluoncv_fp16.bench import diff_params
 from gluoncv_fp16.utils.param_diff import (DEFAULT_TOL, ParamFileError, compare_params,
                                            read_param_file, update_error)
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-import diff_params  # noqa: E402  (a script, imported for in-process calls)
 
 
 def small_net():
@@ -127,8 +125,8 @@ def test_unusable_input_exits_2_with_one_line(tmp_path, fp32_and_fp16, capsys, m
 
 
 def test_script_run_as_a_program_exits_2_without_traceback(fp32_and_fp16):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')]))
-    script = os.path.join(REPO, 'scripts', 'diff_params.py')
+    env = child_env()
+    script = os.path.join(ROOT, 'scripts', 'diff_params.py')
     proc = subprocess.run([sys.executable, script, fp32_and_fp16[0], 'nope.params'], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr

@@ -15,17 +15,13 @@ import sys
 import mxnet as mx
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from gluoncv_fp16.cli import train as train_cli  # noqa: E402
+from helpers import ROOT, child_env, train_on_two_contexts
+from gluoncv_fp16.cli import train as train_cli
 
-from gluoncv_fp16.data.datasets import build_datasets  # noqa: E402
-from gluoncv_fp16.data.loader import make_train_loader  # noqa: E402
-from gluoncv_fp16.train.build import build_training  # noqa: E402
-from gluoncv_fp16.train.checkpoint import (load_run_state, read_params,  # noqa: E402
+from gluoncv_fp16.train.build import build_training
+from gluoncv_fp16.train.checkpoint import (load_run_state, read_params,
                                            structural_params)
-from gluoncv_fp16.model_zoo import get_model  # noqa: E402
-from gluoncv_fp16.utils.param_diff import compare_params  # noqa: E402
+from gluoncv_fp16.utils.param_diff import compare_params
 
 STEPS = 3
 JOB_TIMEOUT = 180  # s; the job takes ~15 s on 2 idle cores
@@ -47,7 +43,7 @@ def cli_args(data_root, out, *extra):
 
 def run_dist_job(data_root, out):
     """2 workers + 1 server; returns the chief's last checkpoint. Always cleans up."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
+    env = child_env()
     cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'launch.py'), '-n', '2', '-s', '1',
            '--timeout', str(JOB_TIMEOUT), '--', sys.executable,
            os.path.join(ROOT, 'train_yolo3.py')] + cli_args(
@@ -62,50 +58,6 @@ def run_dist_job(data_root, out):
             proc.wait()
     assert proc.returncode == 0, output[-3000:]
     return os.path.join(str(out), 'yolo3_mobilenet0.25_synthetic_last.ckpt')
-
-
-class ShardConcat:
-    """Step i: worker 0's batch i followed by worker 1's batch i (gt boxes padded)."""
-
-    def __init__(self, loaders):
-        self.loaders = loaders
-
-    def set_epoch(self, epoch):
-        for loader in self.loaders:
-            loader.set_epoch(epoch)
-
-    def __len__(self):
-        return min(len(loader) for loader in self.loaders)
-
-    def __iter__(self):
-        for parts in zip(*self.loaders):
-            yield tuple(_concat([p[i] for p in parts], pad=(i == 1)) for i in range(len(parts[0])))
-
-
-def _concat(arrays, pad):
-    arrays = [a.asnumpy() for a in arrays]
-    if pad:  # gt boxes (B, N_k, 4): pad every part to the largest N with -1, like the loader
-        n = max(a.shape[1] for a in arrays)
-        arrays = [np.concatenate([a, -np.ones((a.shape[0], n - a.shape[1]) + a.shape[2:],
-                                              a.dtype)], axis=1) for a in arrays]
-    return mx.nd.array(np.concatenate(arrays, axis=0), dtype=arrays[0].dtype)
-
-
-def train_on_two_contexts(data_root, out, argv):
-    """Train `argv` (a CLI run on cpu:0,cpu:1) in this process with context k fed worker
-    k's shard of the synthetic set, as 2 workers of half the batch each would read it;
-    returns the loop."""
-    os.makedirs(str(out), exist_ok=True)
-    cfg = train_cli.make_config(train_cli.parse_args(argv))
-    loop, start = build_training(cfg)
-    train_set, _, classes = build_datasets('synthetic', root=data_root)
-    shape_net = get_model(cfg.model_name, classes=classes, pretrained_base=False)
-    shape_net.initialize()
-    loop.loader = ShardConcat([
-        make_train_loader(train_set, shape_net, cfg.batch_size // 2, cfg.data_shape,
-                          seed=cfg.seed, num_parts=2, part_index=k) for k in range(2)])
-    loop.train(start, cfg.epochs, max_iters=cfg.max_iters)
-    return loop
 
 
 def train_reference(data_root, out):
@@ -165,7 +117,7 @@ def test_nan_on_one_worker_rolls_back_every_worker_at_the_same_step(tmp_path):
 
 
 def run_rollback_job(out, *worker_args):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
+    env = child_env()
     cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'launch.py'), '-n', '2', '-s', '1',
            '--timeout', str(JOB_TIMEOUT), '--', sys.executable,
            os.path.join(ROOT, 'tests', 'dist_rollback_worker.py'), str(out), *worker_args]

@@ -1,17 +1,16 @@
 """distributed.distributed: rank helpers, the launcher check, fail_fast, the Horovod message."""
-import os
 import subprocess
 import sys
 
 import mxnet as mx
 import pytest
 
+from helpers import child_env
 from gluoncv_fp16.distributed import distributed
 from gluoncv_fp16.distributed.distributed import (HorovodUnavailable, fail_fast, init_horovod,
                                              is_distributed, require_launcher,
                                              worker_info)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_single_process_is_rank_0_of_1_and_chief():
@@ -88,7 +87,7 @@ with fail_fast():
     ("print('fine')", 0, None),
 ])
 def test_fail_fast_exits_at_once_without_shutdown_handlers(body, code, logged):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')]))
+    env = child_env()
     proc = subprocess.run([sys.executable, '-c', CHILD.format(body=body)], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == code, proc.stderr
@@ -102,7 +101,7 @@ def test_fail_fast_exits_at_once_without_shutdown_handlers(body, code, logged):
 def test_fail_fast_reports_a_user_error_in_one_line_with_exit_2():
     """A setting the user must fix (e.g. a dataset folder found missing after the dist
     kvstore exists) ends a worker as it ends a single-process run: one line, exit 2."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')]))
+    env = child_env()
     child = CHILD.replace('fail_fast()', 'fail_fast(user_errors=(KeyError, ValueError))')
     proc = subprocess.run([sys.executable, '-c', child.format(
         body="raise ValueError('dataset folder not found')")], env=env, capture_output=True,

@@ -1,89 +1,17 @@
 """The training loop: precision phases, NaN recovery, and exact resume."""
-import mxnet as mx
 import numpy as np
 import pytest
-from mxnet import gluon
 
-from conftest import yolo_training_batch
+from helpers import MODEL, ListLoader, make_batches, make_loop, make_net
 from gluoncv_fp16.train.checkpoint import save_run_state, structural_params
-from gluoncv_fp16.train.loop import LOSS_NAMES, HookBase, LoopOptions, TrainLoop
+from gluoncv_fp16.train.loop import LOSS_NAMES, HookBase
 from gluoncv_fp16.train.nan_guard import NanGuard, TrainingDiverged
 from gluoncv_fp16.train.resume import resume_from
-from gluoncv_fp16.model_zoo import get_model
 from gluoncv_fp16.precision.loss_scaler import LossScaler
-from gluoncv_fp16.precision.policy import get_policy
-
-CLASSES = ['circle', 'square', 'triangle']
-MODEL = {'name': 'yolo3_mobilenet0.25_custom', 'classes': CLASSES}
-
-
-class ListLoader:
-    """Fixed batches; `nan_at` poisons the image of those global iterations."""
-
-    def __init__(self, batches, nan_at=()):
-        self.batches = batches
-        self.nan_at = set(nan_at)
-        self.served = 0
-
-    def set_epoch(self, epoch):
-        self.epoch = epoch
-        self.start = 0
-
-    def set_start(self, batch):
-        self.start = batch
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __iter__(self):
-        start, self.start = getattr(self, 'start', 0), 0
-        for batch in self.batches[start:]:
-            if self.served in self.nan_at:
-                batch = (batch[0] * np.nan,) + tuple(batch[1:])
-            self.served += 1
-            yield batch
-
-
-def make_batches(count=3, seed=0):
-    net = get_model(MODEL['name'], classes=CLASSES, pretrained_base=False)
-    net.initialize()
-    batches = []
-    for i in range(count):
-        image, gt, targets = yolo_training_batch(net, size=64, batch=2, seed=seed + i)
-        batches.append((image, gt) + tuple(targets))
-    return batches
-
 
 @pytest.fixture(scope='module')
 def batches():
     return make_batches()
-
-
-def make_net(seed=7):
-    mx.random.seed(seed)
-    net = get_model(MODEL['name'], classes=CLASSES, pretrained_base=False)
-    net.initialize(mx.init.Xavier())
-    net(mx.nd.zeros((1, 3, 64, 64)))
-    net.hybridize()
-    return net
-
-
-def make_trainer(net, multi_precision):
-    return gluon.Trainer(net.collect_params(), 'sgd',
-                         {'learning_rate': 0.001, 'momentum': 0.9, 'wd': 5e-4,
-                          'multi_precision': multi_precision}, update_on_kvstore=False)
-
-
-def make_loop(loader, precision='fp32', scaler=None, warmup=0, guard=None, hooks=(), net=None,
-              contexts=None, batch_size=2, **options):
-    # These runs are a few steps, too short to back off from 2^15; at initialisation
-    # YOLOv3's summed loss overflows FP16 gradients even at scale 1 (measured), so start low.
-    scaler = scaler or (LossScaler('dynamic', init_scale=0.25) if precision == 'fp16'
-                        else LossScaler('none'))
-    return TrainLoop(net or make_net(), contexts or [mx.cpu()], loader, make_trainer, scaler,
-                     get_policy(precision), hooks,
-                     LoopOptions(batch_size, fp32_warmup_epochs=warmup, nan_guard=guard,
-                                 **options))
 
 
 class Recorder(HookBase):

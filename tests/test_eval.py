@@ -195,7 +195,7 @@ def _root(checkpoint):
 
 
 def test_coco_runs_report_pycocotools_metrics(tmp_path):
-    from test_data_datasets import write_coco
+    from helpers import write_coco
     root = str(tmp_path / 'coco')
     rs = np.random.RandomState(0)
     images = [rs.randint(0, 255, (60, 80, 3)).astype(np.uint8) for _ in range(3)]

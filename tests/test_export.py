@@ -14,12 +14,10 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
+from helpers import MODEL_NAME, SHAPE_CLASSES as CLASSES, random_detector
 from gluoncv_fp16.train.checkpoint import CheckpointError, load_model, save_checkpoint
 from gluoncv_fp16.deploy.export import ExportError, export_detector, widened_convolutions
-from helpers import random_detector
 
-NAME = 'yolo3_mobilenet0.25_custom'
-CLASSES = ['circle', 'square', 'triangle']
 SIDE = 96
 
 # SymbolBlock.imports cannot know the input dtype before the first call and says so;
@@ -30,8 +28,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Cannot decide type:UserWarning")
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
     path = str(tmp_path_factory.mktemp('ckpt') / 'model.ckpt')
-    save_checkpoint(path, random_detector(NAME, CLASSES),
-                    meta={'model': {'name': NAME, 'classes': CLASSES}})
+    save_checkpoint(path, random_detector(),
+                    meta={'model': {'name': MODEL_NAME, 'classes': CLASSES}})
     return path
 
 
@@ -140,7 +138,7 @@ def test_plain_params_export_needs_and_uses_the_network_name(tmp_path, images):
 @pytest.mark.parametrize('kwargs, message', [
     (dict(dtype='bfloat16'), 'dtype must be'), (dict(target='tpu'), 'target must be'),
     (dict(data_shape=100), 'multiple of 32'), (dict(network='yolo3_darknet53_voc'),
-                                               "trained as '{}'".format(NAME))])
+                                               "trained as '{}'".format(MODEL_NAME))])
 def test_bad_arguments_say_what_was_received(checkpoint, tmp_path, kwargs, message):
     with pytest.raises(ExportError, match=message):
         export_detector(checkpoint, str(tmp_path / 'm'), **kwargs)

@@ -35,7 +35,7 @@ import pytest
 from mxnet import autograd
 from mxnet.gluon import nn
 
-from conftest import yolo_training_batch
+from helpers import yolo_training_batch
 from gluoncv_fp16.model_zoo import get_model
 
 UNIT_ROUNDOFF = 2.0 ** -11

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from conftest import yolo_training_batch
+from helpers import yolo_training_batch
 from gluoncv_fp16.model_zoo import YOLO3_MODELS, get_model
 
 TARGET_NAMES = ('gt_boxes', 'obj_t', 'centers_t', 'scales_t', 'weights_t', 'clas_t')

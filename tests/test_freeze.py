@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from conftest import yolo_training_batch
+from helpers import MODEL, ROOT, SHAPE_CLASSES as CLASSES, yolo_training_batch
 from gluoncv_fp16.cli import train as train_cli
 from gluoncv_fp16.errors import CheckpointError, ConfigError
 from gluoncv_fp16.model_zoo import get_model
@@ -23,11 +23,8 @@ from gluoncv_fp16.train.freeze import BACKBONE_STAGES, FreezeHook, parse_freeze
 from gluoncv_fp16.train.loop import LoopOptions, TrainLoop
 from gluoncv_fp16.train.resume import resume_from
 
-CLASSES = ['circle', 'square', 'triangle']
-MODEL = {'name': 'yolo3_mobilenet0.25_custom', 'classes': CLASSES}
 FROZEN = ('stages.0.', 'stages.1.')  # --freeze 2
 ONE_CPU = (mx.cpu(),)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class FixedBatches:

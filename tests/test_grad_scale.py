@@ -7,11 +7,10 @@ import pytest
 
 import numpy as np
 
+from helpers import ROOT
 from gluoncv_fp16.bench.grad_scale import (fp16_error_against_batch_noise,
                                            gradient_error_by_scale, noise_table,
                                            projection_on, relative_difference)
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')

@@ -1,30 +1,21 @@
 """Memory and FLOPs read from the symbolic training graph (nothing is allocated)."""
 import csv
-import importlib.util
-import os
 
 import mxnet as mx
 import numpy as np
 import pytest
 from mxnet.gluon import nn
 
+from gluoncv_fp16.bench import memory
 from gluoncv_fp16.model_zoo import get_model
 from gluoncv_fp16.utils import graph_stats
 
-SCRIPT = os.path.join(os.path.dirname(__file__), '..', 'scripts', 'memory_analysis.py')
 PUBLISHED_YOLO3_416_FLOPS = 65.9e9  # darknet's count for yolov3.cfg (80 classes) at 416
 
 
 def build(name):
     """Uninitialised, as graph_stats requires."""
     return get_model(name, pretrained_base=False)
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location('memory_analysis', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_darknet53_coco_416_forward_flops_match_the_published_figure():
@@ -130,7 +121,7 @@ def test_bad_input_sizes_are_rejected_with_the_reason(bad):
 
 def test_script_prints_markdown_and_writes_csv(tmp_path, capsys):
     out = tmp_path / 'mem.csv'
-    script = load_script()
+    script = memory
     assert script.main(['--networks', 'yolo3_mobilenet0.25_voc', '--data-shapes', '64,128',
                         '--csv', str(out)]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
@@ -145,6 +136,6 @@ def test_script_prints_markdown_and_writes_csv(tmp_path, capsys):
                                   ['--data-shapes', 'abc']])
 def test_script_rejects_bad_arguments_with_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        load_script().main(argv)
+        memory.main(argv)
     assert exit_info.value.code == 2
     assert 'error:' in capsys.readouterr().err

@@ -35,19 +35,17 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from gluoncv_fp16.cli import train as train_cli  # noqa: E402
+from gluoncv_fp16.cli import train as train_cli
 
-from gluoncv_fp16.distributed.horovod_launch import find_horovodrun  # noqa: E402
-from gluoncv_fp16.distributed.launcher import LaunchError, _descendants, _kill_all  # noqa: E402
-from gluoncv_fp16.distributed.workers import WorkerSetup, horovod_device  # noqa: E402
-from gluoncv_fp16.train.build import build_training  # noqa: E402
-from gluoncv_fp16.train.config import ConfigError  # noqa: E402
-from gluoncv_fp16.train.checkpoint import (load_run_state, read_params,  # noqa: E402
+from gluoncv_fp16.distributed.horovod_launch import find_horovodrun
+from gluoncv_fp16.distributed.launcher import LaunchError, _descendants, _kill_all
+from gluoncv_fp16.distributed.workers import WorkerSetup, horovod_device
+from gluoncv_fp16.train.build import build_training
+from gluoncv_fp16.train.config import ConfigError
+from gluoncv_fp16.train.checkpoint import (load_run_state, read_params,
                                            structural_params)
-from gluoncv_fp16.utils.param_diff import compare_params  # noqa: E402
-from test_dist_training import train_on_two_contexts  # noqa: E402
+from gluoncv_fp16.utils.param_diff import compare_params
+from helpers import ROOT, child_env, train_on_two_contexts
 
 
 def _horovod_missing():
@@ -105,7 +103,7 @@ def run_job(argv, timeout=JOB_TIMEOUT, when=None):
 
     `when` is ``(condition, action)``: ``action(pid)`` runs once ``condition(output so
     far)`` holds (e.g. send a signal mid-run)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
+    env = child_env()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                             cwd=ROOT, start_new_session=True, text=True)
     expired = threading.Event()

@@ -2,18 +2,14 @@
 horovodrun's output, and its refusals. No Horovod needed (tests/test_horovod.py runs the
 jobs)."""
 import io
-import os
 import shlex
 import sys
 
 import pytest
 
 from gluoncv_fp16.distributed.horovod_launch import HorovodRunner, horovod_hosts, horovodrun_argv
+from gluoncv_fp16.distributed import launch
 from gluoncv_fp16.distributed.launcher import LaunchError, ProcessSpec, run
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'scripts'))
-import launch  # noqa: E402  (scripts/launch.py)
 
 
 def test_the_command_reaches_the_workers_as_one_sh_c_argument():

@@ -14,12 +14,10 @@ import _thread
 
 import pytest
 
+from helpers import ROOT
 from gluoncv_fp16.distributed.launcher import (INDEX_ENV, LaunchError, ProcessSpec, plan_local,
                                           read_hostfile, run)
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-import launch  # noqa: E402  (the script, for its argument handling)
+from gluoncv_fp16.distributed import launch
 
 JOB_TIMEOUT = 60  # s; a 2-worker job takes ~5 s on 2 cores
 
@@ -56,7 +54,7 @@ def assert_all_gone(tmp_path):
 
 
 def job(tmp_path, monkeypatch, fail_worker=None):
-    monkeypatch.setenv('PYTHONPATH', os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')]))
+    monkeypatch.setenv('PYTHONPATH', os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
     if fail_worker is not None:
         monkeypatch.setenv('FAIL_WORKER', str(fail_worker))
     args = launch.parse_args(['-n', '2', '-s', '1', '--', sys.executable,

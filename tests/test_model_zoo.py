@@ -5,12 +5,9 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from conftest import yolo_training_batch
+from helpers import infer_output_dtypes, yolo_training_batch
 from gluoncv_fp16.model_zoo import YOLO3_MODELS, get_model, get_model_list
 from gluoncv_fp16.precision.cpu_half import make_half_safe
-
-TARGET_NAMES = ('gt_boxes', 'obj_t', 'centers_t', 'scales_t', 'weights_t', 'clas_t')
-
 
 def build(name, module=None, **kwargs):
     """A model by name from `module` (ours by default), untrained, without downloads."""
@@ -18,23 +15,6 @@ def build(name, module=None, **kwargs):
     if name.endswith('_custom'):
         kwargs.setdefault('classes', ['circle', 'square', 'triangle'])
     return (module or get_model)(name, **kwargs)
-
-
-def infer_output_dtypes(net, training):
-    """Symbolic type inference of the training (losses) or inference graph, data FP16."""
-    data = mx.sym.var('data')
-    if training:
-        targets = [mx.sym.var(n) for n in TARGET_NAMES]
-        with autograd.record():
-            out = net(data, *targets)
-    else:
-        with autograd.predict_mode():
-            out = net(data)
-    graph = mx.sym.Group(list(out))
-    types = dict({n: 'float32' for n in TARGET_NAMES}, data='float16')
-    used = set(graph.list_arguments())
-    _, out_types, _ = graph.infer_type(**{k: v for k, v in types.items() if k in used})
-    return [np.dtype(t) for t in out_types]
 
 
 def test_model_list_is_the_nine_gluoncv_yolo3_names():

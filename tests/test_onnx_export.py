@@ -3,7 +3,6 @@
 Needs onnx 1.15 and onnxruntime 1.17 (setup.py's `onnx` / `test` extras; see
 docs/export_demo.md for why onnxruntime is installed with --no-deps).
 """
-import importlib.util
 import os
 
 import mxnet as mx
@@ -14,17 +13,16 @@ from mxnet import autograd
 onnx = pytest.importorskip('onnx')
 ort = pytest.importorskip('onnxruntime')
 
-from gluoncv_fp16.deploy.onnx_check import (CheckResult, compare_detections,  # noqa: E402
+from gluoncv_fp16.cli import export as export_cli
+from gluoncv_fp16.deploy.onnx_check import (CheckResult, compare_detections,
                                             default_tolerance)
-from gluoncv_fp16.deploy.onnx_export import export_onnx  # noqa: E402
-from gluoncv_fp16.deploy.onnx_nms import append_postprocessing  # noqa: E402
-from gluoncv_fp16.deploy.onnx_runtime import load_onnx  # noqa: E402
-from gluoncv_fp16.train.checkpoint import load_model, save_checkpoint  # noqa: E402
-from helpers import random_detector  # noqa: E402
-from test_export import CLASSES, NAME  # noqa: E402
+from gluoncv_fp16.deploy.onnx_export import export_onnx
+from gluoncv_fp16.deploy.onnx_nms import append_postprocessing
+from gluoncv_fp16.deploy.onnx_runtime import load_onnx
+from gluoncv_fp16.train.checkpoint import load_model, save_checkpoint
+from helpers import MODEL_NAME, SHAPE_CLASSES as CLASSES, random_detector
 
 SIDE = 96
-REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 
@@ -34,8 +32,8 @@ def checkpoint(tmp_path_factory):
     """A checkpoint that records its training data shape (96 px)."""
     path = str(tmp_path_factory.mktemp('ckpt') / 'model.ckpt')
     mx.random.seed(0)  # module fixtures run before the per-test seeding of conftest
-    return save_checkpoint(path, random_detector(NAME, CLASSES), meta={
-        'model': {'name': NAME, 'classes': CLASSES}, 'config': {'data_shape': SIDE}})
+    return save_checkpoint(path, random_detector(), meta={
+        'model': {'name': MODEL_NAME, 'classes': CLASSES}, 'config': {'data_shape': SIDE}})
 
 
 @pytest.fixture(scope='module')
@@ -155,16 +153,8 @@ def test_the_comparison_fails_when_a_box_moves():
     assert not bad.ok and bad.unmatched == 2 and 'FAIL' in str(bad)
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, 'scripts',
-                                                                     name + '.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_export_script_writes_and_checks(checkpoint, tmp_path, capsys):
-    code = _script('export').main([checkpoint, '--format', 'onnx', '--out',
+    code = export_cli.main([checkpoint, '--format', 'onnx', '--out',
                                    str(tmp_path / 'm')])
     out = capsys.readouterr().out
     assert code == 0 and os.path.isfile(str(tmp_path / 'm.onnx'))
@@ -177,6 +167,6 @@ def test_export_script_writes_and_checks(checkpoint, tmp_path, capsys):
 ])
 def test_export_script_bad_input_is_one_line(checkpoint, tmp_path, capsys, argv, message):
     argv = [checkpoint if a == 'CKPT' else a for a in argv]
-    code = _script('export').main(argv + ['--format', 'onnx', '--out', str(tmp_path / 'm')])
+    code = export_cli.main(argv + ['--format', 'onnx', '--out', str(tmp_path / 'm')])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -13,8 +13,8 @@ import sys
 import textwrap
 
 import gluoncv_fp16
+from helpers import ROOT, child_env
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI_COMMANDS = ('train', 'eval', 'export', 'demo', 'check', 'data')  # gluoncv_fp16/cli/<command>.py
 
 # Runs in a fresh interpreter: a meta-path finder that makes `import mxnet` (and any
@@ -40,14 +40,13 @@ WITHOUT_MXNET = textwrap.dedent('''
 
 
 def run_without_mxnet():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [REPO] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
-    return subprocess.run([sys.executable, '-c', WITHOUT_MXNET], cwd=REPO, env=env,
+    env = child_env()
+    return subprocess.run([sys.executable, '-c', WITHOUT_MXNET], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
 def setup_py():
-    with open(os.path.join(REPO, 'setup.py')) as f:
+    with open(os.path.join(ROOT, 'setup.py')) as f:
         return f.read()
 
 
@@ -73,7 +72,7 @@ def test_package_version_matches_setup_py():
 
 def _setup_keyword(name):
     """The literal value of keyword `name` of the setup() call in setup.py."""
-    with open(os.path.join(REPO, 'setup.py'), encoding='utf-8') as f:
+    with open(os.path.join(ROOT, 'setup.py'), encoding='utf-8') as f:
         tree = ast.parse(f.read())
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == 'setup':

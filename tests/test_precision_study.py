@@ -1,21 +1,12 @@
-"""scripts/precision_study.py: runs each mode in its own process and reports divergence."""
+"""scripts/precision_study.py (gluoncv_fp16.bench.precision_study): runs each mode in its own
+process and reports divergence."""
 import csv
-import importlib.util
 import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_study():
-    spec = importlib.util.spec_from_file_location(
-        'precision_study', os.path.join(ROOT, 'scripts', 'precision_study.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from gluoncv_fp16.bench import precision_study as study
 
 
 def test_table_marks_diverged_and_unavailable_runs():
-    study = load_study()
     rows = [dict(mode='fp32', lr=0.01, batch_size=8, status='ok', steps=5, skipped_steps=0,
                  final_loss=12.5, map=0.1, loss_scale=1.0),
             dict(mode='fp16-noscale', lr=0.01, batch_size=8, status='diverged',
@@ -29,7 +20,6 @@ def test_table_marks_diverged_and_unavailable_runs():
 
 
 def test_short_study_on_cpu(tmp_path, synthetic_root, capsys):
-    study = load_study()
     prefix = str(tmp_path / 'study')
     # 24 training images at batch 8: --iters 4 needs a second epoch
     study.main(['--modes', 'fp32,fp16-dynamic', '--lrs', '0.001', '--iters', '4',

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from conftest import yolo_training_batch
+from helpers import yolo_training_batch
 from gluoncv_fp16.model_zoo import YOLO3_MODELS, build_untrained, dataset_classes, get_model
 from gluoncv_fp16.model_zoo.yolo3 import FP32OutputConv2D
 from gluoncv_fp16.train.checkpoint import structural_params

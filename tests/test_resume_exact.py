@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 
+from helpers import ROOT
 from gluoncv_fp16.train.checkpoint import load_run_state
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = 'yolo3_mobilenet0.25_synthetic'
 FEATURES = ['--fp16', '--ema', '--accumulate', '2', '--clip-grad', '10', '--patience', '20']
 # The interrupted runs below (kill -9, SIGTERM, SIGINT) all continue to this run's end

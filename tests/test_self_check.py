@@ -2,24 +2,21 @@
 the run decides stop/fallback, and a run with the check equals one without."""
 import os
 import random
-import sys
 
 import mxnet as mx
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from gluoncv_fp16.cli import train as train_cli  # noqa: E402
+from gluoncv_fp16.cli import train as train_cli
 
-from gluoncv_fp16.data.datasets import build_datasets  # noqa: E402
-from gluoncv_fp16.model_zoo import get_model  # noqa: E402
-from gluoncv_fp16.precision.policy import PrecisionPolicy  # noqa: E402
-from gluoncv_fp16.train.checkpoint import read_checkpoint  # noqa: E402
-from gluoncv_fp16.train.config import ConfigError  # noqa: E402
-from gluoncv_fp16.train.precision_check import (GRADIENT_TOLERANCE, compare_step,  # noqa: E402
+from gluoncv_fp16.data.datasets import build_datasets
+from gluoncv_fp16.model_zoo import get_model
+from gluoncv_fp16.precision.policy import PrecisionPolicy
+from gluoncv_fp16.train.checkpoint import read_checkpoint
+from gluoncv_fp16.train.config import ConfigError
+from gluoncv_fp16.train.precision_check import (GRADIENT_TOLERANCE, compare_step,
                                                 loss_tolerance)
-from gluoncv_fp16.train.self_check import (check_batch, check_images,  # noqa: E402
+from gluoncv_fp16.train.self_check import (check_batch, check_images,
                                            self_check)
 
 NAME = 'yolo3_mobilenet0.25_custom'

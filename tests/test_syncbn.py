@@ -24,9 +24,9 @@ from mxnet import autograd
 from mxnet.gluon import nn
 from mxnet.gluon.contrib.nn import SyncBatchNorm
 
+from helpers import ROOT, infer_output_dtypes, yolo_training_batch
 from gluoncv_fp16.precision.syncbn import HalfSafeSyncBatchNorm, syncbn_kwargs
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD_TIMEOUT = 120  # s; the YOLO step takes ~6 s on 2 cores
 
 
@@ -136,7 +136,7 @@ def test_small_cpu_temp_pool_is_warned_about(monkeypatch, caplog):
 def run_child(case, out_dir, temp_copies=None):
     """Run `case` of this file in a fresh process; return its JSON / npz results path."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [REPO, os.path.join(REPO, 'tests'), os.environ.get('PYTHONPATH', '')]))
+        [ROOT, os.path.join(ROOT, 'tests'), os.environ.get('PYTHONPATH', '')]))
     if temp_copies:
         env['MXNET_CPU_TEMP_COPY'] = str(temp_copies)
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), case, str(out_dir)],
@@ -229,9 +229,7 @@ def _fp32_batchnorm(x, head):
 
 def _child_yolo(out_dir):
     from mxnet import gluon
-    from conftest import yolo_training_batch
     from gluoncv_fp16.model_zoo import get_model
-    from test_model_zoo import infer_output_dtypes
     name = 'yolo3_mobilenet0.25_voc'
     net = get_model(name, pretrained_base=False, **syncbn_kwargs(len(CTXS)))
     graph_types = [np.dtype(t).name for t in _fp16_graph_types(net, infer_output_dtypes)]

@@ -4,7 +4,6 @@ It is what the tests and the demo train on, so a wrong box here would make every
 "the detector learns" check meaningless; it is checked against the pixels.
 """
 import filecmp
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,10 +13,11 @@ import numpy as np
 import pytest
 from gluoncv.data import VOCDetection
 
+from helpers import ROOT, child_env
+from gluoncv_fp16.data import make_synthetic
 from gluoncv_fp16.data.synthetic import SHAPE_CLASSES, ensure_synthetic, generate, render_sample
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, 'scripts', 'make_synthetic.py')
+SCRIPT = os.path.join(ROOT, 'scripts', 'make_synthetic.py')
 SMALL = dict(num_train=5, num_val=3, width=64, height=64, seed=11)
 
 
@@ -151,8 +151,7 @@ def test_ensure_synthetic_reuses_a_matching_folder(tmp_path):
 
 
 def run_script(*args):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [REPO] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+    env = child_env()
     return subprocess.run([sys.executable, SCRIPT] + [str(a) for a in args], env=env,
                           capture_output=True, text=True, timeout=120)
 
@@ -165,14 +164,6 @@ def test_make_synthetic_script_writes_what_generate_writes(tmp_path):
     assert_same_dataset(str(out), generate(str(tmp_path / 'VOCapi'), **SMALL))
 
 
-def load_script():
-    """scripts/make_synthetic.py as a module, to check argument errors in-process."""
-    spec = importlib.util.spec_from_file_location('make_synthetic', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize('args, complaint', [
     (['x', '--size', '16'], 'must be >= 32'),
     (['x', '--num-train', '-1'], 'must be >= 0'),
@@ -181,5 +172,5 @@ def load_script():
 ])
 def test_make_synthetic_script_rejects_bad_arguments(capsys, args, complaint):
     with pytest.raises(SystemExit) as info:
-        load_script().main(args)
+        make_synthetic.main(args)
     assert info.value.code == 2 and complaint in capsys.readouterr().err

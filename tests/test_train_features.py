@@ -7,7 +7,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import yolo_training_batch
+from helpers import (MODEL, SHAPE_CLASSES as CLASSES, ListLoader, make_batches, make_loop,
+                     make_net, yolo_training_batch)
 from gluoncv_fp16.model_zoo import get_model
 from gluoncv_fp16.precision.loss_scaler import LossScaler
 from gluoncv_fp16.train.ema import ModelEMA
@@ -16,7 +17,6 @@ from gluoncv_fp16.train.loop import HookBase, TrainLoop
 from gluoncv_fp16.train.metrics import EPOCH_FIELDS
 from gluoncv_fp16.train.nan_guard import NanGuard
 from gluoncv_fp16.train.patience import PatienceHook
-from test_engine_loop import CLASSES, MODEL, ListLoader, make_batches, make_loop, make_net
 
 
 @pytest.fixture(scope='module')

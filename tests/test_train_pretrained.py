@@ -13,7 +13,7 @@ from mxnet import autograd
 from gluoncv_fp16.model_zoo import PretrainedWeightsUnavailable, get_model
 from gluoncv_fp16.train.checkpoint import CheckpointError, save_checkpoint, structural_params
 from gluoncv_fp16.train.pretrained import load_pretrained, merge_predictions
-from test_cli import run_cli, small_args
+from helpers import run_cli, small_args
 
 NEW = ['dog', 'widget', 'cat']  # dog and cat are VOC classes, widget is not
 
