@@ -2,7 +2,9 @@
 MXNET_CPU_TEMP_COPY requirement of --syncbn on several CPU contexts.
 
 SyncBN on 2 CPU contexts needs MXNET_CPU_TEMP_COPY set before MXNet starts, so those runs
-are subprocesses with that variable (and a timeout; a hang would otherwise block CI).
+are subprocesses (with a timeout; a hang would otherwise block CI): with that variable,
+or without it through ``python -m gluoncv_fp16.bench.align``, which sets it by running
+itself again.
 """
 import os
 import re
@@ -12,8 +14,8 @@ import sys
 import pytest
 
 from helpers import ROOT, child_env
+from gluoncv_fp16.bench.align import ENVIRONMENT
 from gluoncv_fp16.cli import train as train_cli
-
 from gluoncv_fp16.train.build import build_training
 from gluoncv_fp16.train.config import ConfigError
 
@@ -37,9 +39,9 @@ def test_one_device_batch8_equals_two_devices_batch4_with_syncbn_and_fp16_is_clo
     200-step FP32 warm start). FP32: 1 x 8 (BatchNorm) vs 2 x 4 (SyncBN) within 5e-4 per
     tensor; FP16 (masters) vs FP32, and FP16 on 2 devices vs 1: the 10-step update within
     8e-2 relative L2 (2x the largest measured over seeds and oneDNN instruction sets,
-    docs/results.md)."""
-    res = run([os.path.join('scripts', 'align_check.py'), '--steps', '10', '--fp16',
-               '--out', str(tmp_path), '--dataset-root', synthetic_root])
+    docs/results.md). MXNET_CPU_TEMP_COPY unset: the module runs itself again with it."""
+    res = run(['-m', 'gluoncv_fp16.bench.align', '--steps', '10', '--fp16',
+               '--out', str(tmp_path), '--dataset-root', synthetic_root], temp_copy=None)
     assert res.returncode in (0, 1), res.stderr[-3000:]
     runs = ('fp32_1dev', 'fp32_2dev_syncbn', 'fp16_1dev', 'fp16_2dev_syncbn')
     for name in runs:
@@ -54,11 +56,21 @@ def test_one_device_batch8_equals_two_devices_batch4_with_syncbn_and_fp16_is_clo
         assert (tmp_path / (name + '.params')).is_file(), name  # for scripts/diff_params.py
 
 
-def test_alignment_refuses_a_fresh_initialisation(tmp_path):
-    res = run([os.path.join('scripts', 'align_check.py'), '--out', str(tmp_path),
-               '--warm-steps', '0'])
+@pytest.mark.parametrize('command', [[os.path.join('scripts', 'align_check.py')],
+                                     ['-m', 'gluoncv_fp16.bench.align']])
+def test_alignment_refuses_a_fresh_initialisation(tmp_path, command):
+    res = run(command + ['--out', str(tmp_path), '--warm-steps', '0'], temp_copy=None)
     assert res.returncode == 2
     assert 'a fresh initialisation cannot be aligned' in res.stderr
+
+
+def test_align_check_script_sets_the_modules_environment_before_any_import():
+    with open(os.path.join(ROOT, 'scripts', 'align_check.py'), encoding='utf-8') as f:
+        text = f.read()
+    assert ENVIRONMENT == {'MXNET_CPU_TEMP_COPY': '1024'}
+    for name, value in ENVIRONMENT.items():
+        assert text.index("os.environ.setdefault('{}', '{}')".format(name, value)) < \
+            text.index('\nfrom gluoncv_fp16')
 
 
 def test_fp16_syncbn_trains_on_two_cpu_contexts(synthetic_root, tmp_path):

@@ -1,9 +1,11 @@
-"""Where a measurement was made: the commit and the CPU, for the header of a result."""
+"""Where a measurement was made: the commit and the CPU, for the header of a result; and
+the environment variables a measurement needs before MXNet starts."""
 import os
 import platform
 import subprocess
+import sys
 
-__all__ = ['commit', 'cpu_model', 'cpu_features']
+__all__ = ['commit', 'cpu_model', 'cpu_features', 'cap_env', 'rerun_with_environment']
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The /proc/cpuinfo flags that decide which oneDNN kernels run (docs/results.md).
@@ -54,3 +56,34 @@ def cap_env(cap, env=None):
         if cap != 'default':
             env['DNNL_MAX_CPU_ISA'] = cap
     return env
+
+
+def rerun_with_environment(module, defaults, argv=None):
+    """Run ``python -m <module> <argv>`` again in this process (``os.execve``) with the
+    variables of `defaults` that are unset; return at once when none is.
+
+    MXNet and OpenMP read some variables (``MXNET_CPU_TEMP_COPY``, ``OMP_NUM_THREADS``)
+    once, when they load, and ``python -m gluoncv_fp16.bench.<x>`` has loaded MXNet (the
+    package's ``__init__``) before the module runs: setting them then changes nothing, a
+    fresh interpreter started with them set does. A variable already set keeps its value.
+    In the new interpreter every variable is set, so this returns there and the run goes
+    on. Call it only from a module's ``if __name__ == '__main__'`` block, never from a
+    function other code calls: it replaces the process.
+
+    Parameters
+    ----------
+    module : str
+        The module's dotted name, as given to ``python -m``.
+    defaults : dict
+        ``{variable: value}`` to set when unset.
+    argv : list of str, optional
+        The command-line arguments (default: ``sys.argv[1:]``).
+    """
+    missing = {name: value for name, value in defaults.items() if name not in os.environ}
+    if not missing:
+        return
+    argv = sys.argv[1:] if argv is None else list(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, '-m', module] + argv,
+              dict(os.environ, **missing))
