@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from helpers import MODEL, ROOT, SHAPE_CLASSES as CLASSES, yolo_training_batch
+from helpers import MODEL, ROOT, SHAPE_CLASSES as CLASSES, ListLoader, yolo_training_batch
 from gluoncv_fp16.cli import train as train_cli
 from gluoncv_fp16.errors import CheckpointError, ConfigError
 from gluoncv_fp16.model_zoo import get_model
@@ -25,27 +25,6 @@ from gluoncv_fp16.train.resume import resume_from
 
 FROZEN = ('stages.0.', 'stages.1.')  # --freeze 2
 ONE_CPU = (mx.cpu(),)
-
-
-class FixedBatches:
-    """The loader protocol of `TrainLoop` over a fixed list of batches."""
-
-    def __init__(self, batches):
-        self.batches = batches
-        self.start = 0
-
-    def set_epoch(self, epoch):
-        self.start = 0
-
-    def set_start(self, batch):
-        self.start = batch
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __iter__(self):
-        start, self.start = self.start, 0
-        return iter(self.batches[start:])
 
 
 def make_net(contexts=ONE_CPU):
@@ -99,7 +78,7 @@ def frozen_loop(batches, precision='fp32', warmup=0, contexts=ONE_CPU, stages=2)
     # tests/test_engine_loop.py)
     scaler = LossScaler('dynamic', init_scale=0.25) if precision == 'fp16' else \
         LossScaler('none')
-    return TrainLoop(net, list(contexts), FixedBatches(batches), make_trainer, scaler,
+    return TrainLoop(net, list(contexts), ListLoader(batches), make_trainer, scaler,
                      get_policy(precision), hooks,
                      LoopOptions(2, fp32_warmup_epochs=warmup))
 
