@@ -47,10 +47,38 @@ def test_welch_interval_is_wider_and_includes_zero_here():
 def test_interval_that_includes_zero_and_higher():
     same = compare.paired_difference({1: 0.51, 2: 0.51, 3: 0.50, 4: 0.49}, FP32)
     assert same['ci'][0] < 0 < same['ci'][1]
-    assert compare.verdict('fp16', same).startswith('no difference detected at n=4 (95% CI [-')
+    assert compare.verdict('fp16', same).startswith('not decided at n=4 (95% CI [-')
     higher = compare.paired_difference({s: v + 0.03 + 0.001 * s for s, v in FP32.items()},
                                        FP32)
     assert compare.verdict('amp', higher).startswith('amp higher by 0.0325 (95% CI [+0.0')
+
+
+def test_an_interval_inside_the_margin_says_equivalent():
+    # differences +0.002, -0.001, +0.001, 0.000: mean 0.0005, sd 0.0012910, half width
+    # 3.182446 * 0.0012910 / 2 = 0.0020543: the interval [-0.0016, +0.0026] is inside +-0.02
+    close = compare.paired_difference({1: 0.502, 2: 0.519, 3: 0.481, 4: 0.51}, FP32)
+    assert close['ci'] == pytest.approx([0.0005 - 0.0020543, 0.0005 + 0.0020543], abs=1e-6)
+    assert compare.verdict('fp16', close) == \
+        'equivalent within +-0.0200 at n=4 (95% CI [-0.0016, +0.0026])'
+    # the same runs against a margin the interval does not fit in
+    assert compare.verdict('fp16', close, margin=0.002).startswith(
+        'not decided at n=4 (95% CI [-0.0016, +0.0026]): it includes 0 and reaches beyond '
+        '+-0.0020; about ')
+
+
+def test_pairs_to_decide_by_hand():
+    # mean 0, sd 0.06, margin 0.02: the smallest n with t(0.975, n-1) 0.06 / sqrt(n) <= 0.02
+    # is 38 (t(36) = 2.02809: 0.020005 at n = 37; t(37) = 2.02619: 0.019722 at n = 38)
+    flat = {'mean': 0.0, 'sd': 0.06, 'n': 12, 'ci': [-0.038, 0.038]}
+    assert compare.pairs_to_decide(flat, 0.02) == 38
+    # a mean of -0.022 beyond the margin: deciding means excluding 0, half width <= 0.022:
+    # 0.022008 at n = 31 (t(30) = 2.04227), 0.021632 at n = 32
+    assert compare.pairs_to_decide(dict(flat, mean=-0.022), 0.02) == 32
+    assert compare.pairs_to_decide(dict(flat, sd=0.0), 0.02) == 2
+    assert compare.pairs_to_decide(dict(flat, ci=None), 0.02) is None
+    # the verdict quotes it
+    assert compare.verdict('fp16', flat).endswith(
+        'about 38 pairs would decide at this mean and sd')
 
 
 def test_one_seed_gives_no_interval_and_says_so():

@@ -46,8 +46,8 @@ from ..precision.policy import FULL_PRECISION, get_policy, policies, policy_name
 from .machine import commit, cpu_model
 
 __all__ = ['StudyError', 'parse_mode', 'parse_seeds', 'check_train_args', 'epochs_of',
-           'describe', 'paired_difference', 'welch_difference', 'verdict', 'summarize_run',
-           'summarize', 'markdown', 'run_study', 'collect_runs', 'evaluate_held_out',
+           'describe', 'paired_difference', 'welch_difference', 'pairs_to_decide', 'verdict',
+           'summarize_run', 'summarize', 'markdown', 'run_study', 'collect_runs', 'evaluate_held_out',
            'held_out_difference_error', 'main']
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -63,6 +63,9 @@ FORBIDDEN = ('--seed', '--save-prefix', *(p.flag for p in policies() if p.flag),
 _WARMED = {'{}-{}'.format(FULL_PRECISION, p.name): p for p in policies(lambda p: p.allows_fp32_warmup)}
 HELDOUT_FILE = 'heldout_eval.json'
 HELDOUT_RESAMPLES = 200
+# The verdict's equivalence margin, in mAP: a difference smaller than this is one a user
+# would not act on (one run's mAP on 1000 images already has an sd of about 0.01).
+DEFAULT_MARGIN = 0.02
 MODE_HELP = '{}, {} (N {} epochs, then the mode after the dash)'.format(
     ', '.join(policy_names()), ', '.join(w + ':N' for w in _WARMED), FULL_PRECISION)
 
@@ -244,8 +247,38 @@ def welch_difference(values, reference):
     return out
 
 
-def verdict(mode, diff):
-    """One line on the paired difference `diff` (:func:`paired_difference`) of `mode`."""
+def pairs_to_decide(diff, margin):
+    """About how many pairs make the paired interval decide, at `diff`'s mean and sd.
+
+    Two outcomes decide: an interval that excludes 0 (a difference), or one inside
+    ``+-margin`` (equivalent within the margin). At the measured mean ``d`` and sd, the
+    half width ``t(0.975, n-1) sd / sqrt(n)`` must fall below ``|d|`` for the first and
+    below ``margin - |d|`` for the second; the returned n reaches the nearer one. An
+    estimate from the runs so far, so fix the number of pairs with it before running them
+    rather than stopping when an interval happens to exclude 0 (that would make the 95%
+    interval an optimistic one). None without a spread (n < 2) or without a reachable
+    target; at most 10 000.
+    """
+    if diff.get('ci') is None or not math.isfinite(diff['sd']):
+        return None
+    target = max(abs(diff['mean']), margin - abs(diff['mean']))
+    if target <= 0:
+        return None
+    if diff['sd'] == 0:
+        return 2
+    for n in range(2, 10001):
+        if _t_quantile(n - 1) * diff['sd'] / math.sqrt(n) <= target:
+            return n
+    return None
+
+
+def verdict(mode, diff, margin=DEFAULT_MARGIN):
+    """One line on the paired difference `diff` (:func:`paired_difference`) of `mode`.
+
+    It decides when the 95% interval excludes 0 (``lower``/``higher``) or lies inside
+    ``+-margin`` (``equivalent``); otherwise it says so and how many pairs would decide
+    (:func:`pairs_to_decide`).
+    """
     n = diff['n']
     if n == 0:
         return 'no seed finished in both {} and {}'.format(mode, REFERENCE)
@@ -253,10 +286,15 @@ def verdict(mode, diff):
         return 'n={}: no interval (needs 2 or more seeds finished in both modes)'.format(n)
     lo, hi = diff['ci']
     interval = '(95% CI [{:+.4f}, {:+.4f}])'.format(lo, hi)
-    if lo <= 0 <= hi:
-        return 'no difference detected at n={} {}'.format(n, interval)
-    return '{} {} by {:.4f} {}'.format(mode, 'lower' if diff['mean'] < 0 else 'higher',
-                                       abs(diff['mean']), interval)
+    if not lo <= 0 <= hi:
+        return '{} {} by {:.4f} {}'.format(mode, 'lower' if diff['mean'] < 0 else 'higher',
+                                           abs(diff['mean']), interval)
+    if -margin <= lo and hi <= margin:
+        return 'equivalent within +-{:.4f} at n={} {}'.format(margin, n, interval)
+    need = pairs_to_decide(diff, margin)
+    return 'not decided at n={} {}: it includes 0 and reaches beyond +-{:.4f}; {}'.format(
+        n, interval, margin, 'about {} pairs would decide at this mean and sd'.format(need)
+        if need else 'no number of pairs would decide at this spread')
 
 
 def summarize_run(rows, epochs):
@@ -305,7 +343,7 @@ def _median(values):
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
-def summarize(runs, modes):
+def summarize(runs, modes, margin=DEFAULT_MARGIN):
     """Per mode: the figures over its finished runs and, except for FP32, the difference
     to FP32 and the verdict.
 
@@ -316,6 +354,8 @@ def summarize(runs, modes):
         that did not finish count as failed and enter no figure.
     modes : list of str
         The modes in table order.
+    margin : float
+        The verdict's equivalence margin in mAP (:func:`verdict`).
 
     Returns
     -------
@@ -356,7 +396,7 @@ def summarize(runs, modes):
                 stats['paired_' + key] = paired_difference(values, reference)
                 stats['welch_' + key] = welch_difference(list(values.values()),
                                                          list(reference.values()))
-            stats['verdict'] = verdict(mode, stats['paired_final'])
+            stats['verdict'] = verdict(mode, stats['paired_final'], margin)
             held_mode, held_ref = _held_out(runs, mode), _held_out(runs, REFERENCE)
             if held_mode and held_ref:
                 stats['paired_heldout'] = paired_difference(
@@ -364,7 +404,8 @@ def summarize(runs, modes):
                     {k: h['map'] for k, h in held_ref.items()})
                 stats['heldout_difference_image_sd'] = held_out_difference_error(
                     held_mode, held_ref)
-                stats['verdict'] = verdict(mode, stats['paired_heldout']) + ' (held-out)'
+                stats['verdict'] = '{} (held-out)'.format(
+                    verdict(mode, stats['paired_heldout'], margin))
         table[mode] = stats
     return table
 
@@ -465,7 +506,7 @@ def markdown(table, runs):
     return '\n'.join(lines)
 
 
-def _header(out, train_args, epochs, runs):
+def _header(out, train_args, epochs, runs, margin):
     held = [r['heldout'] for r in runs if r.get('heldout')]
     if held:
         reads = ('The verdict reads the paired interval of the held-out final mAP (each '
@@ -474,6 +515,9 @@ def _header(out, train_args, epochs, runs):
                      held[0]['images'], held[0]['eval_root'], held[0]['resamples']))
     else:
         reads = 'The verdict reads the paired interval of the final mAP.'
+    reads += (' It decides when that interval excludes 0 (lower/higher) or lies inside '
+              '+-{:.4f} (equivalent); otherwise it estimates the pairs that would decide: '
+              'run that many, then read it once.'.format(margin))
     commits = sorted({r['commit'] for r in runs if r.get('commit')})
     cpus = sorted({r['cpu'] for r in runs if r.get('cpu')})
     return '\n'.join([
@@ -539,7 +583,7 @@ def _jsonable(value):
     return value
 
 
-def report(out, train_args, epochs, modes, eval_root=None):
+def report(out, train_args, epochs, modes, eval_root=None, margin=DEFAULT_MARGIN):
     """Read every run in `out` (with `eval_root`: and its held-out evaluation,
     :func:`evaluate_held_out`), write ``compare.md/.json/_map.png``; returns
     ``(markdown text, the runs)``."""
@@ -549,18 +593,18 @@ def report(out, train_args, epochs, modes, eval_root=None):
     found = {r['mode'] for r in runs}
     order = list(modes) + sorted(found - set(modes))
     order = [REFERENCE] * (REFERENCE in order) + [m for m in order if m != REFERENCE]
-    table = summarize(runs, order)
+    table = summarize(runs, order, margin)
     png = plot(table, runs, os.path.join(out, 'compare_map.png'))
     if png is None and os.path.isfile(os.path.join(out, 'compare_map.png')):
         os.remove(os.path.join(out, 'compare_map.png'))  # not to be read as this report's
-    text = _header(out, train_args, epochs, runs) + markdown(table, runs) + '\n'
+    text = _header(out, train_args, epochs, runs, margin) + markdown(table, runs) + '\n'
     if png is None:
         text += '\nNo finished run: no mAP plot.\n'
     with open(os.path.join(out, 'compare.md'), 'w') as f:
         f.write(text)
     with open(os.path.join(out, 'compare.json'), 'w') as f:
-        json.dump(_jsonable({'train_args': train_args, 'epochs': epochs, 'modes': table,
-                             'runs': runs}), f, indent=1)
+        json.dump(_jsonable({'train_args': train_args, 'epochs': epochs, 'margin': margin,
+                             'modes': table, 'runs': runs}), f, indent=1)
     return text, runs
 
 
@@ -771,6 +815,9 @@ def parse_args(argv):
                         "each finished run's final checkpoint is evaluated on it once "
                         '(FP32, mAP with its bootstrap sd over the images; kept in the run '
                         'folder) and the verdict reads that held-out figure')
+    p.add_argument('--margin', type=float, default=DEFAULT_MARGIN, metavar='MAP',
+                   help='equivalence margin of the verdict in mAP (default %(default)s): a '
+                        'paired 95%% interval inside +-MAP says "equivalent"')
     p.add_argument('--report-only', action='store_true',
                    help='run nothing: the report from the runs in --out')
     return p.parse_args(argv), train
@@ -819,6 +866,9 @@ def main(argv=None):
             raise StudyError('--eval-root {}: not a VOC-layout folder (no Annotations/); '
                              'make one with scripts/make_synthetic.py {} --num-train 0 '
                              '--num-val 1000 --seed 1'.format(args.eval_root, args.eval_root))
+        if not 0 < args.margin < 1:
+            raise StudyError('--margin {}: an mAP difference between 0 and 1, e.g. '
+                             '0.02'.format(args.margin))
         if args.report_only and not os.path.isdir(args.out):
             raise StudyError('--out {}: no such folder'.format(args.out))
         train_args = _study_args(args.out, train_args, args.report_only)
@@ -836,7 +886,7 @@ def main(argv=None):
             print('{}: interrupted; the same command continues the study (finished runs '
                   'are kept, the interrupted one resumes)'.format(PROG), file=sys.stderr)
             return 130
-    text, runs = report(args.out, train_args, epochs, modes, args.eval_root)
+    text, runs = report(args.out, train_args, epochs, modes, args.eval_root, args.margin)
     print('report: {} (.md, .json, _map.png)'.format(os.path.join(args.out, 'compare')))
     print(text, end='')
     return 0 if runs and all(r['finished'] for r in runs) else 1
