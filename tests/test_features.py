@@ -34,11 +34,12 @@ def test_declared_features_come_in_their_declared_order():
 
 
 def test_the_config_turns_features_on_and_each_is_built_from_its_fields():
-    cfg = TrainConfig(ema=True, ema_decay=0.99, patience=3, val_interval=2, epochs=9)
+    cfg = TrainConfig(ema=True, ema_decay=0.99, ema_ramp=150.0, patience=3, val_interval=2,
+                      epochs=9)
     hooks = build_features(cfg, context())
     assert [type(h) for h in hooks][:3] == [ModelEMA, EvalHook, PatienceHook]
     ema, evaluation, patience = hooks[:3]
-    assert ema.decay == 0.99 and patience.patience == 3
+    assert (ema.decay, ema.ramp) == (0.99, 150.0) and patience.patience == 3
     assert (evaluation.interval, evaluation.last_epoch) == (2, 9)
     assert [type(h) for h in build_features(TrainConfig(), context())][:1] == [EvalHook]
     assert not any(isinstance(h, (ModelEMA, PatienceHook))

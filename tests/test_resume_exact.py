@@ -1,6 +1,7 @@
 """Kill -9 (mid-write, at random moments), SIGTERM and SIGINT mid-run, then --resume auto:
-bit-identical to an uninterrupted run, with EMA, gradient accumulation and clipping in the
-run state; TensorBoard files are readable."""
+bit-identical to an uninterrupted run, with EMA (a ramp of 4 updates, so the average
+reaches its decay within the run), gradient accumulation and clipping in the run state;
+TensorBoard files are readable."""
 import os
 import random
 import re
@@ -16,7 +17,8 @@ from helpers import ROOT
 from gluoncv_fp16.train.checkpoint import load_run_state
 
 PREFIX = 'yolo3_mobilenet0.25_synthetic'
-FEATURES = ['--fp16', '--ema', '--accumulate', '2', '--clip-grad', '10', '--patience', '20']
+FEATURES = ['--fp16', '--ema', '--ema-ramp', '4', '--accumulate', '2', '--clip-grad', '10',
+            '--patience', '20']
 # The interrupted runs below (kill -9, SIGTERM, SIGINT) all continue to this run's end
 INTERRUPTED = FEATURES + ['--epochs', '2', '--checkpoint-every', '2']
 

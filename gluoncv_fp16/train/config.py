@@ -335,8 +335,14 @@ class TrainConfig:
                   'validate, save _best and export it'))
     ema_decay: float = setting(
         ours('--ema-decay', default=0.9999,
-             help='EMA decay (ramped as YOLOv5: d * (1 - exp(-updates / 2000)))'),
+             help='EMA decay (ramped as YOLOv5: d * (1 - exp(-updates / RAMP)))'),
         check=rule(lambda v: 0.0 < v < 1.0, '--ema-decay must be between 0 and 1, got {}'))
+    ema_ramp: float = setting(
+        ours('--ema-ramp', default=2000.0, metavar='RAMP',
+             help="updates over which the EMA decay ramps up (YOLOv5's 2000); a run of "
+                  'fewer updates than about 2x RAMP ends with a decay well below '
+                  '--ema-decay, so short runs and fine-tuning want a smaller one'),
+        check=rule(lambda v: v > 0, '--ema-ramp must be > 0 optimizer updates, got {}'))
     patience: int = setting(
         ours('--patience', default=0, metavar='N',
              help='stop when validation mAP has not improved for N epochs, every worker '
@@ -474,6 +480,8 @@ class TrainConfig:
              .format(self.loss_scale, _SCALED_FLAGS)),
             (self.ema or self.ema_decay == TrainConfig.ema_decay,
              "--ema-decay needs --ema (it sets the decay of the EMA weights)"),
+            (self.ema or self.ema_ramp == TrainConfig.ema_ramp,
+             "--ema-ramp needs --ema (it sets how fast the EMA decay ramps up)"),
             (not (self.horovod and self.kvstore.startswith('dist')),
              "--horovod and --kvstore {} are two ways to distribute; pick one".format(
                  self.kvstore)),

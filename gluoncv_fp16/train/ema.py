@@ -1,8 +1,11 @@
 """EMA weights: an FP32 moving average of the master weights, as YOLOv5's ModelEMA.
 
 ``ema = d * ema + (1 - d) * w`` after every *applied* optimizer step (never after a step
-the loss scaler skipped), with YOLOv5's ramp ``d = decay * (1 - exp(-updates / 2000))``
-so the average follows the weights closely early in training. Like YOLOv5, every float
+the loss scaler skipped), with YOLOv5's ramp ``d = decay * (1 - exp(-updates / ramp))``
+(``--ema-ramp``, YOLOv5's 2000) so the average follows the weights closely early in
+training. A run of fewer updates than about twice the ramp never reaches its decay (1250
+updates with a ramp of 2000 end at 0.46 x decay: an average over about two steps), so a
+short run or a fine-tuning run sets a smaller ramp. Like YOLOv5, every float
 entry of the network is averaged, BatchNorm running statistics included, so the EMA
 network validates and exports as it is. `w` is the FP32 value (the master in FP16
 phases), so the average never sees FP16 rounding.
@@ -45,6 +48,8 @@ class ModelEMA(HookBase):
     def __init__(self, decay=0.9999, ramp=2000.0):
         if not 0.0 < decay < 1.0:
             raise ValueError("EMA decay must be in (0, 1), got {!r}".format(decay))
+        if not ramp > 0:
+            raise ValueError("EMA ramp must be > 0 updates, got {!r}".format(ramp))
         self.decay = float(decay)
         self.ramp = float(ramp)
         self.updates = 0
@@ -54,7 +59,7 @@ class ModelEMA(HookBase):
 
     @classmethod
     def from_config(cls, cfg, context):
-        return cls(cfg.ema_decay)
+        return cls(cfg.ema_decay, cfg.ema_ramp)
 
     def before_train(self, loop):
         self.start(loop.fp32_weights())
