@@ -376,3 +376,27 @@ def test_a_held_out_set_without_training_split_gets_the_maps_bootstrap(checkpoin
     assert 'image resamples' not in capsys.readouterr().out
     assert eval_main(argv + ['--bootstrap', '-1']) == 2
     assert '--bootstrap must be 0 (off)' in capsys.readouterr().err
+
+
+def test_an_ema_runs_checkpoint_gives_the_ema_weights_it_validated(synthetic_root, tmp_path,
+                                                                    capsys):
+    """The run validated, chose _best by and exported its EMA weights; eval, export and
+    demo of its checkpoints read those, not the raw training weights the resume needs."""
+    from gluoncv_fp16.checkpoint import read_source
+    from gluoncv_fp16.train.checkpoint import load_run_state
+    from helpers import run_cli, small_args
+    out = tmp_path / 'run'
+    code, _ = run_cli(small_args(synthetic_root, out, '--epochs', '1', '--max-iters', '6',
+                                 '--ema', '--ema-ramp', '2', '--no-self-check'), capsys)
+    assert code == 0
+    ckpt = str(out / 'yolo3_mobilenet0.25_synthetic_last.ckpt')
+    state, source = load_run_state(ckpt), read_source(ckpt)
+    assert source.weights_kind == 'ema' and set(source.params) == set(state.ema)
+    for name, value in state.ema.items():
+        np.testing.assert_array_equal(source.params[name], value.asnumpy(), err_msg=name)
+    moved = [n for n, w in state.weights.items()
+             if not np.array_equal(w.asnumpy(), state.ema[n].asnumpy())]
+    assert moved, 'the EMA equals the training weights: the test would prove nothing'
+    assert eval_main([ckpt, '--out', str(tmp_path / 'ev'), '--no-progress',
+                      '--bootstrap', '0']) == 0
+    assert "the EMA weights the run validated" in capsys.readouterr().out

@@ -36,7 +36,8 @@ from ..errors import CheckpointError
 from ..model_zoo.params import structural_params
 
 __all__ = ['Checkpoint', 'CheckpointError', 'save_run_state', 'save_checkpoint',
-           'write_checkpoint', 'read_checkpoint', 'read_params', 'read_run_state_parts',
+           'write_checkpoint', 'read_checkpoint', 'read_params', 'read_ema_weights',
+           'read_run_state_parts',
            'save_weights', 'atomic_write', 'remove_stale_temp_files', 'STATE_VERSION_KEY']
 
 _PARAMS, _ARRAYS, _META, _PICKLED = 'params.params', 'state.params', 'state.json', \
@@ -284,6 +285,21 @@ def read_run_state_parts(path):
         return None
     return (_load_nd(members[_PARAMS], origin, _PARAMS),
             _load_nd(members[_ARRAYS], origin, _ARRAYS), meta)
+
+
+def read_ema_weights(path):
+    """The EMA weights (FP32 numpy by structural name) a run-state checkpoint of an
+    ``--ema`` run holds, or None for any other file. These are the weights the run
+    validated, chose ``_best`` by and wrote to its ``.params`` files."""
+    members = _open_members(path)
+    if members is None:
+        return None
+    origin = "'{}'".format(path)
+    if STATE_VERSION_KEY not in _meta(members, origin):
+        return None
+    arrays = _load_nd(members[_ARRAYS], origin, _ARRAYS)
+    ema = {k[len('ema:'):]: v for k, v in arrays.items() if k.startswith('ema:')}
+    return _to_numpy(ema) if ema else None
 
 
 def read_params(path):

@@ -16,6 +16,11 @@ must be given, the classes are the dataset's unless given, and the data shape an
 normalisation are GluonCV's defaults. Both hold the anchors the network was trained with
 (``yolo_outputs.<i>.anchors``, parameters like any other; a checkpoint also lists them in
 ``meta['model']['anchors']``): the network is rebuilt with them.
+
+The checkpoint of an ``--ema`` run gives its EMA weights: the run validated them, chose
+``_best`` by them and wrote them to its ``.params`` files, so eval, export and demo of
+``_best.ckpt`` or ``_last.ckpt`` see the model whose mAP training printed. ``--resume``
+reads the training weights (and the EMA's separately) through the run state.
 """
 import mxnet as mx
 import numpy as np
@@ -24,7 +29,7 @@ from ..errors import CheckpointError, SourceError
 from ..model_zoo import build_untrained
 from ..model_zoo.anchors import anchors_in_params
 from ..model_zoo.params import named_params, param_mismatch, structural_params
-from .format import read_checkpoint
+from .format import read_checkpoint, read_ema_weights
 
 __all__ = ['load_params_into', 'load_model', 'initialise_with', 'structural_params',
            'ModelSource', 'read_source', 'IMAGENET_MEAN', 'IMAGENET_STD',
@@ -104,7 +109,12 @@ class ModelSource:
         The anchors the weights were trained with (GluonCV format: three groups of
         ``w, h`` pairs in pixels, smallest first), read from the weights; None for a
         file without them (the network's own are used).
+    weights_kind : str
+        ``'ema'`` when a run-state checkpoint of an ``--ema`` run gave its EMA weights
+        (the ones that run validated and exported), else ``'training'``.
     """
+
+    weights_kind = 'training'
 
     def __init__(self, name, classes, params, config, path):
         self.name, self.classes, self.params, self.path = name, classes, params, path
@@ -160,7 +170,11 @@ def read_source(path, network=None, classes=None):
         if classes and list(classes) != list(model['classes']):
             raise SourceError("'{}' was trained with classes {}, not {}; drop --classes"
                               .format(path, model['classes'], list(classes)))
-        return ModelSource(model['name'], list(model['classes']), ckpt.params, config, path)
+        ema = read_ema_weights(path)
+        source = ModelSource(model['name'], list(model['classes']),
+                             ckpt.params if ema is None else ema, config, path)
+        source.weights_kind = 'training' if ema is None else 'ema'
+        return source
     if not network:
         raise SourceError("'{}' is a plain .params file with no model description: pass "
                           "the network name (e.g. --network yolo3_darknet53_voc) and, if "

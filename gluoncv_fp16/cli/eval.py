@@ -230,8 +230,9 @@ def run(settings):
                  for d, r in records.items()} if kind.coco_metrics else {}
     summary, pngs = write_outputs(records, settings.out, info.classes)
     order = list(detectors)
-    print('{} on {} ({} images, {} px)'.format(', '.join(settings.models), name, len(val_set),
-                                               info.data_shape))
+    print('{} on {} ({} images, {} px{})'.format(
+        ', '.join(settings.models), name, len(val_set), info.data_shape,
+        '; the EMA weights the run validated' if info.weights_kind == 'ema' else ''))
     _print_table(info.classes, summary, order)
     for dtype in order:
         if stats:

@@ -34,11 +34,13 @@ _DTYPES = ('float32', 'float16')
 
 
 class ModelInfo:
-    """What evaluation defaults come from: classes, data shape, mean/std, run config."""
+    """What evaluation defaults come from: classes, data shape, mean/std, run config, and
+    which weights a checkpoint gave (``'ema'`` or ``'training'``)."""
 
-    def __init__(self, classes, data_shape, mean, std, config):
+    def __init__(self, classes, data_shape, mean, std, config, weights_kind='training'):
         self.classes, self.data_shape = list(classes), int(data_shape)
         self.mean, self.std, self.config = tuple(mean), tuple(std), dict(config)
+        self.weights_kind = weights_kind
 
 
 def model_kind(model):
@@ -98,7 +100,8 @@ def load_models(model, dtypes=None, network=None, classes=None, data_shape=None,
         detectors[dtype] = Detector(net, net.classes, dtype, side, ctx, source.mean,
                                     source.std)
     first = next(iter(detectors.values()))
-    return detectors, ModelInfo(first.classes, side, source.mean, source.std, source.config)
+    return detectors, ModelInfo(first.classes, side, source.mean, source.std, source.config,
+                                source.weights_kind)
 
 
 class _Prepare:
