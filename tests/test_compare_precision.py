@@ -246,6 +246,8 @@ def test_a_held_out_evaluation_is_redone_only_for_a_new_checkpoint(tmp_path):
     ['--modes', 'fp32,fp16', '--seeds', '1', '--', '--see', '3'],  # argparse's abbreviation
     ['--modes', 'fp32,fp16', '--seeds', '1', '--', '--epochs', 'ten'],
     ['--modes', 'fp32,fp16', '--seeds', '1', '--eval-root', '/nonexistent'],
+    ['--modes', 'fp32,fp16', '--seeds', '1', '--margin', '0'],
+    ['--modes', 'fp32,fp16', '--seeds', '1', '--margin', '1.5'],
 ])
 def test_refusals_are_one_line_and_run_nothing(tmp_path, capsys, argv):
     out = str(tmp_path / 'study')

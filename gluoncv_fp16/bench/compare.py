@@ -47,8 +47,8 @@ from .machine import commit, cpu_model
 
 __all__ = ['StudyError', 'parse_mode', 'parse_seeds', 'check_train_args', 'epochs_of',
            'describe', 'paired_difference', 'welch_difference', 'pairs_to_decide', 'verdict',
-           'summarize_run', 'summarize', 'markdown', 'run_study', 'collect_runs', 'evaluate_held_out',
-           'held_out_difference_error', 'main']
+           'summarize_run', 'summarize', 'markdown', 'run_study', 'collect_runs',
+           'evaluate_held_out', 'held_out_difference_error', 'main']
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_SCRIPT = os.path.join(ROOT, 'train_yolo3.py')

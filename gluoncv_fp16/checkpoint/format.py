@@ -36,8 +36,7 @@ from ..errors import CheckpointError
 from ..model_zoo.params import structural_params
 
 __all__ = ['Checkpoint', 'CheckpointError', 'save_run_state', 'save_checkpoint',
-           'write_checkpoint', 'read_checkpoint', 'read_params', 'read_ema_weights',
-           'read_run_state_parts',
+           'write_checkpoint', 'read_checkpoint', 'read_params', 'read_run_state_parts',
            'save_weights', 'atomic_write', 'remove_stale_temp_files', 'STATE_VERSION_KEY']
 
 _PARAMS, _ARRAYS, _META, _PICKLED = 'params.params', 'state.params', 'state.json', \
@@ -55,11 +54,14 @@ class Checkpoint:
     meta : dict
         ``state.json`` (empty for a plain ``.params`` file); ``meta['model']`` has
         ``name`` and ``classes``.
+    ema : bool
+        Whether `params` are the EMA weights of an ``--ema`` run (``prefer_ema``).
     """
 
-    def __init__(self, params, meta):
+    def __init__(self, params, meta, ema=False):
         self.params = params
         self.meta = meta
+        self.ema = ema
 
 
 @contextlib.contextmanager
@@ -242,9 +244,15 @@ def _meta(members, origin):
     return meta
 
 
-def read_checkpoint(path):
+def read_checkpoint(path, prefer_ema=False):
     """Weights and metadata of a checkpoint, or of a plain ``.params`` file (GluonCV's,
-    or ``net.save_parameters``; then ``meta`` is empty). Never reads optimizer state."""
+    or ``net.save_parameters``; then ``meta`` is empty). Never reads optimizer state.
+
+    With `prefer_ema`, the run-state checkpoint of an ``--ema`` run (its ``state.json``
+    records the EMA) gives its EMA weights instead of the training weights: the weights
+    that run validated, chose ``_best`` by and wrote to its ``.params`` files. Only then
+    are the state's arrays read, and only the ``ema:`` ones are kept.
+    """
     origin = "'{}'".format(path)
     members = _open_members(path)
     if members is None:
@@ -252,6 +260,11 @@ def read_checkpoint(path):
             arrays = _load_nd(f.read(), origin, 'content')
         return Checkpoint(_to_numpy(arrays), {})
     meta = _meta(members, origin)
+    if prefer_ema and STATE_VERSION_KEY in meta and meta.get('ema'):
+        arrays = _load_nd(members[_ARRAYS], origin, _ARRAYS)
+        ema = {k[len('ema:'):]: v for k, v in arrays.items() if k.startswith('ema:')}
+        if ema:
+            return Checkpoint(_to_numpy(ema), meta, ema=True)
     return Checkpoint(_to_numpy(_load_nd(members[_PARAMS], origin, _PARAMS)), meta)
 
 
@@ -285,21 +298,6 @@ def read_run_state_parts(path):
         return None
     return (_load_nd(members[_PARAMS], origin, _PARAMS),
             _load_nd(members[_ARRAYS], origin, _ARRAYS), meta)
-
-
-def read_ema_weights(path):
-    """The EMA weights (FP32 numpy by structural name) a run-state checkpoint of an
-    ``--ema`` run holds, or None for any other file. These are the weights the run
-    validated, chose ``_best`` by and wrote to its ``.params`` files."""
-    members = _open_members(path)
-    if members is None:
-        return None
-    origin = "'{}'".format(path)
-    if STATE_VERSION_KEY not in _meta(members, origin):
-        return None
-    arrays = _load_nd(members[_ARRAYS], origin, _ARRAYS)
-    ema = {k[len('ema:'):]: v for k, v in arrays.items() if k.startswith('ema:')}
-    return _to_numpy(ema) if ema else None
 
 
 def read_params(path):

@@ -29,7 +29,7 @@ from ..errors import CheckpointError, SourceError
 from ..model_zoo import build_untrained
 from ..model_zoo.anchors import anchors_in_params
 from ..model_zoo.params import named_params, param_mismatch, structural_params
-from .format import read_checkpoint, read_ema_weights
+from .format import read_checkpoint
 
 __all__ = ['load_params_into', 'load_model', 'initialise_with', 'structural_params',
            'ModelSource', 'read_source', 'IMAGENET_MEAN', 'IMAGENET_STD',
@@ -114,10 +114,9 @@ class ModelSource:
         (the ones that run validated and exported), else ``'training'``.
     """
 
-    weights_kind = 'training'
-
-    def __init__(self, name, classes, params, config, path):
+    def __init__(self, name, classes, params, config, path, weights_kind='training'):
         self.name, self.classes, self.params, self.path = name, classes, params, path
+        self.weights_kind = weights_kind
         self.anchors = anchors_in_params(params)
         self.config = dict(config)
         self.recorded_shape = bool(config.get('data_shape'))
@@ -160,7 +159,7 @@ def read_source(path, network=None, classes=None):
     gluoncv_fp16.errors.CheckpointError
         Missing or unreadable file.
     """
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, prefer_ema=True)
     model = ckpt.meta.get('model')
     config = ckpt.meta.get('config') or {}
     if model:
@@ -170,11 +169,8 @@ def read_source(path, network=None, classes=None):
         if classes and list(classes) != list(model['classes']):
             raise SourceError("'{}' was trained with classes {}, not {}; drop --classes"
                               .format(path, model['classes'], list(classes)))
-        ema = read_ema_weights(path)
-        source = ModelSource(model['name'], list(model['classes']),
-                             ckpt.params if ema is None else ema, config, path)
-        source.weights_kind = 'training' if ema is None else 'ema'
-        return source
+        return ModelSource(model['name'], list(model['classes']), ckpt.params, config, path,
+                           weights_kind='ema' if ckpt.ema else 'training')
     if not network:
         raise SourceError("'{}' is a plain .params file with no model description: pass "
                           "the network name (e.g. --network yolo3_darknet53_voc) and, if "
