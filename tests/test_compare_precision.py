@@ -311,3 +311,27 @@ def test_tiny_study_runs_both_modes_and_reuses_finished_runs(tmp_path, synthetic
         assert f.read().count('$ ') == 1
     assert compare.main(argv[:-1] + ['3']) == 2  # one study, one configuration
     assert 'holds a study of other training arguments' in capsys.readouterr().err
+
+
+def test_two_processes_on_one_study_folder_do_not_train_the_same_run(tmp_path, monkeypatch,
+                                                                      capsys):
+    import subprocess
+    import sys
+    out = str(tmp_path)
+    trained = []
+    monkeypatch.setattr(compare, 'run_one',
+                        lambda o, mode, seed, args: trained.append((mode, seed)) or (1, 'x'))
+    alive = compare.claim_run(out, 'fp32', 1)  # held by this (live) process
+    gone = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                          capture_output=True, text=True).stdout.strip()
+    stale = os.path.join(compare.run_dir(out, 'fp16', 1), compare.RUNNING)
+    os.makedirs(os.path.dirname(stale))
+    with open(stale, 'w') as f:
+        f.write(gone)  # left by a process that has ended
+    compare.run_study(out, ['fp32', 'fp16'], [1], [], 1)
+    assert trained == [('fp16', 1)]  # the stale mark is taken over, the live one respected
+    assert 'fp32 seed 1: being trained by another process, skipped' in capsys.readouterr().out
+    assert not os.path.exists(stale) and os.path.exists(alive)
+    assert compare.claim_run(out, 'fp32', 1) is None
+    os.remove(alive)
+    assert compare.claim_run(out, 'fp32', 1) == alive

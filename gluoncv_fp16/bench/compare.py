@@ -41,13 +41,14 @@ import subprocess
 import sys
 import time
 
+from ..checkpoint.format import atomic_write
 from ..data.map_bootstrap import describe_samples
 from ..precision.policy import FULL_PRECISION, get_policy, policies, policy_names
 from .machine import commit, cpu_model
 
 __all__ = ['StudyError', 'parse_mode', 'parse_seeds', 'check_train_args', 'epochs_of',
            'describe', 'paired_difference', 'welch_difference', 'pairs_to_decide', 'verdict',
-           'summarize_run', 'summarize', 'markdown', 'run_study', 'collect_runs',
+           'summarize_run', 'summarize', 'markdown', 'claim_run', 'run_study', 'collect_runs',
            'evaluate_held_out', 'held_out_difference_error', 'main']
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -772,17 +773,70 @@ def run_one(out, mode, seed, train_args):
     return returncode, last
 
 
+RUNNING = '.running'
+
+
+def claim_run(out, mode, seed):
+    """Mark a run as being trained by this process (``.running`` in its folder, holding the
+    pid), so that several compare processes can share one ``--out``, e.g. one per core or
+    GPU with overlapping ``--seeds``. Returns the path to remove when done, or None when a
+    live process holds the run (a mark whose process is gone is taken over)."""
+    folder = run_dir(out, mode, seed)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, RUNNING)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _holder_alive(path):
+                return None
+            try:
+                os.remove(path)  # left by a process that is gone
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, 'w') as f:
+            f.write(str(os.getpid()))
+        return path
+    return None
+
+
+def _holder_alive(path):
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_study(out, modes, seeds, train_args, epochs):
-    """Every (seed, mode) run not finished yet, seed by seed, one at a time."""
+    """Every (seed, mode) run not finished yet and not being trained by another process,
+    seed by seed, one at a time."""
     todo = [(seed, mode) for seed in seeds for mode in modes]
     for k, (seed, mode) in enumerate(todo, 1):
         where = '[{}/{}] {} seed {}'.format(k, len(todo), mode, seed)
         if read_run(out, mode, seed, epochs)['finished']:
             print('{}: finished before, kept'.format(where), flush=True)
             continue
+        claim = claim_run(out, mode, seed)
+        if claim is None:
+            print('{}: being trained by another process, skipped'.format(where), flush=True)
+            continue
         print('{}: training ({})'.format(where, run_dir(out, mode, seed)), flush=True)
         start = time.time()
-        returncode, last = run_one(out, mode, seed, train_args)
+        try:
+            returncode, last = run_one(out, mode, seed, train_args)
+        finally:
+            os.remove(claim)
         run = read_run(out, mode, seed, epochs)
         if run['finished']:
             said = 'done in {:.0f} s, final mAP {:.4f}'.format(time.time() - start,
@@ -877,8 +931,8 @@ def main(argv=None):
         print('{}: error: {}'.format(PROG, err), file=sys.stderr)
         return 2
     if not args.report_only:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, 'study.json'), 'w') as f:
+        # atomic: a second compare process on the same --out reads it meanwhile
+        with atomic_write(os.path.join(args.out, 'study.json'), 'w') as f:
             json.dump({'train_args': train_args}, f, indent=1)
         try:
             run_study(args.out, modes, seeds, train_args, epochs)
