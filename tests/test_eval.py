@@ -400,3 +400,8 @@ def test_an_ema_runs_checkpoint_gives_the_ema_weights_it_validated(synthetic_roo
     assert eval_main([ckpt, '--out', str(tmp_path / 'ev'), '--no-progress',
                       '--bootstrap', '0']) == 0
     assert "the EMA weights the run validated" in capsys.readouterr().out
+    from gluoncv_fp16.train.pretrained import read_pretrained
+    pretrained = read_pretrained(ckpt, 'mobilenet0.25')  # fine-tuning starts from them too
+    assert set(pretrained.params) == set(state.ema) and 'EMA' in pretrained.origin
+    for name, value in state.ema.items():
+        np.testing.assert_array_equal(pretrained.params[name], value.asnumpy(), err_msg=name)

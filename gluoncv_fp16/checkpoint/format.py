@@ -37,7 +37,8 @@ from ..model_zoo.params import structural_params
 
 __all__ = ['Checkpoint', 'CheckpointError', 'save_run_state', 'save_checkpoint',
            'write_checkpoint', 'read_checkpoint', 'read_params', 'read_run_state_parts',
-           'save_weights', 'atomic_write', 'remove_stale_temp_files', 'STATE_VERSION_KEY']
+           'save_weights', 'atomic_write', 'remove_stale_temp_files', 'STATE_VERSION_KEY',
+           'EMA_PREFIX']
 
 _PARAMS, _ARRAYS, _META, _PICKLED = 'params.params', 'state.params', 'state.json', \
     'trainer.states'
@@ -262,7 +263,7 @@ def read_checkpoint(path, prefer_ema=False):
     meta = _meta(members, origin)
     if prefer_ema and STATE_VERSION_KEY in meta and meta.get('ema'):
         arrays = _load_nd(members[_ARRAYS], origin, _ARRAYS)
-        ema = {k[len('ema:'):]: v for k, v in arrays.items() if k.startswith('ema:')}
+        ema = {k[len(EMA_PREFIX):]: v for k, v in arrays.items() if k.startswith(EMA_PREFIX)}
         if ema:
             return Checkpoint(_to_numpy(ema), meta, ema=True)
     return Checkpoint(_to_numpy(_load_nd(members[_PARAMS], origin, _PARAMS)), meta)
@@ -273,6 +274,7 @@ def _to_numpy(arrays):
 
 
 STATE_VERSION_KEY = 'state_version'  # in state.json of checkpoints that hold a run state
+EMA_PREFIX = 'ema:'  # the EMA's arrays among a run state's arrays (train/state.py writes them)
 
 
 def read_run_state_parts(path):

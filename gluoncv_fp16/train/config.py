@@ -394,7 +394,8 @@ class TrainConfig:
     pretrained: str = setting(
         ours('--pretrained', default='',
              help="start from these weights: 'voc' / 'coco' (GluonCV's), a .params file or a "
-                  "checkpoint; shared classes keep their predictions (by name)"),
+                  "checkpoint (of an --ema run: its EMA weights); shared classes keep their "
+                  "predictions (by name)"),
         convert=str.strip,
         check=rule(lambda v: v in ('', 'voc', 'coco') or os.path.isfile(v),
                    "--pretrained {!r}: no such file; give a .params file, a checkpoint, or "

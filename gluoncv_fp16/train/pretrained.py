@@ -106,9 +106,12 @@ def read_pretrained(source, network, root=None):
         raise CheckpointError("--pretrained '{}': no such file (give a .params file, a "
                               "checkpoint, or 'voc' / 'coco')".format(source))
     if zipfile.is_zipfile(source):
-        ckpt = read_checkpoint(source)
+        # An --ema run validated, chose _best by and exported its EMA weights: fine-tuning
+        # starts from those too, as YOLOv5 does from its checkpoints' EMA model.
+        ckpt = read_checkpoint(source, prefer_ema=True)
         model = ckpt.meta.get('model') or {}
-        return PretrainedSource(ckpt.params, model.get('classes'), "'{}'".format(source))
+        return PretrainedSource(ckpt.params, model.get('classes'), "'{}'{}".format(
+            source, ' (its EMA weights)' if ckpt.ema else ''))
     params = _plain_params(source)
     return PretrainedSource(params, _classes_by_count(_num_classes(params), network),
                             "'{}'".format(source))

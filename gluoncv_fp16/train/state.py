@@ -27,6 +27,7 @@ import random
 import mxnet as mx
 import numpy as np
 
+from ..checkpoint.format import EMA_PREFIX
 from ..model_zoo.params import param_mismatch
 from ..precision.optimizer_state import OptimizerState, capture_optimizer
 from ..precision.policy import policy_names
@@ -62,7 +63,7 @@ class RunState:
         """Every array but the weights, under flat names ('opt:', 'ema:', 'hook:'; a carried
         guard snapshot's under 'snap:', its weights under 'snap:w:')."""
         flat = {'opt:' + k: v for k, v in self.optimizer.arrays.items()}
-        flat.update({'ema:' + k: v for k, v in self.ema.items()})
+        flat.update({EMA_PREFIX + k: v for k, v in self.ema.items()})
         for hook, arrays in self.hooks.items():
             flat.update({'hook:{}:{}'.format(hook, k): v for k, v in arrays.items()})
         if self.guard_snapshot is not None:
@@ -90,7 +91,7 @@ class RunState:
                     snap[rest] = value
             elif kind == 'opt':
                 opt[rest] = value
-            elif kind == 'ema':
+            elif kind + ':' == EMA_PREFIX:
                 ema[rest] = value
             elif kind == 'hook':
                 hook, _, name = rest.partition(':')
