@@ -30,6 +30,7 @@ status in ``run.json``; ``DIR/study.json`` holds the training arguments. The rep
 ``DIR/compare.md`` (also printed), ``DIR/compare.json`` and ``DIR/compare_map.png``.
 """
 import argparse
+import contextlib
 import csv
 import datetime
 import glob
@@ -790,10 +791,8 @@ def claim_run(out, mode, seed):
         except FileExistsError:
             if _holder_alive(path):
                 return None
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(path)  # left by a process that is gone
-            except FileNotFoundError:
-                pass
             continue
         with os.fdopen(fd, 'w') as f:
             f.write(str(os.getpid()))
