@@ -67,28 +67,45 @@ def test_comparison_flags_a_loss_scale_change_and_judges_trajectories_per_machin
     report = fp.compare(stored, rows, key)
     assert all(r['portable_ok'] and r['trajectory_ok'] for r in report.values())
     rows['fp16'][2]['loss_scale'] *= 2
-    rows['fp32'][-1]['obj_loss'] *= 1 + 1e-7  # past the portable rows: trajectory only
+    rows['readme'][-1]['obj_loss'] *= 1 + 1e-7  # past the portable rows: trajectory only
+    rows['fp16'][-1]['phase'] = 'fp32'
     report = fp.compare(stored, rows, key)
     assert report['fp16']['exact'] == [3] and not report['fp16']['portable_ok']
-    assert report['fp32']['portable_ok'] and report['fp32']['trajectory_ok'] is False
+    assert report['fp16']['phases'] == [rows['fp16'][-1]['iteration']]
+    assert report['readme']['portable_ok'] and report['readme']['trajectory_ok'] is False
     other = fp.compare(stored, rows, dict(key, cpu='another CPU'))
-    assert other['fp32']['portable_ok'] and other['fp32']['trajectory'] is None
+    assert other['readme']['portable_ok'] and other['readme']['trajectory'] is None
+
+
+def test_the_readme_segment_covers_the_switch_to_fp16(stored):
+    rows = stored['recordings'][0]['rows']['readme']
+    schedule = stored['segments']['readme']['schedule_steps']
+    phases = [r['phase'] for r in rows]
+    assert phases == ['fp32'] * schedule + ['fp16'] * (len(rows) - schedule)
+    assert all(r['loss_scale'] == 1 and not r['skipped'] for r in rows[:schedule])
+    assert any(r['skipped'] for r in rows[schedule:]) and not rows[-1]['skipped']
 
 
 # ----- negative controls: the same command, one number changed -----------------------------
 def test_a_ten_percent_smaller_learning_rate_moves_the_portable_part(stored, dataset_root):
-    report = changed(stored, dataset_root, 'fp32', {'--lr': '0.0045'})
+    report = changed(stored, dataset_root, 'readme', {'--lr': '0.0045'}, steps=12)
     assert report['portable']['lr'][0] > 10 * report['tolerance'], report
     assert not report['portable_ok'] and report['trajectory_ok'] is not True
 
 
 def test_a_smaller_weight_decay_moves_the_trajectory(stored, dataset_root):
-    report = changed(stored, dataset_root, 'fp32', {'--wd': '0.0004'})
+    report = changed(stored, dataset_root, 'readme', {'--wd': '0.0004'}, steps=12)
     # Weight decay first acts in step 1's update: no portable row sees it.
     assert report['portable_ok'], report
     if report['trajectory'] is None:
         pytest.skip('no trajectory recorded for {}'.format(fp.machine_key()))
     assert report['trajectory_ok'] is False and largest(report['trajectory']) > 1e-2, report
+
+
+def test_a_later_switch_to_fp16_moves_the_portable_part(stored, dataset_root):
+    report = changed(stored, dataset_root, 'readme', {'--fp32-warmup-epochs': '3'})
+    # Steps 51-60 stay in FP32: the phase is portable, wherever the CPU rounds.
+    assert report['phases'] == list(range(51, 61)) and not report['portable_ok'], report
 
 
 def test_another_seed_moves_the_portable_part(stored, dataset_root):

@@ -1,14 +1,18 @@
 """A numerics fingerprint of the README's main command: its first steps, recorded.
 
-The README's FP16 command and the same command in FP32 run for a few steps each, as
-children of ``train_yolo3.py`` (``--max-iters N --no-self-check --no-plots``, a temporary
+The README's command and a plain-FP16 variant of it run for a few steps each, as children
+of ``train_yolo3.py`` (``--max-iters N --no-self-check --no-plots``, a temporary
 ``--save-prefix``, and the built-in synthetic set generated afresh into a temporary
 ``--dataset-root``, so that a stale ``~/.cache`` copy cannot hide a change of the
 generator). Their per-step rows of ``*_steps.csv`` are the fingerprint:
 
-* ``fp16``: the README command as it is, 20 steps. The dynamic loss scale halves from
-  32768 to 1 over the first 15 and skips all of them.
-* ``fp32``: the same command without ``--fp16``, 12 steps, none skipped.
+* ``readme``: the command as it is, 60 steps: 50 in FP32 (``--fp32-warmup-epochs 2``),
+  then the switch to FP16, whose dynamic loss scale backs off from 32768 over the skipped
+  first FP16 steps, and its first applied FP16 steps.
+* ``fp16``: the command with ``--fp32-warmup-epochs 0`` (FP16 from the first step), 20
+  steps. The loss scale halves from 32768 to 1 over the first 15 and skips all of them: it
+  checks the FP16 path (half-precision loss, scaler, master weights) from the initial
+  weights, where it is portable.
 
 It is checked in two parts, because from a fresh initialisation the first weight update
 is dominated by rounding (docs/distributed.md, "Why the runs start from trained
@@ -16,14 +20,17 @@ weights"): the update of AVX2 kernels differs from that of AVX-512 ones by about
 and the losses after it by up to 40 % (docs/results.md, "Numerics fingerprint").
 
 * Portable, with a tolerance that holds across instruction sets: the rows computed on the
-  initial weights (FP16 steps 1-15, FP32 step 1: initialisation, data, transforms,
-  targets, loss, the FP16 path), the loss scale and skipped flags up to the first
-  CPU-dependent skip decision (FP16 step 16), and the learning rate of every step before
-  it (the schedule: ``--lr``, warm-up, cosine).
+  initial weights (``readme`` step 1, ``fp16`` steps 1-15: initialisation, data,
+  transforms, targets, loss, the FP16 path), the loss scale and skipped flags up to the
+  first CPU-dependent skip decision (``readme`` step 50, the last FP32 one; ``fp16`` step
+  16), the learning rate of every step before it (the schedule: ``--lr``, warm-up,
+  cosine), and the precision phase (fp32 or fp16) of every step (the switch of
+  ``--fp32-warmup-epochs``).
 * Trajectory, exact: every row of both segments, against a recording made on the same CPU
   (model and instruction-set flags) with the same ``DNNL_MAX_CPU_ISA``; the runs are
-  bit-reproducible there, so any change of the optimizer, weight decay, master weights or
-  gradients shows. On a CPU or cap without a recording it is not judged.
+  bit-reproducible there, so any change of the optimizer, weight decay, master weights,
+  gradients or the precision switch shows. On a CPU or cap without a recording it is not
+  judged.
 
     python -m gluoncv_fp16.bench.fingerprint --check tests/data/readme_fingerprint.json
     python -m gluoncv_fp16.bench.fingerprint --write tests/data/readme_fingerprint.json
@@ -59,21 +66,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TRAIN_SCRIPT = os.path.join(ROOT, 'train_yolo3.py')
 # The README's main command (tests/test_fingerprint.py checks that README.md has it).
 README_ARGS = ('--fp16', '--gpus', '', '--dataset', 'synthetic', '--network', 'mobilenet0.25',
-               '--data-shape', '96', '--batch-size', '8', '--epochs', '35', '--lr', '0.005',
-               '--lr-mode', 'cosine', '--warmup-epochs', '5', '--max-expand', '1',
-               '--no-random-shape', '-j', '1', '--seed', '1', '--save-prefix', 'runs/demo/')
-Segment = collections.namedtuple('Segment', 'dropped steps portable schedule')
+               '--data-shape', '96', '--batch-size', '8', '--epochs', '50',
+               '--fp32-warmup-epochs', '2', '--lr', '0.005', '--lr-mode', 'cosine',
+               '--warmup-epochs', '5', '--max-expand', '1', '--no-random-shape', '-j', '1',
+               '--seed', '1', '--save-prefix', 'runs/demo/')
+Segment = collections.namedtuple('Segment', 'changes steps portable schedule')
 Segment.__doc__ = """One run of the fingerprint.
 
-dropped : flags of the README command left out
+changes : ``{flag: value}`` applied to the README command (as `changes` of
+    :func:`segment_command`)
 steps : rows recorded
 portable : leading rows computed on the initial weights (no update before them)
 schedule : leading rows before the first CPU-dependent skip decision: their learning rate,
     loss scale and skipped flag follow from the command alone
 """
-SEGMENTS = {'fp16': Segment((), 20, 15, 15), 'fp32': Segment(('--fp16',), 12, 1, 12)}
+SEGMENTS = {'readme': Segment({}, 60, 1, 50),
+            'fp16': Segment({'--fp32-warmup-epochs': '0'}, 20, 15, 15)}
 COLUMNS = ('iteration', 'obj_loss', 'center_loss', 'scale_loss', 'cls_loss', 'lr',
-           'loss_scale', 'skipped')
+           'loss_scale', 'skipped', 'phase')
+NUMBERS = COLUMNS[1:-1]  # compared as relative differences; 'phase' (fp32/fp16) must be equal
 LOSSES = ('obj_loss', 'center_loss', 'scale_loss', 'cls_loss')
 
 
@@ -98,8 +109,8 @@ def segment_command(segment, prefix, dataset_root, changes=None, steps=None):
         Fewer steps than the segment has (a control that needs only the first rows).
     """
     spec = SEGMENTS[segment]
-    args = [a for a in README_ARGS if a not in spec.dropped]
-    for flag, value in dict(changes or {}, **{'--save-prefix': prefix}).items():
+    args = list(README_ARGS)
+    for flag, value in dict(spec.changes, **(changes or {}), **{'--save-prefix': prefix}).items():
         if flag in args and value is not None:
             args[args.index(flag) + 1] = str(value)
         elif flag not in args:
@@ -122,12 +133,15 @@ def run_segment(segment, dataset_root, changes=None, cap=None, steps=None):
             raise FingerprintError('{} exited with {}:\n{}'.format(
                 shlex.join(cmd), done.returncode, (done.stdout + done.stderr)[-3000:]))
         with open(found[0], newline='') as f:
-            rows = [{c: (int if c in ('iteration', 'skipped') else float)(r[c])
-                     for c in COLUMNS} for r in csv.DictReader(f)]
+            rows = [{c: _PARSE.get(c, float)(r[c]) for c in COLUMNS}
+                    for r in csv.DictReader(f)]
     if len(rows) != steps:
         raise FingerprintError('{}: {} steps recorded, {} expected'.format(
             shlex.join(cmd), len(rows), steps))
     return rows
+
+
+_PARSE = {'iteration': int, 'skipped': int, 'phase': str}
 
 
 def fingerprint(segments=tuple(SEGMENTS), changes=None, dataset_root=None, cap=None,
@@ -211,14 +225,16 @@ def compare(stored, measured, key=None):
                         **_largest(pairs[:spec['schedule_steps']], ('lr',)))
         exact = [m['iteration'] for m, s in pairs[:spec['schedule_steps']]
                  if (m['loss_scale'], m['skipped']) != (s['loss_scale'], s['skipped'])]
-        entry = dict(steps=len(rows), portable=portable, exact=exact,
+        # The precision phase of every step follows from the command (--fp32-warmup-epochs)
+        phases = [m['iteration'] for m, s in pairs if m['phase'] != s['phase']]
+        entry = dict(steps=len(rows), portable=portable, exact=exact, phases=phases,
                      tolerance=spec['tolerance'],
-                     spread=max(_largest(pairs, COLUMNS[1:]).values()),
-                     portable_ok=not exact and all(
+                     spread=max(_largest(pairs, NUMBERS).values()),
+                     portable_ok=not exact and not phases and all(
                          d <= spec['tolerance'] for d, _ in portable.values()),
                      trajectory=None, trajectory_ok=None)
         if same:
-            entry['trajectory'] = _largest(list(zip(rows, same[0][segment])), COLUMNS[1:])
+            entry['trajectory'] = _largest(list(zip(rows, same[0][segment])), NUMBERS)
             entry['trajectory_ok'] = all(d <= stored['trajectory_tolerance']
                                          for d, _ in entry['trajectory'].values())
         report[segment] = entry
@@ -247,6 +263,9 @@ def describe(report, stored):
         lines.append('  loss_scale and skipped of {}: {}'.format(
             _steps(spec['schedule_steps']),
             'differ at steps {}'.format(r['exact']) if r['exact'] else 'equal'))
+        lines.append('  precision phase of {}: {}'.format(
+            _steps(r['steps']),
+            'differs at steps {}'.format(r['phases']) if r['phases'] else 'equal'))
         lines.append('  {} against the first recording ({}, cap {}; not judged across CPUs): '
                      'largest relative difference {:.2e} (step {})'.format(
                          _steps(r['steps']), first['cpu'], first['dnnl_max_cpu_isa'],
@@ -380,8 +399,12 @@ def main(argv=None):
 
 def _run(p, args):
     if args.write:
-        old = load(args.write) if os.path.exists(args.write) else None
-        missing = [s for s in SEGMENTS if s not in args.tolerances and not old]
+        old = None
+        if os.path.exists(args.write):  # its tolerances and machines; its rows may be stale
+            with open(args.write) as f:
+                old = json.load(f)
+        missing = [s for s in SEGMENTS
+                   if s not in args.tolerances and s not in (old or {}).get('segments', {})]
         if missing:
             p.error('no tolerance for {}: give --tolerance {}=REL'.format(
                 ', '.join(missing), missing[0]))
