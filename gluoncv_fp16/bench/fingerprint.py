@@ -21,9 +21,9 @@ and the losses after it by up to 40 % (docs/results.md, "Numerics fingerprint").
 
 * Portable, with a tolerance that holds across instruction sets: the rows computed on the
   initial weights (``readme`` step 1, ``fp16`` steps 1-15: initialisation, data,
-  transforms, targets, loss, the FP16 path), the loss scale and skipped flags up to the
-  first CPU-dependent skip decision (``readme`` step 50, the last FP32 one; ``fp16`` step
-  16), the learning rate of every step before it (the schedule: ``--lr``, warm-up,
+  transforms, targets, loss, the FP16 path), the loss scale and skipped flags before the
+  first CPU-dependent skip decision (``readme`` steps 1-50, before its first FP16 step;
+  ``fp16`` steps 1-15, before step 16), the learning rate of every step before it (the schedule: ``--lr``, warm-up,
   cosine), and the precision phase (fp32 or fp16) of every step (the switch of
   ``--fp32-warmup-epochs``).
 * Trajectory, exact: every row of both segments, against a recording made on the same CPU
@@ -199,7 +199,8 @@ def compare(stored, measured, key=None):
         ``portable`` (quantity -> ``(largest relative difference,
         iteration)`` against the first recording, over the portable rows; ``lr`` over the
         schedule rows), ``exact`` (schedule rows whose loss scale or skipped flag
-        differ), ``tolerance``, ``portable_ok``; ``trajectory`` (as ``portable``, over
+        differ), ``phases`` (rows whose precision phase differs), ``tolerance``,
+        ``portable_ok``; ``trajectory`` (as ``portable``, over
         every row, against the recording with the same machine key; None without one),
         ``trajectory_ok`` (None without one); ``spread``: the largest relative difference
         over every row against the first recording, for information (``(difference,
