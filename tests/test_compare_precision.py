@@ -4,6 +4,8 @@ import csv
 import json
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -315,23 +317,41 @@ def test_tiny_study_runs_both_modes_and_reuses_finished_runs(tmp_path, synthetic
 
 def test_two_processes_on_one_study_folder_do_not_train_the_same_run(tmp_path, monkeypatch,
                                                                       capsys):
-    import subprocess
-    import sys
     out = str(tmp_path)
-    trained = []
-    monkeypatch.setattr(compare, 'run_one',
-                        lambda o, mode, seed, args: trained.append((mode, seed)) or (1, 'x'))
-    alive = compare.claim_run(out, 'fp32', 1)  # held by this (live) process
-    gone = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
-                          capture_output=True, text=True).stdout.strip()
-    stale = os.path.join(compare.run_dir(out, 'fp16', 1), compare.RUNNING)
-    os.makedirs(os.path.dirname(stale))
-    with open(stale, 'w') as f:
-        f.write(gone)  # left by a process that has ended
-    compare.run_study(out, ['fp32', 'fp16'], [1], [], 1)
-    assert trained == [('fp16', 1)]  # the stale mark is taken over, the live one respected
-    assert 'fp32 seed 1: being trained by another process, skipped' in capsys.readouterr().out
-    assert not os.path.exists(stale) and os.path.exists(alive)
-    assert compare.claim_run(out, 'fp32', 1) is None
-    os.remove(alive)
-    assert compare.claim_run(out, 'fp32', 1) == alive
+    holder = subprocess.Popen(  # another compare process, training fp32 seed 1
+        [sys.executable, '-c', 'import sys; from gluoncv_fp16.bench import compare; '
+         'assert compare.claim_run(sys.argv[1], "fp32", 1) is not None; print("held", '
+         'flush=True); sys.stdin.read()', out],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        leftover = os.path.join(compare.run_dir(out, 'fp16', 1), compare.RUNNING)
+        os.makedirs(os.path.dirname(leftover))
+        with open(leftover, 'w') as f:
+            f.write('12345\n')  # a mark nobody holds (a killed study's) blocks nothing
+        trained = []
+        monkeypatch.setattr(compare, 'run_one', lambda o, mode, seed, args, lock:
+                            trained.append((mode, seed)) or (1, 'x'))
+        compare.run_study(out, ['fp32', 'fp16'], [1], [], 1)
+        assert trained == [('fp16', 1)]
+        assert 'fp32 seed 1: being trained by another process, skipped' in \
+            capsys.readouterr().out
+    finally:
+        holder.communicate('')
+    lock = compare.claim_run(out, 'fp32', 1)  # released when its holder ended
+    assert lock is not None
+    os.close(lock)
+
+
+def test_the_training_child_keeps_the_run_locked(tmp_path):
+    lock = compare.claim_run(str(tmp_path), 'fp16', 3)
+    child = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'],
+                             stdin=subprocess.PIPE, pass_fds=(lock,))  # as run_one passes it
+    os.close(lock)  # the compare process is gone; its training child is not
+    try:
+        assert compare.claim_run(str(tmp_path), 'fp16', 3) is None
+    finally:
+        child.communicate(b'')
+    again = compare.claim_run(str(tmp_path), 'fp16', 3)
+    assert again is not None
+    os.close(again)

@@ -28,11 +28,16 @@ Layout: ``DIR/<mode>/seed<k>/`` is the ``--save-prefix`` of one run (``fp32-fp16
 written ``fp32-fp16_2``), with the run's console output in ``run.out`` and its exit
 status in ``run.json``; ``DIR/study.json`` holds the training arguments. The report is
 ``DIR/compare.md`` (also printed), ``DIR/compare.json`` and ``DIR/compare_map.png``.
+
+Several processes may share ``DIR`` (one per core or GPU): a run being trained is locked
+(:func:`claim_run`) and the others skip it. Each process writes the report of the runs
+finished when it ends; the last to end writes the complete one (``--report-only``
+rewrites it at any time).
 """
 import argparse
-import contextlib
 import csv
 import datetime
+import fcntl
 import glob
 import json
 import math
@@ -602,9 +607,9 @@ def report(out, train_args, epochs, modes, eval_root=None, margin=DEFAULT_MARGIN
     text = _header(out, train_args, epochs, runs, margin) + markdown(table, runs) + '\n'
     if png is None:
         text += '\nNo finished run: no mAP plot.\n'
-    with open(os.path.join(out, 'compare.md'), 'w') as f:
+    with atomic_write(os.path.join(out, 'compare.md'), 'w') as f:
         f.write(text)
-    with open(os.path.join(out, 'compare.json'), 'w') as f:
+    with atomic_write(os.path.join(out, 'compare.json'), 'w') as f:
         json.dump(_jsonable({'train_args': train_args, 'epochs': epochs, 'margin': margin,
                              'modes': table, 'runs': runs}), f, indent=1)
     return text, runs
@@ -728,17 +733,18 @@ def evaluate_held_out(out, runs, eval_root, resamples=HELDOUT_RESAMPLES,
                     run['mode'], run['seed'], err), flush=True)
                 continue
             cached = dict(found, **key)
-            with open(path, 'w') as f:
+            with atomic_write(path, 'w') as f:
                 json.dump(_jsonable(cached), f, indent=1)
         run['heldout'] = {k: cached.get(k) for k in (
             'map', 'sd', 'ci95', 'samples', 'images', 'seed', 'resamples', 'eval_root')}
     return runs
 
 
-def run_one(out, mode, seed, train_args):
+def run_one(out, mode, seed, train_args, lock=None):
     """Train one run in a child process (AMP patches MXNet process-wide, and a crash must
     not end the study); its output is appended to ``run.out``. A run with a
-    ``_last.ckpt`` is continued with ``--resume auto``.
+    ``_last.ckpt`` is continued with ``--resume auto``. `lock`: the descriptor of
+    :func:`claim_run`, inherited by the child so that the run stays locked while it lives.
 
     Returns
     -------
@@ -758,7 +764,7 @@ def run_one(out, mode, seed, train_args):
         # stdout straight to the file; stderr through here to keep its last line (the
         # one-line error of a refused run, or a traceback's last line). Both append.
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.PIPE, text=True,
-                                errors='replace')
+                                errors='replace', pass_fds=() if lock is None else (lock,))
         try:
             for line in proc.stderr:
                 log.write(line)
@@ -778,43 +784,27 @@ RUNNING = '.running'
 
 
 def claim_run(out, mode, seed):
-    """Mark a run as being trained by this process (``.running`` in its folder, holding the
-    pid), so that several compare processes can share one ``--out``, e.g. one per core or
-    GPU with overlapping ``--seeds``. Returns the path to remove when done, or None when a
-    live process holds the run (a mark whose process is gone is taken over)."""
+    """Lock a run for this process, so that several compare processes can share one
+    ``--out`` (one per core or GPU, with overlapping ``--seeds``).
+
+    The lock is an exclusive ``flock`` on ``.running`` in the run's folder. The kernel
+    drops it when every process holding the descriptor has ended, so a crashed or killed
+    study leaves nothing stale, and pid reuse cannot fake a holder. :func:`run_one` passes
+    the descriptor to the training child: if only this process dies, the child still holds
+    the run. Returns the open descriptor (close it to release), or None when the run is
+    held elsewhere.
+    """
     folder = run_dir(out, mode, seed)
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, RUNNING)
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if _holder_alive(path):
-                return None
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)  # left by a process that is gone
-            continue
-        with os.fdopen(fd, 'w') as f:
-            f.write(str(os.getpid()))
-        return path
-    return None
-
-
-def _holder_alive(path):
+    fd = os.open(os.path.join(folder, RUNNING), os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        with open(path) as f:
-            pid = int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return False
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, '{}\n'.format(os.getpid()).encode())  # for a user who wonders who holds it
+    return fd
 
 
 def run_study(out, modes, seeds, train_args, epochs):
@@ -826,16 +816,19 @@ def run_study(out, modes, seeds, train_args, epochs):
         if read_run(out, mode, seed, epochs)['finished']:
             print('{}: finished before, kept'.format(where), flush=True)
             continue
-        claim = claim_run(out, mode, seed)
-        if claim is None:
+        lock = claim_run(out, mode, seed)
+        if lock is None:
             print('{}: being trained by another process, skipped'.format(where), flush=True)
             continue
-        print('{}: training ({})'.format(where, run_dir(out, mode, seed)), flush=True)
-        start = time.time()
         try:
-            returncode, last = run_one(out, mode, seed, train_args)
+            if read_run(out, mode, seed, epochs)['finished']:  # by the process that held it
+                print('{}: finished by another process, kept'.format(where), flush=True)
+                continue
+            print('{}: training ({})'.format(where, run_dir(out, mode, seed)), flush=True)
+            start = time.time()
+            returncode, last = run_one(out, mode, seed, train_args, lock)
         finally:
-            os.remove(claim)
+            os.close(lock)
         run = read_run(out, mode, seed, epochs)
         if run['finished']:
             said = 'done in {:.0f} s, final mAP {:.4f}'.format(time.time() - start,
