@@ -77,6 +77,14 @@ def test_comparison_flags_a_loss_scale_change_and_judges_trajectories_per_machin
     assert other['readme']['portable_ok'] and other['readme']['trajectory'] is None
 
 
+def test_a_flag_of_the_command_cannot_be_changed_to_no_value():
+    with pytest.raises(fp.FingerprintError, match='--lr is in the README command'):
+        fp.segment_command('readme', 'prefix/', 'root', {'--lr': None})
+    args = fp.segment_command('fp16', 'prefix/', 'root', {'--save-prefix': 'other/'})
+    assert args[args.index('--save-prefix') + 1] == 'prefix/'  # the run's own folder wins
+    assert args[args.index('--fp32-warmup-epochs') + 1] == '0'
+
+
 def test_the_readme_segment_covers_the_switch_to_fp16(stored):
     rows = stored['recordings'][0]['rows']['readme']
     schedule = stored['segments']['readme']['schedule_steps']
@@ -104,8 +112,8 @@ def test_a_smaller_weight_decay_moves_the_trajectory(stored, dataset_root):
 
 def test_a_later_switch_to_fp16_moves_the_portable_part(stored, dataset_root):
     report = changed(stored, dataset_root, 'readme', {'--fp32-warmup-epochs': '3'})
-    # Steps 51-60 stay in FP32: the phase is portable, wherever the CPU rounds.
-    assert report['phases'] == list(range(51, 61)) and not report['portable_ok'], report
+    # Steps 51-70 stay in FP32: the phase is portable, wherever the CPU rounds.
+    assert report['phases'] == list(range(51, 71)) and not report['portable_ok'], report
 
 
 def test_another_seed_moves_the_portable_part(stored, dataset_root):

@@ -6,7 +6,7 @@ of ``train_yolo3.py`` (``--max-iters N --no-self-check --no-plots``, a temporary
 ``--dataset-root``, so that a stale ``~/.cache`` copy cannot hide a change of the
 generator). Their per-step rows of ``*_steps.csv`` are the fingerprint:
 
-* ``readme``: the command as it is, 60 steps: 50 in FP32 (``--fp32-warmup-epochs 2``),
+* ``readme``: the command as it is, 70 steps: 50 in FP32 (``--fp32-warmup-epochs 2``),
   then the switch to FP16, whose dynamic loss scale backs off from 32768 over the skipped
   first FP16 steps, and its first applied FP16 steps.
 * ``fp16``: the command with ``--fp32-warmup-epochs 0`` (FP16 from the first step), 20
@@ -23,9 +23,9 @@ and the losses after it by up to 40 % (docs/results.md, "Numerics fingerprint").
   initial weights (``readme`` step 1, ``fp16`` steps 1-15: initialisation, data,
   transforms, targets, loss, the FP16 path), the loss scale and skipped flags before the
   first CPU-dependent skip decision (``readme`` steps 1-50, before its first FP16 step;
-  ``fp16`` steps 1-15, before step 16), the learning rate of every step before it (the schedule: ``--lr``, warm-up,
-  cosine), and the precision phase (fp32 or fp16) of every step (the switch of
-  ``--fp32-warmup-epochs``).
+  ``fp16`` steps 1-15, before step 16), the learning rate of every step before it (the
+  schedule: ``--lr``, warm-up, cosine), and the precision phase (fp32 or fp16) of every
+  step (the switch of ``--fp32-warmup-epochs``).
 * Trajectory, exact: every row of both segments, against a recording made on the same CPU
   (model and instruction-set flags) with the same ``DNNL_MAX_CPU_ISA``; the runs are
   bit-reproducible there, so any change of the optimizer, weight decay, master weights,
@@ -73,15 +73,15 @@ README_ARGS = ('--fp16', '--gpus', '', '--dataset', 'synthetic', '--network', 'm
 Segment = collections.namedtuple('Segment', 'changes steps portable schedule')
 Segment.__doc__ = """One run of the fingerprint.
 
-changes : ``{flag: value}`` applied to the README command (as `changes` of
+changes : ``(flag, value)`` pairs applied to the README command (as `changes` of
     :func:`segment_command`)
 steps : rows recorded
 portable : leading rows computed on the initial weights (no update before them)
 schedule : leading rows before the first CPU-dependent skip decision: their learning rate,
     loss scale and skipped flag follow from the command alone
 """
-SEGMENTS = {'readme': Segment({}, 60, 1, 50),
-            'fp16': Segment({'--fp32-warmup-epochs': '0'}, 20, 15, 15)}
+SEGMENTS = {'readme': Segment((), 70, 1, 50),
+            'fp16': Segment((('--fp32-warmup-epochs', '0'),), 20, 15, 15)}
 COLUMNS = ('iteration', 'obj_loss', 'center_loss', 'scale_loss', 'cls_loss', 'lr',
            'loss_scale', 'skipped', 'phase')
 NUMBERS = COLUMNS[1:-1]  # compared as relative differences; 'phase' (fp32/fp16) must be equal
@@ -110,10 +110,13 @@ def segment_command(segment, prefix, dataset_root, changes=None, steps=None):
     """
     spec = SEGMENTS[segment]
     args = list(README_ARGS)
-    for flag, value in dict(spec.changes, **(changes or {}), **{'--save-prefix': prefix}).items():
-        if flag in args and value is not None:
+    for flag, value in {**dict(spec.changes), **(changes or {}), '--save-prefix': prefix}.items():
+        if flag in args and value is None:
+            raise FingerprintError('{} is in the README command with a value: give the value '
+                                   'to change it to, e.g. {}=VALUE'.format(flag, flag))
+        if flag in args:
             args[args.index(flag) + 1] = str(value)
-        elif flag not in args:
+        else:
             args += [flag] if value is None else [flag, str(value)]
     return args + ['--dataset-root', dataset_root, '--max-iters', str(steps or spec.steps),
                    '--no-self-check', '--no-plots']
@@ -256,13 +259,14 @@ def describe(report, stored):
     first = stored['recordings'][0]
     for segment, r in report.items():
         spec = stored['segments'][segment]
+        schedule = min(spec['schedule_steps'], r['steps'])  # a control may run fewer steps
         lines.append('{}: portable part (losses of {}, lr of {}), tolerance {:g}:'.format(
-            segment, _steps(spec['portable_steps']), _steps(spec['schedule_steps']),
+            segment, _steps(min(spec['portable_steps'], r['steps'])), _steps(schedule),
             r['tolerance']))
         lines += ['  {:<12} {:.2e} (step {})'.format(q, d, it)
                   for q, (d, it) in r['portable'].items()]
         lines.append('  loss_scale and skipped of {}: {}'.format(
-            _steps(spec['schedule_steps']),
+            _steps(schedule),
             'differ at steps {}'.format(r['exact']) if r['exact'] else 'equal'))
         lines.append('  precision phase of {}: {}'.format(
             _steps(r['steps']),

@@ -91,8 +91,8 @@ class RunState:
                     snap[rest] = value
             elif kind == 'opt':
                 opt[rest] = value
-            elif kind + ':' == EMA_PREFIX:
-                ema[rest] = value
+            elif key.startswith(EMA_PREFIX):
+                ema[key[len(EMA_PREFIX):]] = value
             elif kind == 'hook':
                 hook, _, name = rest.partition(':')
                 hooks.setdefault(hook, {})[name] = value
