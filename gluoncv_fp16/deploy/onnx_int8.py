@@ -5,7 +5,7 @@
 quantized statically with ONNX Runtime's calibrator and ``QDQQuantizer``, with the same input, outputs and metadata
 (plus ``precision: int8``), so eval, demo and the benchmark run it like any export.
 
-What is quantized, and why (measured on the README model and untrained darknet53 /
+What is quantized, and why (measured on the synthetic model and untrained darknet53 /
 mobilenet1.0, see docs/results.md):
 
 * The FP32 graph is first pre-processed (``quant_pre_process``: BatchNorm folded into
@@ -18,7 +18,7 @@ mobilenet1.0, see docs/results.md):
   integer kernels when it loads the model). The QOperator format ran darknet53 at
   416 px 4-5x slower than FP32 here, QDQ 0.35-0.5x (ONNX Runtime also fuses the QDQ
   pairs around LeakyReLU into QLinearLeakyRelu). Quantizing Add/Concat/LeakyReLU/Mul
-  too cost the README model 0.08-0.12 mAP.
+  too cost the synthetic model 0.08-0.12 mAP.
 * ``minmax`` averages each image's min/max (ONNX Runtime's moving average): it was the
   steadiest over calibration sets of 64-256 images; the global min/max, entropy and
   percentile lost 0.03-0.08 mAP on some of them.
@@ -34,7 +34,7 @@ so the check compares what a user sees. The boxes drawn at the demo's threshold 
 the best FP32 score over the held-back images) must be found by INT8: same class,
 IoU >= 0.5 (VOC's match criterion) and |score difference| <= 0.1; and INT8 must not
 draw boxes FP32 does not have. At least 60% of FP32's drawn boxes must be found and
-at most 20% extra may appear: the README model, whose INT8 mAP is within 0.01 of FP32,
+at most 20% extra may appear: the synthetic model, whose INT8 mAP is within 0.01 of FP32,
 finds 9-10 of 13 with 1 extra; heads broken by quantization found 0-4 of 13. The mAP
 difference over a whole validation set is what eval reports.
 """
