@@ -81,11 +81,14 @@ def test_injected_nan_rolls_back_trains_fp32_then_returns_to_fp16(batches):
     assert all(np.isfinite(v.asnumpy()).all() for v in params.values())
 
 
-def test_gives_up_after_bounded_recoveries(batches):
+@pytest.mark.parametrize('precision, cure', [('fp16', 'use --fp32-warmup-epochs'),
+                                             ('fp32', 'clip gradients with --clip-grad')])
+def test_gives_up_after_bounded_recoveries(batches, precision, cure):
     guard = NanGuard(fallback_iters=1, max_recoveries=1, snapshot_interval=1)
-    loop = make_loop(ListLoader(batches * 2, nan_at={2, 3, 4, 5}), 'fp16', guard=guard)
-    with pytest.raises(TrainingDiverged, match='after 1 recoveries'):
+    loop = make_loop(ListLoader(batches * 2, nan_at={2, 3, 4, 5}), precision, guard=guard)
+    with pytest.raises(TrainingDiverged, match='after 1 recoveries') as raised:
         loop.train(0, 1)
+    assert cure in str(raised.value)  # an FP32 run has no FP32 warm-up to suggest
 
 
 def test_overflowing_gradients_are_skipped_not_applied(batches):

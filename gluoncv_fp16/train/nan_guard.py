@@ -101,10 +101,14 @@ class NanGuard:
                 "checkpoint (--resume auto), with a lower --lr or --loss-scale.".format(
                     loop.epoch, loop.iteration, reason, self.no_rollback_reason))
         if self.snapshot is None or self.recoveries >= self.max_recoveries:
+            # An FP32 warm-up is a cure only for a run that has an FP16 phase; an FP32 run's
+            # gradients are not scaled, so clipping is what bounds them.
+            cure = ('use --fp32-warmup-epochs' if loop.policy.allows_fp32_warmup else
+                    'clip gradients with --clip-grad MAXNORM')
             raise TrainingDiverged(
                 "training diverged at epoch {} iteration {} ({}) after {} recoveries. Lower "
-                "--lr, raise --warmup-epochs, or use --fp32-warmup-epochs.".format(
-                    loop.epoch, loop.iteration, reason, self.recoveries))
+                "--lr, raise --warmup-epochs, or {}.".format(
+                    loop.epoch, loop.iteration, reason, self.recoveries, cure))
         self.recoveries += 1
         loop.restore(self.snapshot, rollback=True)
         if loop.no_switch_reason:
